@@ -1,0 +1,131 @@
+//! How a live demo talks to its audience, and what it promises.
+//!
+//! A demo narrates (sections, sentences, tables) and makes *checks*: claims
+//! about the system it just ran, each with the evidence that it held. The
+//! tour fails if any check fails, so a demo is also a test an audience can
+//! watch.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+/// What a demo returns when it could not run at all (as opposed to a
+/// check that ran and failed).
+pub type DemoResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// One claim a demo made about the system, and whether it held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub claim: String,
+    pub held: bool,
+    pub evidence: String,
+}
+
+/// Narration for a terminal audience, plus the checks made along the way.
+pub struct Narrator {
+    out: Box<dyn Write + Send>,
+    checks: Vec<Check>,
+}
+
+impl std::fmt::Debug for Narrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Narrator")
+            .field("checks", &self.checks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Narrator {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            out,
+            checks: Vec::new(),
+        }
+    }
+
+    pub fn stdout() -> Self {
+        Self::new(Box::new(std::io::stdout()))
+    }
+
+    fn line(&mut self, text: &str) {
+        // Narration is best effort: a closed pipe must not abort the demo.
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    /// A heading for the next part of the story.
+    pub fn section(&mut self, title: &str) {
+        self.line("");
+        self.line(&format!("== {title}"));
+    }
+
+    /// A sentence of narration.
+    pub fn say(&mut self, text: &str) {
+        self.line(text);
+    }
+
+    /// A pre-formatted block (a span tree, a history), indented.
+    pub fn block(&mut self, text: &str) {
+        for line in text.lines() {
+            self.line(&format!("    {line}"));
+        }
+    }
+
+    /// A table with a header row; columns are padded to fit.
+    pub fn table<R: AsRef<[String]>>(&mut self, header: &[&str], rows: &[R]) {
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in rows {
+            for (i, cell) in row.as_ref().iter().enumerate() {
+                if i < widths.len() {
+                    widths[i] = widths[i].max(cell.chars().count());
+                }
+            }
+        }
+        let format_row = |cells: Vec<&str>| {
+            let mut line = String::from("   ");
+            for (cell, width) in cells.iter().zip(&widths) {
+                let _ = write!(line, " {cell:<width$} ");
+            }
+            line.trim_end().to_owned()
+        };
+        self.line(&format_row(header.to_vec()));
+        self.line(&format!(
+            "    {}",
+            widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("  ")
+        ));
+        for row in rows {
+            self.line(&format_row(
+                row.as_ref().iter().map(String::as_str).collect(),
+            ));
+        }
+    }
+
+    /// Records and prints a claim about the system; returns whether it held.
+    pub fn check(
+        &mut self,
+        claim: impl Into<String>,
+        held: bool,
+        evidence: impl Into<String>,
+    ) -> bool {
+        let check = Check {
+            claim: claim.into(),
+            held,
+            evidence: evidence.into(),
+        };
+        let mark = if held { "✔" } else { "✘ FAILED:" };
+        self.line(&format!("  {mark} {} ({})", check.claim, check.evidence));
+        self.checks.push(check);
+        held
+    }
+
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// Hands over the checks made so far, leaving none.
+    pub fn take_checks(&mut self) -> Vec<Check> {
+        std::mem::take(&mut self.checks)
+    }
+}

@@ -1,0 +1,53 @@
+//! The crate's errors, and their one mapping onto gRPC status codes.
+
+use tonic::Status;
+
+/// What can go wrong while serving or dialing through the RPC stack.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// A peer address is not a valid `http://host:port` URI.
+    #[error("invalid peer address {addr:?}: {reason}")]
+    InvalidPeerAddress { addr: String, reason: String },
+    /// The gRPC transport failed (serving stopped with an error).
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A relay chain visits the same hop twice.
+    #[error("relay chain loops: {path} -> {hop}")]
+    RelayLoop { path: String, hop: String },
+    /// A relay request carries more hops than any real chain would.
+    #[error("relay chain longer than {max} hops")]
+    RelayTooLong { max: usize },
+    /// A compiled-in protobuf descriptor set could not be published.
+    #[error("descriptor set: {0}")]
+    Descriptor(String),
+    /// A background server task panicked or was cancelled.
+    #[error("server task ended abnormally: {0}")]
+    ServerTask(String),
+    /// Exporting telemetry could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let message = err.to_string();
+        match err {
+            Error::RelayLoop { .. } | Error::RelayTooLong { .. } => {
+                Status::invalid_argument(message)
+            }
+            Error::InvalidPeerAddress { .. } => Status::invalid_argument(message),
+            Error::Bind { .. } | Error::Transport(_) => Status::unavailable(message),
+            Error::Descriptor(_) | Error::ServerTask(_) | Error::Telemetry(_) => {
+                Status::internal(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! How every dslab call is carried and seen (Module 6, Episodes 31–36).
+//!
+//! | Episode | Module | What it holds |
+//! |---|---|---|
+//! | 31 Distributed Tracing | [`rpc`] | the one RPC stack: W3C trace context in gRPC metadata, client and server spans, deadlines, size limits, health, reflection |
+//! | 31 Distributed Tracing | [`relay`] | `Relay`, a hop that forwards down a chain: the service the trace demo runs on |
+//! | 31 Distributed Tracing | [`telemetry`] | tracing + OpenTelemetry setup, OTLP export, span capture and span trees |
+//! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
+//! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
+//!
+//! [`demo`] is how every crate's live demos talk to a terminal audience.
+
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod relay;
+pub mod rpc;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+pub mod telemetry;
+
+pub use error::{Error, Result};

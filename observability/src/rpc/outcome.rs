@@ -1,0 +1,239 @@
+//! How the stack learns the gRPC status of a call, and records it once.
+//!
+//! A gRPC status travels in one of three places: in the response headers
+//! (a "trailers-only" response, how errors usually come back), in the
+//! trailers after the last message (how successes end), or nowhere — the
+//! stream was cut, cancelled or timed out. [`ObservedBody`] watches the
+//! response body for the trailers; [`CallRecord`] writes the outcome onto
+//! the call's span and into the RED metrics exactly once, even when the
+//! call is abandoned halfway.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tonic::{Code, Status};
+
+use super::method::RpcMethod;
+use crate::metrics::RedMetrics;
+
+/// Which end of the call a record describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// The open span (and, on servers, the metrics) of one call in flight.
+#[derive(Debug)]
+pub struct CallRecord {
+    span: tracing::Span,
+    side: Side,
+    method: RpcMethod,
+    started: Instant,
+    deadline: Option<Instant>,
+    metrics: Option<RedMetrics>,
+    finished: bool,
+}
+
+impl CallRecord {
+    pub fn new(
+        span: tracing::Span,
+        side: Side,
+        method: RpcMethod,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Self {
+            span,
+            side,
+            method,
+            started: Instant::now(),
+            deadline,
+            metrics: None,
+            finished: false,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: RedMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Records the call's final status.
+    pub fn finish(mut self, code: Code, message: &str) {
+        self.record(code, message);
+    }
+
+    fn record(&mut self, code: Code, message: &str) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_error(self.side, code) {
+            self.span.record("otel.status_code", "ERROR");
+            let description = if message.is_empty() {
+                format!("{code:?}")
+            } else {
+                format!("{code:?}: {message}")
+            };
+            self.span
+                .record("otel.status_description", description.as_str());
+        } else {
+            self.span.record("otel.status_code", "OK");
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&self.method, code, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    /// A call dropped before its status arrived was abandoned: by the peer
+    /// going away, or by a deadline expiring somewhere up the stack.
+    /// Pitfall: tonic's server reports its own deadline expiry as
+    /// `Cancelled`; the record looks at the clock to tell the two apart.
+    fn drop(&mut self) {
+        if !self.finished {
+            let expired = self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline);
+            let (code, message) = if expired {
+                (
+                    Code::DeadlineExceeded,
+                    "deadline expired before the call completed",
+                )
+            } else {
+                (Code::Cancelled, "call abandoned before completion")
+            };
+            self.record(code, message);
+        }
+    }
+}
+
+/// OpenTelemetry's RPC conventions: every non-OK status is a client error,
+/// but a server only marks its span as an error for codes that indicate a
+/// server-side fault — `InvalidArgument` is the caller's mistake.
+fn is_error(side: Side, code: Code) -> bool {
+    match side {
+        Side::Client => code != Code::Ok,
+        Side::Server => matches!(
+            code,
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        ),
+    }
+}
+
+/// The status in a header map (`grpc-status` and `grpc-message`), if any.
+pub fn status_in(headers: &HeaderMap) -> Option<Status> {
+    headers.get("grpc-status")?;
+    Status::from_header_map(headers)
+}
+
+pin_project! {
+    /// A response body that records the call's status when it ends: from
+    /// trailers, from an error, from its deadline expiring, or as
+    /// `Cancelled` when dropped unread.
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        deadline: Option<Sleep>,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<B> ObservedBody<B> {
+    /// Wraps a body whose status is still to come. `deadline` (clients
+    /// only) bounds how long reading the rest of the body may take.
+    pub fn new(inner: B, record: CallRecord, deadline: Option<Instant>) -> Self {
+        Self {
+            inner,
+            deadline: deadline.map(tokio::time::sleep_until),
+            record: Some(record),
+        }
+    }
+
+    /// Wraps a body whose status was already recorded (trailers-only).
+    pub fn finished(inner: B) -> Self {
+        Self {
+            inner,
+            deadline: None,
+            record: None,
+        }
+    }
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if let Poll::Ready(polled) = this.inner.as_mut().poll_frame(cx) {
+            return Poll::Ready(match polled {
+                Some(Ok(frame)) => {
+                    if let Some(trailers) = frame.trailers_ref()
+                        && let Some(record) = this.record.take()
+                    {
+                        let status = status_in(trailers)
+                            .unwrap_or_else(|| Status::unknown("trailers without grpc-status"));
+                        record.finish(status.code(), status.message());
+                    }
+                    Some(Ok(frame))
+                }
+                Some(Err(err)) => {
+                    // Keep the code tonic would derive (a `Status` in the
+                    // chain, an h2 reset, a connect error), not `Unknown`.
+                    let status = Status::from_error(err.into());
+                    if let Some(record) = this.record.take() {
+                        record.finish(status.code(), status.message());
+                    }
+                    Some(Err(Box::new(status)))
+                }
+                None => {
+                    if let Some(record) = this.record.take() {
+                        record.finish(Code::Unknown, "stream ended without grpc-status");
+                    }
+                    None
+                }
+            });
+        }
+        if let Some(deadline) = this.deadline.as_pin_mut() {
+            ready!(deadline.poll(cx));
+            let status = Status::deadline_exceeded("deadline expired while reading the response");
+            if let Some(record) = this.record.take() {
+                record.finish(status.code(), status.message());
+            }
+            return Poll::Ready(Some(Err(Box::new(status))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

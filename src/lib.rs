@@ -1,0 +1,17 @@
+//! `dslab`: the runnable companion to a 96-episode course on distributed
+//! systems. This crate is the command line; the mechanisms live in the
+//! workspace crates, each module tied to its episode:
+//!
+//! - `observability` — Module 6 (Episodes 31–36): the RPC stack, tracing,
+//!   metrics, the simulation harness;
+//! - `resilience` — Module 7 (Episodes 37–42) and Episode 8;
+//! - `patterns` — Modules 1, 2 and 5 (placement and scale);
+//! - `replication` — Module 4 (Episodes 19–24);
+//! - `consensus` — Module 3 (Episodes 13–18).
+//!
+//! [`registry`] is the episode map; [`tour`] runs the demos; [`serve`]
+//! runs one service on real TCP.
+
+pub mod registry;
+pub mod serve;
+pub mod tour;

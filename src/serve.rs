@@ -1,0 +1,82 @@
+//! `dslab serve`: one service on real TCP, so several processes (or
+//! machines) can form a system.
+
+use std::net::SocketAddr;
+
+use observability::relay::Relay;
+use observability::rpc::{ClientBuilder, Net, RpcServer};
+
+/// The services `dslab serve` can run.
+pub const SERVICES: &[&str] = &["relay"];
+
+/// What `dslab serve` was asked to run.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub service: String,
+    pub listen: SocketAddr,
+    pub peers: Vec<String>,
+    /// A name for this instance (relay hop names); defaults to the address.
+    pub name: Option<String>,
+}
+
+/// Binds, prints the address it listens on, and serves until Ctrl-C or
+/// SIGTERM, then drains the calls in flight.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let server = match config.service.as_str() {
+        "relay" => {
+            anyhow::ensure!(
+                config.peers.len() <= 1,
+                "a relay forwards to at most one --peer (the next hop)"
+            );
+            let next = config
+                .peers
+                .first()
+                .map(|peer| ClientBuilder::new(Net::Tcp).dial(peer))
+                .transpose()?;
+            let name = config
+                .name
+                .clone()
+                .unwrap_or_else(|| config.listen.to_string());
+            RpcServer::new().add_service(
+                Relay::new(name, next).into_service(),
+                observability::relay::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        other => anyhow::bail!(
+            "unknown service {other:?}; choose one of: {}",
+            SERVICES.join(", ")
+        ),
+    };
+    let bound = server.bind(Net::Tcp, config.listen).await?;
+    // Scripts (and the tests) read this line to learn a port chosen by the OS.
+    println!(
+        "dslab {} listening on {}",
+        config.service,
+        bound.local_addr()
+    );
+    bound.serve_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: reporting NOT_SERVING and draining calls in flight");
+}
