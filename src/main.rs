@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use dslab::registry;
 use dslab::serve::{SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
 use observability::demo::Narrator;
 use observability::telemetry::{self, TelemetryConfig};
+use patterns::hashing::{Strategy, StrategyConfig, place, report};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,7 +54,64 @@ enum Command {
         /// This instance's name (a relay's hop name).
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        placement: PlacementArgs,
     },
+    /// Consistent hashing from the command line.
+    #[command(subcommand)]
+    Hash(HashCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum HashCommand {
+    /// Read keys on stdin (one per line), print `key<TAB>node` lines.
+    Place(#[command(flatten)] PlacementArgs),
+    /// Print balance, movement on join/leave and memory per strategy.
+    Analyze {
+        #[command(flatten)]
+        placement: PlacementArgs,
+        /// Analyze every strategy, not just --strategy.
+        #[arg(long)]
+        all: bool,
+        /// Sample keys (key-0, key-1, …).
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+    },
+}
+
+/// How keys are placed: the strategy, its knobs, the members.
+#[derive(Args, Debug, Clone)]
+struct PlacementArgs {
+    /// ring, course-ring, jump, rendezvous, maglev or bounded.
+    #[arg(long, default_value = "ring", value_parser = parse_strategy)]
+    strategy: Strategy,
+    /// Members, comma separated (repeatable).
+    #[arg(long = "nodes", value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// Virtual nodes per unit of weight (rings).
+    #[arg(long, default_value_t = 150)]
+    vnodes: u32,
+    /// Maglev lookup table size (a prime).
+    #[arg(long, default_value_t = patterns::hashing::maglev::DEFAULT_TABLE_SIZE)]
+    table_size: u64,
+    /// Bounded loads: the most a node may hold, as a multiple of the mean.
+    #[arg(long, default_value_t = patterns::hashing::bounded::DEFAULT_CAPACITY_FACTOR)]
+    capacity_factor: f64,
+}
+
+fn parse_strategy(name: &str) -> Result<Strategy, String> {
+    name.parse().map_err(|err: patterns::Error| err.to_string())
+}
+
+impl PlacementArgs {
+    fn config(&self, strategy: Strategy) -> StrategyConfig {
+        StrategyConfig {
+            strategy,
+            vnodes: self.vnodes,
+            table_size: self.table_size,
+            capacity_factor: self.capacity_factor,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,19 +126,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::List { markdown } = cli.command {
-        if markdown {
-            print!("{}", registry::markdown());
-        } else {
-            for topic in registry::topics() {
-                let demo = topic.demo.map_or("—", |d| d.name);
-                println!(
-                    "{:<8} {:<24} {:<20} cargo test {:<28} {}",
-                    topic.episodes, topic.module, demo, topic.tests, topic.summary
-                );
-            }
+    match cli.command {
+        Command::List { markdown } => {
+            list(markdown);
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
+        Command::Hash(command) => return hash(command),
+        _ => {}
     }
     let serving = matches!(cli.command, Command::Serve { .. });
     let telemetry = telemetry::init(TelemetryConfig {
@@ -94,21 +146,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let spans = telemetry.capture().cloned().unwrap_or_default();
         let mut out = Narrator::stdout();
         match cli.command {
-            Command::List { .. } => Ok(ExitCode::SUCCESS),
             Command::Demo { name } => {
                 let Some(demo) = registry::demo(&name) else {
-                    let known: Vec<&str> = registry::topics()
-                        .iter()
-                        .filter_map(|t| t.demo)
-                        .map(|d| d.name)
-                        .collect();
+                    let known: Vec<&str> = registry::demos().iter().map(|d| d.name).collect();
                     anyhow::bail!("no demo called {name:?}; demos: {}", known.join(", "));
                 };
-                let episodes = registry::topics()
-                    .into_iter()
-                    .find(|t| t.demo.is_some_and(|d| d.name == name))
-                    .map_or("", |t| t.episodes);
-                let outcome = run_demo(demo, episodes, &mut out, &spans).await;
+                let outcome = run_demo(demo, &mut out, &spans).await;
                 Ok(exit_code(summarize(&mut out, &[outcome])))
             }
             Command::Tour => Ok(exit_code(tour(&mut out, &spans).await)),
@@ -117,16 +160,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 peers,
                 name,
+                placement,
             } => {
                 serve(ServeConfig {
                     service,
                     listen,
                     peers,
                     name,
+                    placement: placement.config(placement.strategy),
+                    nodes: placement.nodes,
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::List { .. } | Command::Hash(_) => Ok(ExitCode::SUCCESS),
         }
     });
     // Flush exported spans even when the command failed.
@@ -134,6 +181,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = code?;
     flushed?;
     Ok(code)
+}
+
+fn list(markdown: bool) {
+    if markdown {
+        print!("{}", registry::markdown());
+        return;
+    }
+    for topic in registry::topics() {
+        println!(
+            "{:<8} {:<28} {:<20} cargo test {:<28} {}",
+            topic.episodes,
+            topic.module,
+            topic.demo.unwrap_or("—"),
+            topic.tests,
+            topic.summary
+        );
+    }
+}
+
+fn hash(command: HashCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        HashCommand::Place(args) => {
+            anyhow::ensure!(
+                !args.nodes.is_empty(),
+                "--nodes is required: the members to place keys on"
+            );
+            let mut placement = args.config(args.strategy).build_with(&args.nodes)?;
+            place::place_stream(
+                placement.as_mut(),
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+            )?;
+        }
+        HashCommand::Analyze {
+            placement,
+            all,
+            keys,
+        } => {
+            let nodes = if placement.nodes.is_empty() {
+                (0..10).map(|i| format!("node-{i}")).collect()
+            } else {
+                placement.nodes.clone()
+            };
+            anyhow::ensure!(
+                nodes.len() >= 2,
+                "analysis needs at least two nodes (one leaves)"
+            );
+            anyhow::ensure!(
+                (1..=10_000_000).contains(&keys),
+                "--keys must be between 1 and 10000000"
+            );
+            let strategies = if all {
+                Strategy::ALL.to_vec()
+            } else {
+                vec![placement.strategy]
+            };
+            let rows = strategies
+                .into_iter()
+                .map(|s| {
+                    report::measure(&placement.config(s), &nodes, keys)
+                        .map(|row| report::cells(&row))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Narrator::stdout();
+            out.say(&format!(
+                "{} nodes, {keys} keys; a node joins, then the middle node leaves.",
+                nodes.len()
+            ));
+            out.table(&report::HEADER, &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_code(all_held: bool) -> ExitCode {

@@ -15,6 +15,8 @@ pub type DemoFn = for<'a> fn(&'a mut Narrator, &'a SpanCapture) -> BoxFuture<'a,
 pub struct Demo {
     /// What to type after `dslab demo`.
     pub name: &'static str,
+    /// Course episodes it shows, primary first.
+    pub episodes: &'static str,
     pub run: DemoFn,
 }
 
@@ -22,6 +24,27 @@ impl std::fmt::Debug for Demo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Demo").field("name", &self.name).finish()
     }
+}
+
+/// Every demo, in the order the tour runs them.
+pub fn demos() -> Vec<Demo> {
+    vec![
+        Demo {
+            name: "trace-propagation",
+            episodes: "31",
+            run: |out, spans| Box::pin(observability::relay::trace_propagation(out, spans)),
+        },
+        Demo {
+            name: "consistent-hashing",
+            episodes: "28, 24, 1",
+            run: |out, spans| Box::pin(patterns::hashing::consistent_hashing(out, spans)),
+        },
+    ]
+}
+
+/// The demo called `name`, if any.
+pub fn demo(name: &str) -> Option<Demo> {
+    demos().into_iter().find(|demo| demo.name == name)
 }
 
 /// One row of the episode map.
@@ -35,10 +58,11 @@ pub struct Topic {
     pub summary: &'static str,
     /// The test filter an instructor types, after `cargo test`.
     pub tests: &'static str,
-    pub demo: Option<Demo>,
+    /// The demo that shows it, if any.
+    pub demo: Option<&'static str>,
 }
 
-/// Every topic, in the order the tour visits them.
+/// Every topic, in course-map order.
 pub fn topics() -> Vec<Topic> {
     vec![
         Topic {
@@ -46,24 +70,21 @@ pub fn topics() -> Vec<Topic> {
             module: "observability::relay",
             summary: "trace context across three services",
             tests: "-p observability relay_",
-            demo: Some(Demo {
-                name: "trace-propagation",
-                run: |out, spans| Box::pin(observability::relay::trace_propagation(out, spans)),
-            }),
+            demo: Some("trace-propagation"),
         },
         Topic {
             episodes: "31, 4",
             module: "observability::rpc",
             summary: "one RPC stack: spans, deadlines, limits, health, reflection",
             tests: "-p observability rpc",
-            demo: None,
+            demo: Some("trace-propagation"),
         },
         Topic {
             episodes: "32",
             module: "observability::metrics",
             summary: "RED metrics per gRPC method",
             tests: "-p observability red_metrics",
-            demo: None,
+            demo: Some("trace-propagation"),
         },
         Topic {
             episodes: "4, 12",
@@ -72,15 +93,42 @@ pub fn topics() -> Vec<Topic> {
             tests: "-p observability sim_",
             demo: None,
         },
+        Topic {
+            episodes: "28, 24",
+            module: "patterns::hashing",
+            summary: "consistent hashing: ring, the course's ring, jump, rendezvous, Maglev, bounded loads",
+            tests: "-p patterns hashing",
+            demo: Some("consistent-hashing"),
+        },
+        Topic {
+            episodes: "24",
+            module: "patterns::sharding",
+            summary: "hash, range and consistent sharding; resharding plans",
+            tests: "-p patterns sharding",
+            demo: Some("consistent-hashing"),
+        },
+        Topic {
+            episodes: "1",
+            module: "patterns::sharding::shuffle",
+            summary: "shuffle sharding: overlap and blast radius, exact and simulated",
+            tests: "-p patterns shuffle",
+            demo: Some("consistent-hashing"),
+        },
+        Topic {
+            episodes: "1",
+            module: "patterns::sharding::cells",
+            summary: "cell-based architecture: tenant → cell routing with pins",
+            tests: "-p patterns cells",
+            demo: None,
+        },
+        Topic {
+            episodes: "24, 28",
+            module: "patterns::shard_router",
+            summary: "ShardRouter gRPC service (`dslab serve shard-router`)",
+            tests: "-p patterns shard_router",
+            demo: None,
+        },
     ]
-}
-
-/// The demo called `name`, if any.
-pub fn demo(name: &str) -> Option<Demo> {
-    topics()
-        .into_iter()
-        .filter_map(|topic| topic.demo)
-        .find(|demo| demo.name == name)
 }
 
 /// The episode map as a Markdown table (the README embeds this verbatim).
@@ -90,7 +138,7 @@ pub fn markdown() -> String {
     for topic in topics() {
         let demo = topic
             .demo
-            .map_or_else(|| "—".to_owned(), |d| format!("`dslab demo {}`", d.name));
+            .map_or_else(|| "—".to_owned(), |name| format!("`dslab demo {name}`"));
         out.push_str(&format!(
             "| {} | `{}` | {} | `cargo test {}` | {} |\n",
             topic.episodes, topic.module, topic.summary, topic.tests, demo

@@ -5,18 +5,24 @@ use std::net::SocketAddr;
 
 use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
+use patterns::hashing::StrategyConfig;
+use patterns::shard_router::ShardRouter;
 
 /// The services `dslab serve` can run.
-pub const SERVICES: &[&str] = &["relay"];
+pub const SERVICES: &[&str] = &["relay", "shard-router"];
 
 /// What `dslab serve` was asked to run.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub service: String,
     pub listen: SocketAddr,
+    /// Peers to call (a relay's next hop).
     pub peers: Vec<String>,
     /// A name for this instance (relay hop names); defaults to the address.
     pub name: Option<String>,
+    /// The shard router's strategy and its initial members.
+    pub placement: StrategyConfig,
+    pub nodes: Vec<String>,
 }
 
 /// Binds, prints the address it listens on, and serves until Ctrl-C or
@@ -40,6 +46,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             RpcServer::new().add_service(
                 Relay::new(name, next).into_service(),
                 observability::relay::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        "shard-router" => {
+            let router = ShardRouter::new(config.placement, &config.nodes)?;
+            RpcServer::new().add_service(
+                router.into_service(),
+                patterns::shard_router::proto::FILE_DESCRIPTOR_SET,
             )
         }
         other => anyhow::bail!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use observability::demo::{Check, Narrator};
 use observability::telemetry::SpanCapture;
 
-use crate::registry::{Demo, topics};
+use crate::registry::{Demo, demos};
 
 /// How one demo went.
 #[derive(Debug)]
@@ -26,12 +26,7 @@ impl DemoOutcome {
 }
 
 /// Runs one demo, narrating to `out`.
-pub async fn run_demo(
-    demo: Demo,
-    episodes: &'static str,
-    out: &mut Narrator,
-    spans: &SpanCapture,
-) -> DemoOutcome {
+pub async fn run_demo(demo: Demo, out: &mut Narrator, spans: &SpanCapture) -> DemoOutcome {
     let started = Instant::now();
     spans.clear();
     let result = (demo.run)(out, spans).await;
@@ -41,7 +36,7 @@ pub async fn run_demo(
     }
     DemoOutcome {
         name: demo.name,
-        episodes,
+        episodes: demo.episodes,
         checks: out.take_checks(),
         error,
         elapsed: started.elapsed(),
@@ -54,15 +49,13 @@ pub async fn tour(out: &mut Narrator, spans: &SpanCapture) -> bool {
     out.say("dslab tour: every demo in course order. Each makes claims about the system it runs;");
     out.say("the tour fails if any claim does not hold.");
     let mut outcomes = Vec::new();
-    for topic in topics() {
-        if let Some(demo) = topic.demo {
-            out.say("");
-            out.say(&format!(
-                "##### {} (episode {}, {})",
-                demo.name, topic.episodes, topic.module
-            ));
-            outcomes.push(run_demo(demo, topic.episodes, out, spans).await);
-        }
+    for demo in demos() {
+        out.say("");
+        out.say(&format!(
+            "##### dslab demo {} (episodes {})",
+            demo.name, demo.episodes
+        ));
+        outcomes.push(run_demo(demo, out, spans).await);
     }
     summarize(out, &outcomes)
 }
@@ -79,15 +72,14 @@ pub fn summarize(out: &mut Narrator, outcomes: &[DemoOutcome]) -> bool {
                 o.episodes.to_owned(),
                 format!("{held}/{}", o.checks.len()),
                 format!("{:.2} s", o.elapsed.as_secs_f64()),
-                if o.passed() {
-                    "ok".to_owned()
-                } else {
-                    "FAILED".to_owned()
-                },
+                if o.passed() { "ok" } else { "FAILED" }.to_owned(),
             ]
         })
         .collect();
-    out.table(&["demo", "episode", "claims held", "time", "result"], &rows);
+    out.table(
+        &["demo", "episodes", "claims held", "time", "result"],
+        &rows,
+    );
     let all = outcomes.iter().all(DemoOutcome::passed);
     out.say("");
     out.say(if all {

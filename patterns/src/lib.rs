@@ -1,4 +1,15 @@
-//! Placement and scale: Modules 1, 2 and 5 of the course (physics,
-//! complexity, performance and scale).
+//! Placement and scale: Modules 1, 2 and 5 of the course.
 //!
-//! The crate sits on `observability`; it holds no modules yet.
+//! | Episode | Module | What it holds |
+//! |---|---|---|
+//! | 28 Load Balancing (consistent hashing deep dive) | [`hashing`] | ring with virtual nodes, the course's md5 ring, jump, rendezvous, Maglev, bounded loads; balance and movement analysis |
+//! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
+//! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
+//! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
+
+pub mod error;
+pub mod hashing;
+pub mod shard_router;
+pub mod sharding;
+
+pub use error::{Error, Result};

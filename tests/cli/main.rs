@@ -41,7 +41,12 @@ fn cli_demo_trace_propagation_holds_its_claims() {
         3,
         "{text}"
     );
-    assert!(text.contains("trace-propagation  31       4/4"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("trace-propagation")
+            && l.contains("4/4")
+            && l.trim_end().ends_with("ok")),
+        "{text}"
+    );
 }
 
 /// `dslab tour` runs every registered demo and ends with a summary row per
@@ -52,7 +57,7 @@ fn cli_tour_runs_every_demo_and_summarizes() {
     let text = stdout(&output);
     assert!(output.status.success(), "tour failed:\n{text}");
     let summary = &text[text.find("== Summary").expect("summary section")..];
-    for demo in dslab::registry::topics().iter().filter_map(|t| t.demo) {
+    for demo in dslab::registry::demos() {
         let row = summary
             .lines()
             .find(|line| line.trim_start().starts_with(demo.name))
@@ -175,4 +180,117 @@ fn interop_python_grpc_health_reflection_and_call() {
     assert!(text.contains("service: observability.v1.Relay"), "{text}");
     assert!(text.contains("path: py-target"), "{text}");
     assert!(relay.terminate());
+}
+
+/// `dslab hash place` streams `key<TAB>node`, and with the course ring it
+/// answers exactly what the lecture's Python does.
+#[test]
+fn cli_hash_place_matches_the_lecture_python() {
+    use std::io::Write;
+    let nodes: Vec<String> = (0..10).map(|i| format!("node-{i}")).collect();
+    let mut child = support::dslab()
+        .args([
+            "hash",
+            "place",
+            "--strategy",
+            "course-ring",
+            "--nodes",
+            &nodes.join(","),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"key-0\nkey-1\nkey-2\n")
+        .expect("writes");
+    let output = child.wait_with_output().expect("finishes");
+    assert!(output.status.success());
+    assert_eq!(
+        stdout(&output),
+        "key-0\tnode-2\nkey-1\tnode-7\nkey-2\tnode-8\n"
+    );
+}
+
+/// Bad input: no members, or an unknown strategy, is refused with a message.
+#[test]
+fn cli_hash_place_refuses_bad_arguments() {
+    let no_nodes = run(&["hash", "place", "--strategy", "ring"]);
+    assert_eq!(no_nodes.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&no_nodes.stderr).contains("--nodes"));
+    let unknown = run(&["hash", "place", "--strategy", "spiral", "--nodes", "a"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("maglev"),
+        "lists the strategies"
+    );
+}
+
+/// `dslab hash analyze --all` prints one row per strategy.
+#[test]
+fn cli_hash_analyze_compares_every_strategy() {
+    let output = run(&["hash", "analyze", "--all", "--keys", "5000"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    for strategy in [
+        "ring",
+        "course-ring",
+        "jump",
+        "rendezvous",
+        "maglev",
+        "bounded",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{strategy} "))),
+            "{strategy} missing:\n{text}"
+        );
+    }
+}
+
+/// `dslab serve shard-router` places keys for clients and takes membership
+/// changes over gRPC.
+#[tokio::test]
+async fn cli_serve_shard_router_routes_and_changes_membership() {
+    use patterns::shard_router::proto::shard_router_client::ShardRouterClient;
+    use patterns::shard_router::proto::{AddNodeRequest, RouteRequest};
+
+    let router = Served::start(
+        "shard-router",
+        &["--strategy", "maglev", "--nodes", "a,b,c"],
+    );
+    let channel = tonic::transport::Endpoint::from_shared(router.uri())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = ShardRouterClient::new(channel);
+    let reply = client
+        .route(RouteRequest {
+            key: b"user-1".to_vec(),
+            replication_factor: 2,
+        })
+        .await
+        .expect("routes")
+        .into_inner();
+    assert!(["a", "b", "c"].contains(&reply.owner.as_str()));
+    assert_eq!(reply.replicas.len(), 2);
+    let membership = client
+        .add_node(AddNodeRequest {
+            name: "d".into(),
+            weight: 1,
+        })
+        .await
+        .expect("adds")
+        .into_inner();
+    assert_eq!(membership.nodes.len(), 4);
+    assert_eq!(membership.strategy, "maglev");
+    drop(client);
+    let exited = tokio::task::spawn_blocking(move || router.terminate())
+        .await
+        .expect("waits");
+    assert!(exited, "exits cleanly on SIGTERM");
 }

@@ -50,6 +50,13 @@ fn sim_relay(sim: &mut Simulation<'_>, name: &str, next: Option<&str>) {
     });
 }
 
+/// The chain `n1 → n2 → n3`.
+fn sim_three_relays(sim: &mut Simulation<'_>) {
+    sim_relay(sim, "n1", Some("n2"));
+    sim_relay(sim, "n2", Some("n3"));
+    sim_relay(sim, "n3", None);
+}
+
 fn sim_client(target: &str) -> RelayClient<RpcChannel> {
     RelayClient::new(ClientBuilder::new(Net::Sim).connect_lazy(sim::uri(target)))
 }
@@ -107,9 +114,7 @@ fn relay_sim_three_hops_share_one_trace() {
     for_each_seed(|seed| {
         let (spans, _guard) = capture_for_test();
         let mut sim = Simulation::builder(seed).build();
-        sim_relay(&mut sim, "n1", Some("n2"));
-        sim_relay(&mut sim, "n2", Some("n3"));
-        sim_relay(&mut sim, "n3", None);
+        sim_three_relays(&mut sim);
         sim.client(async {
             let reply = sim_client("n1")
                 .forward(request("hello"))
@@ -175,9 +180,7 @@ fn relay_partition_fails_within_deadline_then_recovers() {
     for_each_seed(|seed| {
         let (spans, _guard) = capture_for_test();
         let mut sim = Simulation::builder(seed).build();
-        sim_relay(&mut sim, "n1", Some("n2"));
-        sim_relay(&mut sim, "n2", Some("n3"));
-        sim_relay(&mut sim, "n3", None);
+        sim_three_relays(&mut sim);
         let failed_trace = Rc::new(RefCell::new(String::new()));
         let failed_trace_out = failed_trace.clone();
         sim.client(async move {

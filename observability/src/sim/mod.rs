@@ -24,6 +24,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
+/// What simulated hosts and test scripts return (turmoil's result type).
+pub type SimResult<T = ()> = turmoil::Result<T>;
+
+/// The simulator itself, for anything the harness does not wrap.
+pub use turmoil;
+
 /// The name of the host that drives a simulation (sends requests, checks).
 pub const CLIENT: &str = "client";
 
