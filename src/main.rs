@@ -56,6 +56,8 @@ enum Command {
         name: Option<String>,
         #[command(flatten)]
         placement: PlacementArgs,
+        #[command(flatten)]
+        flaky: FlakyArgs,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -97,6 +99,39 @@ struct PlacementArgs {
     /// Bounded loads: the most a node may hold, as a multiple of the mean.
     #[arg(long, default_value_t = patterns::hashing::bounded::DEFAULT_CAPACITY_FACTOR)]
     capacity_factor: f64,
+}
+
+/// Flaky's starting script (the rest is set with its `Configure` RPC).
+#[derive(Args, Debug, Clone)]
+struct FlakyArgs {
+    /// Flaky: share of calls that fail (0..=1), with UNAVAILABLE.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Flaky: time each call takes, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Flaky: calls served at once (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    capacity: u32,
+    /// Flaky: calls that may wait for capacity before RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+}
+
+impl FlakyArgs {
+    fn script(&self) -> resilience::flaky::proto::Script {
+        resilience::flaky::proto::Script {
+            error_rate: self.error_rate,
+            latency: Some(resilience::flaky::proto::Latency {
+                base_micros: self.latency_ms.saturating_mul(1000),
+                jitter_micros: 0,
+                distribution: 0,
+            }),
+            capacity: self.capacity,
+            queue: self.queue,
+            ..Default::default()
+        }
+    }
 }
 
 fn parse_strategy(name: &str) -> Result<Strategy, String> {
@@ -161,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 peers,
                 name,
                 placement,
+                flaky,
             } => {
                 serve(ServeConfig {
                     service,
@@ -169,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     name,
                     placement: placement.config(placement.strategy),
                     nodes: placement.nodes,
+                    script: flaky.script(),
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)

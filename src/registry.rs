@@ -39,6 +39,20 @@ pub fn demos() -> Vec<Demo> {
             episodes: "28, 24, 1",
             run: |out, spans| Box::pin(patterns::hashing::consistent_hashing(out, spans)),
         },
+        Demo {
+            name: "circuit-breaker",
+            episodes: "37",
+            run: |out, spans| {
+                Box::pin(resilience::circuit_breaker::circuit_breaker_demo(
+                    out, spans,
+                ))
+            },
+        },
+        Demo {
+            name: "retry-storm",
+            episodes: "8, 40",
+            run: |out, spans| Box::pin(resilience::retry_storm::retry_storm_demo(out, spans)),
+        },
     ]
 }
 
@@ -127,6 +141,62 @@ pub fn topics() -> Vec<Topic> {
             summary: "ShardRouter gRPC service (`dslab serve shard-router`)",
             tests: "-p patterns shard_router",
             demo: None,
+        },
+        Topic {
+            episodes: "37",
+            module: "resilience::circuit_breaker",
+            summary: "Resilience4j-style breaker: windows, slow calls, half-open probes; naive twin",
+            tests: "-p resilience circuit_breaker",
+            demo: Some("circuit-breaker"),
+        },
+        Topic {
+            episodes: "38",
+            module: "resilience::bulkhead",
+            summary: "per-dependency concurrency isolation",
+            tests: "-p resilience bulkhead",
+            demo: None,
+        },
+        Topic {
+            episodes: "39",
+            module: "resilience::timeout",
+            summary: "per-call timeouts; deadlines that carry the remaining time across hops",
+            tests: "-p resilience timeout",
+            demo: None,
+        },
+        Topic {
+            episodes: "40, 8",
+            module: "resilience::retry",
+            summary: "retries on real tonic calls: backoff, jitter, budgets, idempotency, deadlines",
+            tests: "-p resilience retry",
+            demo: Some("retry-storm"),
+        },
+        Topic {
+            episodes: "8",
+            module: "resilience::retry_storm",
+            summary: "the retry storm, simulated: work amplification by policy",
+            tests: "-p resilience retry_storm",
+            demo: Some("retry-storm"),
+        },
+        Topic {
+            episodes: "41",
+            module: "resilience::rate_limit",
+            summary: "token bucket, lock-free GCRA, keyed limits; clones share one limit",
+            tests: "-p resilience rate_limit",
+            demo: None,
+        },
+        Topic {
+            episodes: "42, 7, 26",
+            module: "resilience::adaptive",
+            summary: "AIMD, Vegas, Gradient2 limits; load shedding; client-side throttling",
+            tests: "-p resilience adaptive",
+            demo: None,
+        },
+        Topic {
+            episodes: "12",
+            module: "resilience::flaky",
+            summary: "Flaky: a backend that fails as scripted (`dslab serve flaky`)",
+            tests: "-p resilience flaky",
+            demo: Some("circuit-breaker"),
         },
     ]
 }

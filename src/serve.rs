@@ -9,7 +9,7 @@ use patterns::hashing::StrategyConfig;
 use patterns::shard_router::ShardRouter;
 
 /// The services `dslab serve` can run.
-pub const SERVICES: &[&str] = &["relay", "shard-router"];
+pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky"];
 
 /// What `dslab serve` was asked to run.
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct ServeConfig {
     /// The shard router's strategy and its initial members.
     pub placement: StrategyConfig,
     pub nodes: Vec<String>,
+    /// Flaky's starting script (change it later with its `Configure` RPC).
+    pub script: resilience::flaky::proto::Script,
 }
 
 /// Binds, prints the address it listens on, and serves until Ctrl-C or
@@ -53,6 +55,26 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             RpcServer::new().add_service(
                 router.into_service(),
                 patterns::shard_router::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        "flaky" => {
+            let behaviour = resilience::flaky::Behaviour::from_script(&config.script)?;
+            let name = config
+                .name
+                .clone()
+                .unwrap_or_else(|| config.listen.to_string());
+            let flaky = match config.peers.as_slice() {
+                [] => resilience::flaky::Flaky::new(name, behaviour),
+                [next] => resilience::flaky::Flaky::forwarding(
+                    name,
+                    behaviour,
+                    ClientBuilder::new(Net::Tcp).dial(next)?,
+                ),
+                _ => anyhow::bail!("flaky forwards to at most one --peer"),
+            };
+            RpcServer::new().add_service(
+                flaky.into_service(),
+                resilience::flaky::proto::FILE_DESCRIPTOR_SET,
             )
         }
         other => anyhow::bail!(

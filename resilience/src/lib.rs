@@ -1,4 +1,36 @@
-//! Resilience patterns as tower layers: Module 7 of the course (Episodes
-//! 37–42) and Episode 8 (cascades and retry storms).
+//! Resilience patterns as tower layers on real gRPC calls: Module 7 of the
+//! course (Episodes 37–42) and Episode 8.
 //!
-//! The crate sits on `observability`; it holds no modules yet.
+//! | Episode | Module | What it holds |
+//! |---|---|---|
+//! | 37 Circuit Breaker | [`circuit_breaker`] | Resilience4j semantics: count and time windows, slow calls, exactly-N half-open probes, operator states; a layer; the naive twin |
+//! | 38 Bulkhead | [`bulkhead`] | per-dependency concurrency slots, bounded wait |
+//! | 39 Timeout | [`timeout`] | per-call timeouts; deadlines carrying the remaining time across hops |
+//! | 40 Retry, 8 Retry Storms | [`retry`] | backoff with none / full / equal / decorrelated jitter, gRPC retry budgets, idempotency, deadline-aware; retries real tonic calls |
+//! | 8 Cascades & Retry Storms | [`retry_storm`] | the storm simulated: work amplification and recovery by retry policy |
+//! | 41 Rate Limiting | [`rate_limit`] | token bucket, lock-free GCRA, keyed limits; clones share one limit |
+//! | 42 Backpressure, 7 Admission Control | [`adaptive`] | AIMD, Vegas, Gradient2 concurrency limits with load shedding; SRE client-side throttling |
+//! | 12 Chaos Engineering | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks |
+//!
+//! Every layer works at the HTTP level, so it wraps a tonic `Channel` (a
+//! client) or a generated server ([`server::Guarded`] hosts the result),
+//! and learns each call's real gRPC status — from trailers, for unary
+//! successes — through [`observability::rpc::outcome`]. [`classify`]
+//! decides which statuses count against a backend.
+
+pub mod adaptive;
+pub mod bulkhead;
+pub mod circuit_breaker;
+pub mod classify;
+pub mod error;
+pub mod flaky;
+pub mod rate_limit;
+pub mod retry;
+pub mod retry_storm;
+pub mod server;
+pub mod timeout;
+
+pub use error::{Error, Result};
+
+/// The boxed error tower services in this crate return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

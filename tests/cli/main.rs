@@ -294,3 +294,51 @@ async fn cli_serve_shard_router_routes_and_changes_membership() {
         .expect("waits");
     assert!(exited, "exits cleanly on SIGTERM");
 }
+
+/// `dslab serve flaky` runs the scripted backend; its script can be
+/// changed over gRPC, and a bad script is refused with InvalidArgument.
+#[tokio::test]
+async fn cli_serve_flaky_follows_and_changes_its_script() {
+    use resilience::flaky::proto::flaky_client::FlakyClient;
+    use resilience::flaky::proto::{CallRequest, Script, StatsRequest};
+
+    let flaky = Served::start("flaky", &["--error-rate", "1.0"]);
+    let channel = tonic::transport::Endpoint::from_shared(flaky.uri())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = FlakyClient::new(channel);
+    let failed = client
+        .call(CallRequest::default())
+        .await
+        .expect_err("error rate 1.0");
+    assert_eq!(failed.code(), tonic::Code::Unavailable);
+    client
+        .configure(Script::default())
+        .await
+        .expect("a healthy script");
+    client
+        .call(CallRequest::default())
+        .await
+        .expect("healthy now");
+    let bad = client
+        .configure(Script {
+            error_rate: 2.0,
+            ..Script::default()
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let stats = client
+        .stats(StatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!((stats.calls, stats.served, stats.failed), (2, 1, 1));
+    drop(client);
+    let exited = tokio::task::spawn_blocking(move || flaky.terminate())
+        .await
+        .expect("waits");
+    assert!(exited);
+}

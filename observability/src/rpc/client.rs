@@ -26,8 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::method::RpcMethod;
 use super::net::{Net, peer_uri};
-use super::outcome::{CallRecord, ObservedBody, Side};
-use super::server_layer::observe;
+use super::outcome::{CallRecord, ObservedBody, Side, observe};
 use super::{deadline, trace_context};
 use crate::Result;
 

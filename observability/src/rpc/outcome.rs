@@ -4,9 +4,11 @@
 //! (a "trailers-only" response, how errors usually come back), in the
 //! trailers after the last message (how successes end), or nowhere — the
 //! stream was cut, cancelled or timed out. [`ObservedBody`] watches the
-//! response body for the trailers; [`CallRecord`] writes the outcome onto
-//! the call's span and into the RED metrics exactly once, even when the
-//! call is abandoned halfway.
+//! response body for the trailers and hands the status to a
+//! [`StatusSink`] exactly once. [`CallRecord`] is the sink the RPC stack
+//! uses (span + RED metrics); tower layers elsewhere (circuit breakers,
+//! bulkheads, adaptive limiters) bring their own, and learn the real
+//! outcome of streaming-shaped gRPC calls the same way.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -69,6 +71,11 @@ impl CallRecord {
     /// Records the call's final status.
     pub fn finish(mut self, code: Code, message: &str) {
         self.record(code, message);
+    }
+
+    /// When the call started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     fn record(&mut self, code: Code, message: &str) {
@@ -136,6 +143,71 @@ fn is_error(side: Side, code: Code) -> bool {
     }
 }
 
+/// Something that wants to know how a call ended, exactly once.
+///
+/// A sink dropped without [`finish`](Self::finish) means the call was
+/// abandoned (cancelled, timed out upstream); sinks handle that in `Drop`.
+pub trait StatusSink: Send + 'static {
+    fn finish(self, code: Code, message: &str);
+}
+
+impl StatusSink for CallRecord {
+    fn finish(self, code: Code, message: &str) {
+        CallRecord::finish(self, code, message);
+    }
+}
+
+/// Hands the status to `sink` now if the response carries it in its
+/// headers (trailers-only), or wraps the body to hand it over from the
+/// trailers. `deadline` bounds reading the rest of the body.
+pub fn observe<B, S: StatusSink>(
+    response: http::Response<B>,
+    sink: S,
+    deadline: Option<Instant>,
+) -> http::Response<ObservedBody<B, S>> {
+    match code_in(response.headers()) {
+        Some(Code::Ok) => {
+            sink.finish(Code::Ok, "");
+            response.map(ObservedBody::finished)
+        }
+        Some(_) => {
+            let status = status_in(response.headers())
+                .unwrap_or_else(|| Status::unknown("unreadable grpc-status"));
+            sink.finish(status.code(), status.message());
+            response.map(ObservedBody::finished)
+        }
+        None => response.map(|body| ObservedBody::new(body, sink, deadline)),
+    }
+}
+
+/// The `grpc-status` code in a header map, read without building a
+/// `Status` (which copies every header into its metadata): the fast path
+/// every successful call takes. Unparseable values read as `Unknown`.
+pub fn code_in(headers: &HeaderMap) -> Option<Code> {
+    let raw = headers.get("grpc-status")?;
+    Some(match raw.as_bytes() {
+        b"0" => Code::Ok,
+        bytes => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<i32>().ok())
+            .map_or(Code::Unknown, Code::from_i32),
+    })
+}
+
+/// A trailers-only response carrying `status`: how a layer refuses a call
+/// without calling the service behind it.
+pub fn refusal<B: Default>(status: &Status) -> http::Response<B> {
+    let mut response = http::Response::new(B::default());
+    // `add_header` only fails for a message that cannot be percent-encoded
+    // into a header, which it always can.
+    let _ = status.add_header(response.headers_mut());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
 /// The status in a header map (`grpc-status` and `grpc-message`), if any.
 pub fn status_in(headers: &HeaderMap) -> Option<Status> {
     headers.get("grpc-status")?;
@@ -143,30 +215,30 @@ pub fn status_in(headers: &HeaderMap) -> Option<Status> {
 }
 
 pin_project! {
-    /// A response body that records the call's status when it ends: from
-    /// trailers, from an error, from its deadline expiring, or as
-    /// `Cancelled` when dropped unread.
-    pub struct ObservedBody<B> {
+    /// A response body that hands the call's status to its sink when it
+    /// ends: from trailers, from an error, or from its deadline expiring.
+    /// Dropped unread, it drops the sink unfinished.
+    pub struct ObservedBody<B, S = CallRecord> {
         #[pin]
         inner: B,
         #[pin]
         deadline: Option<Sleep>,
-        record: Option<CallRecord>,
+        record: Option<S>,
     }
 }
 
-impl<B> ObservedBody<B> {
+impl<B, S> ObservedBody<B, S> {
     /// Wraps a body whose status is still to come. `deadline` (clients
     /// only) bounds how long reading the rest of the body may take.
-    pub fn new(inner: B, record: CallRecord, deadline: Option<Instant>) -> Self {
+    pub fn new(inner: B, sink: S, deadline: Option<Instant>) -> Self {
         Self {
             inner,
             deadline: deadline.map(tokio::time::sleep_until),
-            record: Some(record),
+            record: Some(sink),
         }
     }
 
-    /// Wraps a body whose status was already recorded (trailers-only).
+    /// Wraps a body whose status was already handed over (trailers-only).
     pub fn finished(inner: B) -> Self {
         Self {
             inner,
@@ -176,7 +248,13 @@ impl<B> ObservedBody<B> {
     }
 }
 
-impl<B> Body for ObservedBody<B>
+impl<B: Default, S> Default for ObservedBody<B, S> {
+    fn default() -> Self {
+        Self::finished(B::default())
+    }
+}
+
+impl<B, S: StatusSink> Body for ObservedBody<B, S>
 where
     B: Body<Data = bytes::Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -195,9 +273,15 @@ where
                     if let Some(trailers) = frame.trailers_ref()
                         && let Some(record) = this.record.take()
                     {
-                        let status = status_in(trailers)
-                            .unwrap_or_else(|| Status::unknown("trailers without grpc-status"));
-                        record.finish(status.code(), status.message());
+                        match code_in(trailers) {
+                            Some(Code::Ok) => record.finish(Code::Ok, ""),
+                            _ => {
+                                let status = status_in(trailers).unwrap_or_else(|| {
+                                    Status::unknown("trailers without grpc-status")
+                                });
+                                record.finish(status.code(), status.message());
+                            }
+                        }
                     }
                     Some(Ok(frame))
                 }

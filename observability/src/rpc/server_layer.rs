@@ -20,7 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::message_limit::LimitedBody;
 use super::method::RpcMethod;
-use super::outcome::{CallRecord, ObservedBody, Side, status_in};
+use super::outcome::{CallRecord, ObservedBody, Side, observe};
 use super::{deadline, trace_context};
 use crate::metrics::RedMetrics;
 
@@ -109,21 +109,5 @@ where
             let response = deadline::scope(deadline, handled).instrument(span).await?;
             Ok(observe(response, record, None))
         })
-    }
-}
-
-/// Records the status now if the response carries it in its headers, or
-/// wraps the body to record it from the trailers.
-pub(crate) fn observe<B>(
-    response: http::Response<B>,
-    record: CallRecord,
-    deadline: Option<Instant>,
-) -> http::Response<ObservedBody<B>> {
-    match status_in(response.headers()) {
-        Some(status) => {
-            record.finish(status.code(), status.message());
-            response.map(ObservedBody::finished)
-        }
-        None => response.map(|body| ObservedBody::new(body, record, deadline)),
     }
 }

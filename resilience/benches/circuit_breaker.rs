@@ -1,0 +1,189 @@
+//! Circuit breaker overhead on the closed path (the path every call takes
+//! on a healthy day): dslab vs failsafe vs tower-resilience.
+//!
+//! - `circuit_breaker`: one thread; each iteration asks permission and
+//!   reports a success. dslab and failsafe through their direct APIs;
+//!   tower-resilience only has a tower `Service`, so it is measured as one
+//!   (its own call path, polled without a runtime).
+//! - `circuit_breaker_2threads`: the same with two threads sharing one
+//!   breaker; time per call per thread.
+//! - `circuit_breaker_tower`: both tower layers around the same no-op
+//!   gRPC-shaped service — the like-for-like layer comparison.
+//!
+//! cargo bench -p resilience --bench circuit_breaker
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use failsafe::CircuitBreaker as _;
+use futures_util::FutureExt;
+use resilience::circuit_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
+use tower::{Layer, Service, ServiceExt};
+
+fn dslab_breaker() -> CircuitBreaker {
+    CircuitBreaker::new(BreakerConfig::new("bench")).expect("defaults are valid")
+}
+
+fn tower_resilience_layer() -> tower_resilience::circuitbreaker::CircuitBreakerLayer<
+    tower_resilience::circuitbreaker::DefaultClassifier,
+> {
+    tower_resilience::circuitbreaker::circuit_breaker_builder()
+        .failure_rate_threshold(0.5)
+        .build()
+        .expect("valid")
+}
+
+/// A backend that answers at once: a trailers-only OK, so every layer
+/// sees the call's outcome immediately.
+fn ok_response() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::default());
+    response
+        .headers_mut()
+        .insert("grpc-status", http::HeaderValue::from_static("0"));
+    response
+}
+
+fn noop() -> impl Service<
+    http::Request<()>,
+    Response = http::Response<tonic::body::Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
+    tower::service_fn(|_: http::Request<()>| std::future::ready(Ok::<_, Infallible>(ok_response())))
+}
+
+/// One call through a tower service, polled to completion without a
+/// runtime (every future here is ready at once).
+fn call_once<S>(service: &mut S) -> bool
+where
+    S: Service<http::Request<()>>,
+{
+    let ready = service
+        .ready()
+        .now_or_never()
+        .and_then(Result::ok)
+        .is_some();
+    ready
+        && service
+            .call(http::Request::new(()))
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+}
+
+fn call_once_unit<S: Service<()>>(service: &mut S) -> bool {
+    let ready = service
+        .ready()
+        .now_or_never()
+        .and_then(Result::ok)
+        .is_some();
+    ready && service.call(()).now_or_never().is_some_and(|r| r.is_ok())
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("circuit_breaker");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let dslab = dslab_breaker();
+    group.bench_function("dslab", |b| {
+        b.iter(|| {
+            if let Ok(permit) = black_box(&dslab).try_acquire() {
+                permit.success();
+            }
+        })
+    });
+    let failsafe = failsafe::Config::new().build();
+    group.bench_function("failsafe", |b| {
+        b.iter(|| black_box(failsafe.call(|| Ok::<(), ()>(())).is_ok()))
+    });
+    let mut tower_resilience = tower_resilience_layer()
+        .layer(tower::service_fn(|()| std::future::ready(Ok::<(), ()>(()))));
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(call_once_unit(&mut tower_resilience)))
+    });
+    group.finish();
+}
+
+/// Runs `per_thread` on two threads at once for `iters` calls each.
+fn two_threads(iters: u64, per_thread: impl Fn(u64) + Send + Sync + Clone + 'static) -> Duration {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (work, barrier) = (per_thread.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(iters);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for thread in threads {
+        thread.join().expect("bench thread");
+    }
+    started.elapsed()
+}
+
+fn two_thread_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("circuit_breaker_2threads");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let dslab = dslab_breaker();
+    group.bench_function("dslab", |b| {
+        b.iter_custom(|iters| {
+            let breaker = dslab.clone();
+            two_threads(iters, move |n| {
+                for _ in 0..n {
+                    if let Ok(permit) = breaker.try_acquire() {
+                        permit.success();
+                    }
+                }
+            })
+        })
+    });
+    let failsafe = failsafe::Config::new().build();
+    group.bench_function("failsafe", |b| {
+        b.iter_custom(|iters| {
+            let breaker = failsafe.clone();
+            two_threads(iters, move |n| {
+                for _ in 0..n {
+                    black_box(breaker.call(|| Ok::<(), ()>(())).is_ok());
+                }
+            })
+        })
+    });
+    let shared = tower_resilience_layer()
+        .layer(tower::service_fn(|()| std::future::ready(Ok::<(), ()>(()))));
+    group.bench_function("tower_resilience", |b| {
+        b.iter_custom(|iters| {
+            let service = shared.clone();
+            two_threads(iters, move |n| {
+                let mut service = service.clone();
+                for _ in 0..n {
+                    black_box(call_once_unit(&mut service));
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+fn tower_layers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("circuit_breaker_tower");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let mut dslab = CircuitBreakerLayer::new(dslab_breaker()).layer(noop());
+    group.bench_function("dslab", |b| b.iter(|| black_box(call_once(&mut dslab))));
+    let mut tower_resilience = tower_resilience_layer().layer(noop());
+    group.bench_function("tower_resilience", |b| {
+        b.iter(|| black_box(call_once(&mut tower_resilience)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_thread, two_thread_group, tower_layers);
+criterion_main!(benches);

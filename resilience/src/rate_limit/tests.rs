@@ -1,0 +1,127 @@
+//! Exact admissions on a paused clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+
+/// Admissions over `seconds` of simulated time, one attempt every `step`.
+async fn admitted(limiter: &dyn Limiter, key: Option<&str>, seconds: u64, step: Duration) -> usize {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut admitted = 0;
+    while Instant::now() < end {
+        if limiter.check(key).is_ok() {
+            admitted += 1;
+        }
+        tokio::time::sleep(step).await;
+    }
+    admitted
+}
+
+/// Episode 41. Ten per second with a burst of ten: over 10 s of attempts
+/// every millisecond, exactly the burst plus one per 100 ms gets in.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_gcra_and_token_bucket_admit_exact_counts() {
+    let quota = Quota::per_second(10).expect("valid");
+    let gcra = Gcra::new(quota);
+    assert_eq!(
+        admitted(&gcra, None, 10, Duration::from_millis(1)).await,
+        10 + 99
+    );
+    let bucket = TokenBucket::new(quota);
+    assert_eq!(
+        admitted(&bucket, None, 10, Duration::from_millis(1)).await,
+        10 + 99
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_burst_refills_after_a_quiet_spell() {
+    let gcra = Gcra::new(Quota::new(Duration::from_millis(100), 5).expect("valid"));
+    let burst = (0..20).filter(|_| gcra.check().is_ok()).count();
+    assert_eq!(burst, 5);
+    let wait = gcra.check().expect_err("over the burst");
+    assert_eq!(
+        wait,
+        Duration::from_millis(100),
+        "the next slot is one period away"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        (0..20).filter(|_| gcra.check().is_ok()).count(),
+        5,
+        "full burst again, not more"
+    );
+}
+
+/// Keyed limits isolate tenants: one tenant's flood leaves the other's
+/// allowance untouched.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_keyed_limits_isolate_tenants() {
+    let keyed = KeyedGcra::new(Quota::per_second(5).expect("valid"), 1000);
+    let noisy = (0..1000)
+        .filter(|_| keyed.check(Some("noisy")).is_ok())
+        .count();
+    let quiet = (0..5)
+        .filter(|_| keyed.check(Some("quiet")).is_ok())
+        .count();
+    assert_eq!((noisy, quiet), (5, 5));
+}
+
+/// Clones share one limit: services built from two clones of one layer,
+/// called from two threads, admit the quota once between them.
+#[test]
+fn rate_limit_concurrent_clones_share_one_limit() {
+    use tower::{Layer, Service, ServiceExt};
+
+    // A period of an hour: nothing refills during the test.
+    let limiter: Arc<dyn Limiter> = Arc::new(Gcra::new(
+        Quota::new(Duration::from_secs(3600), 1000).expect("valid"),
+    ));
+    let layer = RateLimitLayer::new(limiter);
+    let threads: Vec<_> = [layer.clone(), layer]
+        .into_iter()
+        .map(|layer| {
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("runtime");
+                let backend = tower::service_fn(|_: http::Request<()>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        tonic::body::Body::default(),
+                    ))
+                });
+                let mut service = layer.layer(backend);
+                runtime.block_on(async {
+                    let mut admitted = 0;
+                    for _ in 0..5000 {
+                        let response = service
+                            .ready()
+                            .await
+                            .expect("ready")
+                            .call(http::Request::new(()))
+                            .await
+                            .expect("answers");
+                        if response.headers().get("grpc-status").is_none() {
+                            admitted += 1;
+                        }
+                    }
+                    admitted
+                })
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert_eq!(total, 1000, "one shared allowance, not one per clone");
+}
+
+#[test]
+fn rate_limit_invalid_quotas_are_refused() {
+    assert!(Quota::per_second(0).is_err());
+    assert!(Quota::new(Duration::ZERO, 5).is_err());
+    assert!(Quota::new(Duration::from_secs(1), 0).is_err());
+    assert!(Quota::new(Duration::from_secs(100_000), 1).is_err());
+}
