@@ -62,6 +62,46 @@ enum Command {
     /// Consistent hashing from the command line.
     #[command(subcommand)]
     Hash(HashCommand),
+    /// Check a recorded history for linearizability (exit 0: linearizable,
+    /// 1: not, 2: unknown within the budget, 3: bad input).
+    Check {
+        /// A JSON-lines history (dslab's, or the conformance format).
+        file: std::path::PathBuf,
+        /// kv, register or etcd-register; detected from the operations if omitted.
+        #[arg(long)]
+        model: Option<String>,
+        /// Give up with "unknown" after this long, e.g. 10s, 500ms, 2m.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        budget: std::time::Duration,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write a self-contained HTML timeline of the history here.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+        /// Also check the session guarantees (get/append histories).
+        #[arg(long)]
+        sessions: bool,
+    },
+}
+
+/// `10s`, `500ms`, `2m`, `1.5s`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s or m")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Hash(command) => return hash(command),
+        Command::Check {
+            file,
+            model,
+            budget,
+            json,
+            html,
+            sessions,
+        } => return check(&file, model.as_deref(), budget, json, html, sessions),
         _ => {}
     }
     let serving = matches!(cli.command, Command::Serve { .. });
@@ -210,7 +258,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::List { .. } | Command::Hash(_) => Ok(ExitCode::SUCCESS),
+            Command::List { .. } | Command::Hash(_) | Command::Check { .. } => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Flush exported spans even when the command failed.
@@ -290,6 +340,66 @@ fn hash(command: HashCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    file: &std::path::Path,
+    model: Option<&str>,
+    budget: std::time::Duration,
+    json: bool,
+    html: Option<std::path::PathBuf>,
+    sessions: bool,
+) -> anyhow::Result<ExitCode> {
+    use replication::consistency::{History, Model, Verdict, check, session, timeline};
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let history = History::from_jsonl(&text).with_context(|| format!("{}", file.display()))?;
+    let model = match model {
+        Some(name) => name.parse::<Model>()?,
+        None => Model::detect(&history)?,
+    };
+    let result = check(&history, model, Some(budget))?;
+    let violations = if sessions {
+        session::check_sessions(&history)?
+    } else {
+        Vec::new()
+    };
+    if json {
+        let mut report = result.to_json(&history);
+        if sessions {
+            report["session_violations"] = violations
+                .iter()
+                .map(|v| serde_json::json!({"guarantee": v.guarantee.to_string(), "client": v.client, "operations": v.operations, "explanation": v.explanation}))
+                .collect::<Vec<_>>()
+                .into();
+        }
+        println!("{report:#}");
+    } else {
+        println!(
+            "{} ({} operations, model {model})",
+            result.explain(&history).trim_end(),
+            history.operations.len()
+        );
+        if sessions {
+            println!("session guarantees: {} violations", violations.len());
+            for v in &violations {
+                println!("  {}: {}", v.guarantee, v.explanation);
+            }
+        }
+    }
+    if let Some(path) = html {
+        let title = file.file_name().map_or_else(
+            || "history".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        std::fs::write(&path, timeline::html(&history, Some(&result), &title))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(match result.verdict {
+        Verdict::Linearizable { .. } => ExitCode::SUCCESS,
+        Verdict::NotLinearizable(_) => ExitCode::from(1),
+        Verdict::Unknown { .. } => ExitCode::from(2),
+    })
 }
 
 fn exit_code(all_held: bool) -> ExitCode {

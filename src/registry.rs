@@ -53,6 +53,11 @@ pub fn demos() -> Vec<Demo> {
             episodes: "8, 40",
             run: |out, spans| Box::pin(resilience::retry_storm::retry_storm_demo(out, spans)),
         },
+        Demo {
+            name: "linearizability",
+            episodes: "19, 4",
+            run: |out, spans| Box::pin(replication::register::linearizability_demo(out, spans)),
+        },
     ]
 }
 
@@ -197,6 +202,20 @@ pub fn topics() -> Vec<Topic> {
             summary: "Flaky: a backend that fails as scripted (`dslab serve flaky`)",
             tests: "-p resilience flaky",
             demo: Some("circuit-breaker"),
+        },
+        Topic {
+            episodes: "19, 4",
+            module: "replication::consistency",
+            summary: "linearizability checker (`dslab check`), session guarantees, recorder, timelines",
+            tests: "-p replication consistency",
+            demo: Some("linearizability"),
+        },
+        Topic {
+            episodes: "19",
+            module: "replication::register",
+            summary: "a linearizable register and its stale-reading twin",
+            tests: "-p replication register",
+            demo: Some("linearizability"),
         },
     ]
 }

@@ -1,5 +1,12 @@
-//! Data consistency and replication: Module 4 of the course (Episodes
-//! 19–24: consistency models, logical clocks, CRDTs, multi-master
-//! replication, event sourcing, sharding).
+//! Data consistency and replication: Module 4 of the course.
 //!
-//! The crate sits above `patterns` and `resilience`; it holds no modules yet.
+//! | Episode | Module | What it holds |
+//! |---|---|---|
+//! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
+//! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
+
+pub mod consistency;
+pub mod error;
+pub mod register;
+
+pub use error::{Error, Result};

@@ -342,3 +342,125 @@ async fn cli_serve_flaky_follows_and_changes_its_script() {
         .expect("waits");
     assert!(exited);
 }
+
+/// Writes `text` to a fresh temporary file and returns its path.
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("dslab-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("temp dir is writable");
+    path
+}
+
+const STALE: &str = concat!(
+    r#"{"client":1,"op":"write","key":null,"value":1,"output":"ok","call":0,"return":1}"#,
+    "\n",
+    r#"{"client":1,"op":"write","key":null,"value":2,"output":"ok","call":2,"return":3}"#,
+    "\n",
+    r#"{"client":2,"op":"read","key":null,"output":{"value":1},"call":4,"return":5}"#,
+    "\n",
+);
+
+/// Episode 19. `dslab check` exits 0 for linearizable, 1 for not, and
+/// explains; `--json` and `--html` report the same verdict.
+#[test]
+fn cli_check_exit_codes_follow_the_verdict() {
+    let conformance = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/linearizability"
+    );
+    if std::path::Path::new(conformance).exists() {
+        assert_eq!(
+            run(&["check", &format!("{conformance}/kv/c10-ok.jsonl")])
+                .status
+                .code(),
+            Some(0)
+        );
+        assert_eq!(
+            run(&["check", &format!("{conformance}/kv/c10-bad.jsonl")])
+                .status
+                .code(),
+            Some(1)
+        );
+    }
+    let stale = temp_file("stale.jsonl", STALE);
+    let page = std::env::temp_dir().join(format!("dslab-cli-{}-stale.html", std::process::id()));
+    let output = run(&[
+        "check",
+        stale.to_str().expect("utf-8 path"),
+        "--json",
+        "--html",
+        page.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["verdict"], "not_linearizable");
+    assert_eq!(report["model"], "register");
+    assert_eq!(report["violation"]["blocked"][0]["id"], 2);
+    let html = std::fs::read_to_string(&page).expect("timeline written");
+    assert!(html.contains("<svg") && html.contains("not linearizable"));
+}
+
+/// A search the budget cannot finish exits 2 ("unknown"), never 0.
+#[test]
+fn cli_check_budget_expiry_exits_unknown() {
+    let mut history = String::new();
+    for client in 0..40 {
+        history.push_str(&format!(r#"{{"client":{client},"op":"write","key":null,"value":{client},"output":"ok","call":0,"return":1000}}"#));
+        history.push('\n');
+    }
+    history.push_str(
+        r#"{"client":99,"op":"read","key":null,"output":{"value":999},"call":2000,"return":2001}"#,
+    );
+    let path = temp_file("pathological.jsonl", &history);
+    let output = run(&[
+        "check",
+        path.to_str().expect("utf-8 path"),
+        "--budget",
+        "200ms",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(stdout(&output).contains("not a pass"));
+}
+
+/// Bad input: a malformed line is named, with exit code 3; so is an
+/// unknown model or a history that does not fit the chosen model.
+#[test]
+fn cli_check_bad_input_names_the_line() {
+    let broken = temp_file(
+        "broken.jsonl",
+        &format!("{STALE}{{\"client\":1,\"op\":\"write\",\"call\":9\n"),
+    );
+    let output = run(&["check", broken.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("line 4"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stale = temp_file("model.jsonl", STALE);
+    assert_eq!(
+        run(&[
+            "check",
+            stale.to_str().expect("utf-8 path"),
+            "--model",
+            "graph"
+        ])
+        .status
+        .code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&[
+            "check",
+            stale.to_str().expect("utf-8 path"),
+            "--model",
+            "kv"
+        ])
+        .status
+        .code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&["check", "/no/such/history.jsonl"]).status.code(),
+        Some(3)
+    );
+}

@@ -1,0 +1,32 @@
+//! Consistency checking: is what the clients saw possible?
+//!
+//! Episode: 19, "Consistency Models Hierarchy" (also 4, Jepsen methodology)
+//! Pattern: testing / linearizability and session-guarantee checking
+//! Try it:  cargo run -- demo linearizability
+//! Test it: cargo test -p replication consistency
+//!
+//! A distributed store makes promises about what clients can observe. A
+//! test that records what clients *did* observe — every call, its reply,
+//! when it started and ended — can then ask whether any legal execution
+//! explains it. Linearizability is the strongest promise: the store
+//! behaves as one copy, each operation taking effect at one instant
+//! between its call and its return. [`checker`] decides it; [`session`]
+//! checks the weaker per-client guarantees (read-your-writes, monotonic
+//! reads and writes, writes-follow-reads); [`recorder`] records histories
+//! from real clients; [`timeline`] draws them.
+//!
+//! Pitfall: a checker that gives up silently proves nothing. Some course
+//! harnesses time out and report success; this one reports `Unknown`.
+
+pub mod checker;
+pub mod history;
+pub mod model;
+pub mod recorder;
+pub mod session;
+#[cfg(test)]
+mod tests;
+pub mod timeline;
+
+pub use checker::{CheckResult, Verdict, Violation, check};
+pub use history::{Command, Datum, History, Operation, Reply};
+pub use model::Model;
