@@ -3,7 +3,7 @@
 //! Episode: 32, "Metrics & Monitoring" (also 31)
 //! Pattern: observability / RED method
 //! Try it:  cargo run -- demo trace-propagation
-//! Test it: cargo test -p observability rpc_server_red
+//! Test it: cargo test -p observability red_metrics
 //!
 //! Three numbers per endpoint answer most "is it healthy?" questions: how
 //! many requests arrive, how many fail (by status code, because `NotFound`
