@@ -14,13 +14,17 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
 use futures_util::FutureExt;
 use resilience::circuit_breaker::{BreakerConfig, CircuitBreaker, CircuitBreakerLayer};
 use tower::{Layer, Service, ServiceExt};
+
+#[path = "two_threads.rs"]
+mod two_threads;
+use two_threads::two_threads;
 
 fn dslab_breaker() -> CircuitBreaker {
     CircuitBreaker::new(BreakerConfig::new("bench")).expect("defaults are valid")
@@ -104,26 +108,6 @@ fn single_thread(c: &mut Criterion) {
         b.iter(|| black_box(call_once_unit(&mut tower_resilience)))
     });
     group.finish();
-}
-
-/// Runs `per_thread` on two threads at once for `iters` calls each.
-fn two_threads(iters: u64, per_thread: impl Fn(u64) + Send + Sync + Clone + 'static) -> Duration {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (work, barrier) = (per_thread.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                work(iters);
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for thread in threads {
-        thread.join().expect("bench thread");
-    }
-    started.elapsed()
 }
 
 fn two_thread_group(c: &mut Criterion) {

@@ -10,10 +10,14 @@
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilience::rate_limit::{Gcra, Quota, TscClock};
+
+#[path = "two_threads.rs"]
+mod two_threads;
+use two_threads::two_threads;
 
 /// A quota no benchmark can exhaust: every check is admitted.
 fn quota() -> Quota {
@@ -48,31 +52,6 @@ fn single_thread(c: &mut Criterion) {
     group.finish();
 }
 
-fn two_threads<L: Send + Sync + 'static>(
-    iters: u64,
-    limiter: Arc<L>,
-    check: fn(&L) -> bool,
-) -> Duration {
-    let barrier = Arc::new(std::sync::Barrier::new(3));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (limiter, barrier) = (limiter.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..iters {
-                    black_box(check(&limiter));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for thread in threads {
-        thread.join().expect("bench thread");
-    }
-    started.elapsed()
-}
-
 fn two_thread_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limiter_2threads");
     group
@@ -80,11 +59,25 @@ fn two_thread_group(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     let gcra = Arc::new(dslab());
     group.bench_function("dslab_gcra", |b| {
-        b.iter_custom(|iters| two_threads(iters, gcra.clone(), |l| l.check().is_ok()))
+        b.iter_custom(|iters| {
+            let gcra = gcra.clone();
+            two_threads(iters, move |n| {
+                (0..n).for_each(|_| {
+                    black_box(gcra.check().is_ok());
+                })
+            })
+        })
     });
     let limiter = Arc::new(governor());
     group.bench_function("governor", |b| {
-        b.iter_custom(|iters| two_threads(iters, limiter.clone(), |l| l.check().is_ok()))
+        b.iter_custom(|iters| {
+            let limiter = limiter.clone();
+            two_threads(iters, move |n| {
+                (0..n).for_each(|_| {
+                    black_box(limiter.check().is_ok());
+                })
+            })
+        })
     });
     group.finish();
 }

@@ -114,4 +114,3 @@ pub fn init(config: TelemetryConfig) -> Result<Telemetry> {
         .map_err(|err| Error::Telemetry(err.to_string()))?;
     Ok(Telemetry { provider, capture })
 }
-

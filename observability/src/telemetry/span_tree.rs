@@ -140,29 +140,61 @@ mod tests {
     fn telemetry_span_tree_renders_one_tree_per_trace() {
         let (capture, _guard) = capture_for_test();
         {
-            let root = tracing::info_span!("call", otel.name = "pkg.Svc/Get", otel.kind = "client", server.address = "n2:9000", rpc.grpc.status_code = 0);
+            let root = tracing::info_span!(
+                "call",
+                otel.name = "pkg.Svc/Get",
+                otel.kind = "client",
+                server.address = "n2:9000",
+                rpc.grpc.status_code = 0
+            );
             let _entered = root.enter();
-            tracing::info_span!("serve", otel.name = "pkg.Svc/Get", otel.kind = "server", rpc.grpc.status_code = 5).in_scope(|| {});
+            tracing::info_span!(
+                "serve",
+                otel.name = "pkg.Svc/Get",
+                otel.kind = "server",
+                rpc.grpc.status_code = 5
+            )
+            .in_scope(|| {});
         }
-        tracing::info_span!("other", otel.name = "pkg.Svc/Put", otel.kind = "client").in_scope(|| {});
+        tracing::info_span!("other", otel.name = "pkg.Svc/Put", otel.kind = "client")
+            .in_scope(|| {});
         let spans = capture.spans();
         assert_eq!(spans.len(), 3);
         assert_eq!(trace_ids(&spans).len(), 2, "two roots, two traces");
         let tree = render(&spans);
         let lines: Vec<&str> = tree.lines().collect();
         assert_eq!(lines.iter().filter(|l| l.starts_with("trace ")).count(), 2);
-        let client = lines.iter().position(|l| l.contains("client pkg.Svc/Get → n2:9000")).expect("client span shown");
-        assert!(lines[client + 1].trim_start().starts_with("└─ server pkg.Svc/Get"), "{tree}");
-        assert!(lines[client + 1].ends_with("NotFound"), "status shown: {tree}");
-        let child = spans.iter().find(|s| s.span_kind == SpanKind::Server).expect("server span");
-        assert_eq!(parent_of(&spans, child).map(|p| p.name.as_ref()), Some("pkg.Svc/Get"));
+        let client = lines
+            .iter()
+            .position(|l| l.contains("client pkg.Svc/Get → n2:9000"))
+            .expect("client span shown");
+        assert!(
+            lines[client + 1]
+                .trim_start()
+                .starts_with("└─ server pkg.Svc/Get"),
+            "{tree}"
+        );
+        assert!(
+            lines[client + 1].ends_with("NotFound"),
+            "status shown: {tree}"
+        );
+        let child = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .expect("server span");
+        assert_eq!(
+            parent_of(&spans, child).map(|p| p.name.as_ref()),
+            Some("pkg.Svc/Get")
+        );
     }
 
     /// Spans outside any test capture go nowhere (and do not panic).
     #[test]
     fn telemetry_capture_sees_only_its_own_thread() {
         let (capture, _guard) = capture_for_test();
-        std::thread::spawn(|| tracing::info_span!("elsewhere").in_scope(|| {})).join().expect("thread");
+        std::thread::spawn(|| tracing::info_span!("elsewhere").in_scope(|| {}))
+            .join()
+            .expect("thread");
         assert!(capture.spans().is_empty());
     }
 }
