@@ -10,8 +10,11 @@
 //! - `consensus` — Module 3 (Episodes 13–18).
 //!
 //! [`registry`] is the episode map; [`tour`] runs the demos; [`serve`]
-//! runs one service on real TCP.
+//! runs one service on real TCP; [`check`] judges recorded histories;
+//! [`hash`] compares placement strategies.
 
+pub mod check;
+pub mod hash;
 pub mod registry;
 pub mod serve;
 pub mod tour;

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use dslab::check::{CheckOptions, check_file};
 use dslab::registry;
 use dslab::serve::{SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
 use observability::demo::Narrator;
 use observability::telemetry::{self, TelemetryConfig};
-use patterns::hashing::{Strategy, StrategyConfig, place, report};
+use patterns::hashing::{Strategy, StrategyConfig, place};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -214,7 +215,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             html,
             sessions,
-        } => return check(&file, model.as_deref(), budget, json, html, sessions),
+        } => {
+            let options = CheckOptions {
+                model,
+                budget,
+                json,
+                html,
+                sessions,
+            };
+            return Ok(ExitCode::from(check_file(
+                &file,
+                &options,
+                &mut std::io::stdout().lock(),
+            )?));
+        }
         _ => {}
     }
     let serving = matches!(cli.command, Command::Serve { .. });
@@ -271,20 +285,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn list(markdown: bool) {
-    if markdown {
-        print!("{}", registry::markdown());
-        return;
-    }
-    for topic in registry::topics() {
-        println!(
-            "{:<8} {:<28} {:<20} cargo test {:<28} {}",
-            topic.episodes,
-            topic.module,
-            topic.demo.unwrap_or("—"),
-            topic.tests,
-            topic.summary
-        );
-    }
+    print!(
+        "{}",
+        if markdown {
+            registry::markdown()
+        } else {
+            registry::plain()
+        }
+    );
 }
 
 fn hash(command: HashCommand) -> anyhow::Result<ExitCode> {
@@ -306,100 +314,19 @@ fn hash(command: HashCommand) -> anyhow::Result<ExitCode> {
             all,
             keys,
         } => {
-            let nodes = if placement.nodes.is_empty() {
-                (0..10).map(|i| format!("node-{i}")).collect()
-            } else {
-                placement.nodes.clone()
-            };
-            anyhow::ensure!(
-                nodes.len() >= 2,
-                "analysis needs at least two nodes (one leaves)"
-            );
-            anyhow::ensure!(
-                (1..=10_000_000).contains(&keys),
-                "--keys must be between 1 and 10000000"
-            );
             let strategies = if all {
                 Strategy::ALL.to_vec()
             } else {
                 vec![placement.strategy]
             };
-            let rows = strategies
+            let configs: Vec<_> = strategies
                 .into_iter()
-                .map(|s| {
-                    report::measure(&placement.config(s), &nodes, keys)
-                        .map(|row| report::cells(&row))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut out = Narrator::stdout();
-            out.say(&format!(
-                "{} nodes, {keys} keys; a node joins, then the middle node leaves.",
-                nodes.len()
-            ));
-            out.table(&report::HEADER, &rows);
+                .map(|s| placement.config(s))
+                .collect();
+            dslab::hash::analyze(&configs, &placement.nodes, keys, &mut Narrator::stdout())?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn check(
-    file: &std::path::Path,
-    model: Option<&str>,
-    budget: std::time::Duration,
-    json: bool,
-    html: Option<std::path::PathBuf>,
-    sessions: bool,
-) -> anyhow::Result<ExitCode> {
-    use replication::consistency::{History, Model, Verdict, check, session, timeline};
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let history = History::from_jsonl(&text).with_context(|| format!("{}", file.display()))?;
-    let model = match model {
-        Some(name) => name.parse::<Model>()?,
-        None => Model::detect(&history)?,
-    };
-    let result = check(&history, model, Some(budget))?;
-    let violations = if sessions {
-        session::check_sessions(&history)?
-    } else {
-        Vec::new()
-    };
-    if json {
-        let mut report = result.to_json(&history);
-        if sessions {
-            report["session_violations"] = violations
-                .iter()
-                .map(|v| serde_json::json!({"guarantee": v.guarantee.to_string(), "client": v.client, "operations": v.operations, "explanation": v.explanation}))
-                .collect::<Vec<_>>()
-                .into();
-        }
-        println!("{report:#}");
-    } else {
-        println!(
-            "{} ({} operations, model {model})",
-            result.explain(&history).trim_end(),
-            history.operations.len()
-        );
-        if sessions {
-            println!("session guarantees: {} violations", violations.len());
-            for v in &violations {
-                println!("  {}: {}", v.guarantee, v.explanation);
-            }
-        }
-    }
-    if let Some(path) = html {
-        let title = file.file_name().map_or_else(
-            || "history".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        std::fs::write(&path, timeline::html(&history, Some(&result), &title))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(match result.verdict {
-        Verdict::Linearizable { .. } => ExitCode::SUCCESS,
-        Verdict::NotLinearizable(_) => ExitCode::from(1),
-        Verdict::Unknown { .. } => ExitCode::from(2),
-    })
 }
 
 fn exit_code(all_held: bool) -> ExitCode {

@@ -220,6 +220,23 @@ pub fn topics() -> Vec<Topic> {
     ]
 }
 
+/// The episode map as plain columns, for a terminal.
+pub fn plain() -> String {
+    topics()
+        .iter()
+        .map(|topic| {
+            format!(
+                "{:<8} {:<28} {:<20} cargo test {:<28} {}\n",
+                topic.episodes,
+                topic.module,
+                topic.demo.unwrap_or("—"),
+                topic.tests,
+                topic.summary
+            )
+        })
+        .collect()
+}
+
 /// The episode map as a Markdown table (the README embeds this verbatim).
 pub fn markdown() -> String {
     let mut out =

@@ -2,7 +2,7 @@
 //!
 //! Episode: 24, "Database Sharding Strategies" (also 28)
 //! Pattern: placement / request routing
-//! Try it:  cargo run -- serve shard-router --strategy maglev --node a --node b --node c
+//! Try it:  cargo run -- serve shard-router --strategy maglev --nodes a,b,c
 //! Test it: cargo test -p patterns shard_router
 //!
 //! A thin service over [`crate::hashing`]: one strategy, chosen at start,

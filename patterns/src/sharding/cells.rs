@@ -2,7 +2,7 @@
 //!
 //! Episode: 1, "The Correlation Catastrophe" (cell-based architecture)
 //! Pattern: isolation / cells
-//! Try it:  cargo run -- demo consistent-hashing
+//! Try it:  cargo test -p patterns cells_new_cell -- --nocapture
 //! Test it: cargo test -p patterns cells
 //!
 //! A cell is a complete, independent copy of the stack serving a slice of

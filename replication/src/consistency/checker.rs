@@ -25,13 +25,13 @@
 //! The search can blow up on adversarial histories, so it runs against a
 //! time budget; running out yields `Unknown`, never a pass.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::history::{Datum, History, Operation};
+use super::memo::{Memo, zobrist};
 use super::model::Model;
 
 /// The verdict on a history.
@@ -249,121 +249,6 @@ const NIL: usize = usize::MAX;
 
 /// Histories shorter than this are checked on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1_000;
-
-/// FxHash (rustc's): one multiply per word. States are hashed on every
-/// step of the search, where SipHash's DoS resistance buys nothing.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-        for &b in chunks.remainder() {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-/// A hasher for keys that are already random (Zobrist hashes).
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-/// splitmix64: deterministic, well-spread per-operation Zobrist values.
-fn zobrist(index: usize) -> u64 {
-    let mut z = (index as u64)
-        .wrapping_add(1)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The memo of (linearized set, state) pairs already explored.
-///
-/// Millions of entries are normal on hard histories, so they are packed:
-/// bitsets live in one arena, each distinct state is stored once and
-/// referred to by number, and entries chain by index. Freeing the memo is
-/// then a handful of large deallocations, not millions of small ones — the
-/// difference between honouring a time budget and overrunning it.
-struct Memo {
-    words: usize,
-    heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
-    /// (offset of the bitset in `bits`, state number, next entry or u32::MAX)
-    entries: Vec<(u32, u32, u32)>,
-    bits: Vec<u64>,
-    states: HashMap<Datum, u32, BuildHasherDefault<FxHasher>>,
-}
-
-impl Memo {
-    fn new(words: usize) -> Self {
-        Self {
-            words,
-            heads: HashMap::default(),
-            entries: Vec::new(),
-            bits: Vec::new(),
-            states: HashMap::default(),
-        }
-    }
-
-    /// The state's number, adding it if new.
-    fn state_id(&mut self, state: &Datum) -> u32 {
-        if let Some(&id) = self.states.get(state) {
-            return id;
-        }
-        let id = self.states.len() as u32;
-        self.states.insert(state.clone(), id);
-        id
-    }
-
-    /// Records (bits, state); false if it was already there.
-    fn insert(&mut self, bits_hash: u64, bits: &[u64], state: u32) -> bool {
-        let hash = bits_hash ^ zobrist(state as usize).rotate_left(17);
-        let head = self.heads.get(&hash).copied().unwrap_or(u32::MAX);
-        let mut at = head;
-        while at != u32::MAX {
-            let (offset, entry_state, next) = self.entries[at as usize];
-            let offset = offset as usize;
-            if entry_state == state && self.bits[offset..offset + self.words] == *bits {
-                return false;
-            }
-            at = next;
-        }
-        let offset = self.bits.len() as u32;
-        self.bits.extend_from_slice(bits);
-        self.entries.push((offset, state, head));
-        self.heads.insert(hash, (self.entries.len() - 1) as u32);
-        true
-    }
-}
 
 /// Searches one key's operations for a linearization.
 fn search(model: Model, ops: &[&Operation], deadline: Option<Instant>, stop: &Stop) -> Outcome {

@@ -20,6 +20,7 @@
 
 pub mod checker;
 pub mod history;
+mod memo;
 pub mod model;
 pub mod recorder;
 pub mod session;

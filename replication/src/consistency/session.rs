@@ -51,6 +51,18 @@ pub struct SessionViolation {
     pub explanation: String,
 }
 
+impl SessionViolation {
+    /// The violation as JSON, for `dslab check --json --sessions`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "guarantee": self.guarantee.to_string(),
+            "client": self.client,
+            "operations": self.operations,
+            "explanation": self.explanation,
+        })
+    }
+}
+
 fn text(datum: &Datum) -> String {
     match datum {
         Datum::Str(s) => s.to_string(),

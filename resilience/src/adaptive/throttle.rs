@@ -270,6 +270,54 @@ mod tests {
         assert_eq!(throttle.reject_probability(Instant::now()), 0.0);
     }
 
+    /// The layer on real tonic calls: against a backend refusing every
+    /// call for overload, the client starts refusing locally (Unavailable,
+    /// "throttled"), so the backend stops receiving most of the doomed calls.
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_throttle_layer_sheds_calls_an_overloaded_backend_would_refuse() {
+        use tower_layer::Layer as _;
+
+        use crate::flaky::proto::flaky_client::FlakyClient;
+        use crate::flaky::proto::{CallRequest, Script};
+        use crate::flaky::{Behaviour, Flaky};
+
+        let overloaded = Script {
+            error_rate: 1.0,
+            error_codes: vec![Code::ResourceExhausted as i32],
+            ..Script::default()
+        };
+        let backend = Flaky::new(
+            "overloaded",
+            Behaviour::from_script(&overloaded).expect("valid"),
+        );
+        let throttle = AdaptiveThrottle::new(2.0, Duration::from_secs(60), 3).expect("valid");
+        let mut client =
+            FlakyClient::new(ThrottleLayer::new(throttle).layer(backend.clone().into_service()));
+        let (mut throttled, attempts) = (0, 200);
+        for _ in 0..attempts {
+            let status = client
+                .call(CallRequest::default())
+                .await
+                .expect_err("every call fails");
+            if status.code() == Code::Unavailable && status.message().contains("throttled") {
+                throttled += 1;
+            } else {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let reached = backend.stats().calls;
+        assert_eq!(
+            reached + throttled,
+            attempts,
+            "each attempt either reached the backend or was shed"
+        );
+        assert!(
+            reached < attempts / 4,
+            "most doomed calls never left the client: {reached} reached it"
+        );
+    }
+
     #[test]
     fn adaptive_throttle_refuses_invalid_settings() {
         assert!(AdaptiveThrottle::new(0.5, Duration::from_secs(60), 0).is_err());

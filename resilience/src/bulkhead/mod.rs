@@ -2,7 +2,7 @@
 //!
 //! Episode: 38, "Bulkhead"
 //! Pattern: resilience / bulkhead isolation
-//! Try it:  cargo run -- serve flaky --latency-ms 500 --capacity 100
+//! Try it:  cargo test -p resilience full_stack_bulkhead
 //! Test it: cargo test -p resilience bulkhead
 //!
 //! A ship's bulkheads keep one breach from flooding every compartment. A

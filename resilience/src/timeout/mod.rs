@@ -2,7 +2,7 @@
 //!
 //! Episode: 39, "Timeout" (also 8)
 //! Pattern: resilience / timeout and deadline propagation
-//! Try it:  cargo run -- demo retry-storm
+//! Try it:  cargo test -p resilience full_stack_deadline
 //! Test it: cargo test -p resilience timeout
 //!
 //! A timeout bounds how long *this* call may take. A deadline bounds the

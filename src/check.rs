@@ -1,0 +1,79 @@
+//! `dslab check`: judge a recorded history, exit with the verdict.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use replication::consistency::{History, Model, Verdict, check, session, timeline};
+
+/// How `dslab check` was asked to judge.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// `kv`, `register` or `etcd-register`; detected when `None`.
+    pub model: Option<String>,
+    pub budget: Duration,
+    pub json: bool,
+    pub html: Option<PathBuf>,
+    pub sessions: bool,
+}
+
+/// The process exit code for each verdict.
+pub fn exit_code(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Linearizable { .. } => 0,
+        Verdict::NotLinearizable(_) => 1,
+        Verdict::Unknown { .. } => 2,
+    }
+}
+
+/// Reads, checks and reports `file`; returns the exit code. Errors (bad
+/// input, unreadable file) are the caller's exit code 3.
+pub fn check_file(file: &Path, options: &CheckOptions, out: &mut impl Write) -> anyhow::Result<u8> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let history = History::from_jsonl(&text).with_context(|| format!("{}", file.display()))?;
+    let model = match &options.model {
+        Some(name) => name.parse::<Model>()?,
+        None => Model::detect(&history)?,
+    };
+    let result = check(&history, model, Some(options.budget))?;
+    let violations = if options.sessions {
+        session::check_sessions(&history)?
+    } else {
+        Vec::new()
+    };
+    if options.json {
+        let mut report = result.to_json(&history);
+        if options.sessions {
+            report["session_violations"] = violations
+                .iter()
+                .map(|v| v.to_json())
+                .collect::<Vec<_>>()
+                .into();
+        }
+        writeln!(out, "{report:#}")?;
+    } else {
+        writeln!(
+            out,
+            "{} ({} operations, model {model})",
+            result.explain(&history).trim_end(),
+            history.operations.len()
+        )?;
+        if options.sessions {
+            writeln!(out, "session guarantees: {} violations", violations.len())?;
+            for v in &violations {
+                writeln!(out, "  {}: {}", v.guarantee, v.explanation)?;
+            }
+        }
+    }
+    if let Some(path) = &options.html {
+        let title = file.file_name().map_or_else(
+            || "history".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        std::fs::write(path, timeline::html(&history, Some(&result), &title))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(exit_code(&result.verdict))
+}
