@@ -16,6 +16,17 @@ pub enum Error {
         operation: usize,
         found: String,
     },
+    /// Two operations of a history share an id.
+    #[error("two operations share id {id}; ids must be unique")]
+    DuplicateOperationId { id: usize },
+    /// A read returned text that is not a sequence of appended tokens.
+    #[error(
+        "operation #{operation} read {value:?}, which is not a sequence of tokens appended to its key"
+    )]
+    UnparseableRead { operation: usize, value: String },
+    /// Session checks need each appended token to be told apart.
+    #[error("appended tokens must be non-empty, unique and none a prefix of another: {reason}")]
+    AmbiguousTokens { reason: String },
     /// A key or value longer than the register accepts.
     #[error("{what} of {bytes} bytes exceeds the limit of {max}")]
     TooLarge {
@@ -23,6 +34,16 @@ pub enum Error {
         bytes: usize,
         max: usize,
     },
+    /// An append that would grow a value past the limit: the request is
+    /// fine, the key's state refuses it.
+    #[error("appending would grow the value to {bytes} bytes, over the limit of {max}")]
+    ValueFull { bytes: usize, max: usize },
+    /// The register holds as many bytes as it may.
+    #[error("the register is full: it stores at most {max_bytes} bytes of keys and values")]
+    RegisterFull { max_bytes: usize },
+    /// The stale twin's replica is too far behind to take more writes.
+    #[error("the replication backlog is full ({max} writes waiting for the replica)")]
+    BacklogFull { max: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,7 +55,14 @@ impl From<Error> for Status {
             Error::BadHistory { .. }
             | Error::UnknownModel { .. }
             | Error::ModelMismatch { .. }
+            | Error::DuplicateOperationId { .. }
+            | Error::UnparseableRead { .. }
+            | Error::AmbiguousTokens { .. }
             | Error::TooLarge { .. } => Status::invalid_argument(message),
+            Error::ValueFull { .. } => Status::failed_precondition(message),
+            Error::RegisterFull { .. } | Error::BacklogFull { .. } => {
+                Status::resource_exhausted(message)
+            }
         }
     }
 }

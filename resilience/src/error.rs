@@ -68,6 +68,27 @@ impl From<Error> for Status {
     }
 }
 
+impl Error {
+    /// The response a layer answers with when it refuses a call itself:
+    /// the error's status, marked as a [`LocalRefusal`] so that the layers
+    /// around it never mistake it for the backend failing.
+    ///
+    /// [`LocalRefusal`]: observability::rpc::outcome::LocalRefusal
+    pub fn into_refusal<B: Default>(self) -> http::Response<B> {
+        let layer = match &self {
+            Error::CallNotPermitted { .. } => "circuit_breaker",
+            Error::BulkheadFull { .. } => "bulkhead",
+            Error::RateLimited { .. } => "rate_limit",
+            Error::ConcurrencyLimited { .. } => "adaptive_concurrency",
+            Error::Throttled { .. } => "throttle",
+            Error::InvalidConfig { .. }
+            | Error::IllegalTransition { .. }
+            | Error::DeadlineExpired(_) => "resilience",
+        };
+        observability::rpc::outcome::local_refusal(&Status::from(self), layer)
+    }
+}
+
 /// Shorthand for a configuration error.
 pub(crate) fn invalid(
     pattern: &'static str,

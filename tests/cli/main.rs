@@ -365,22 +365,20 @@ const STALE: &str = concat!(
 fn cli_check_exit_codes_follow_the_verdict() {
     let conformance = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/linearizability"
+        "/replication/conformance/linearizability"
     );
-    if std::path::Path::new(conformance).exists() {
-        assert_eq!(
-            run(&["check", &format!("{conformance}/kv/c10-ok.jsonl")])
-                .status
-                .code(),
-            Some(0)
-        );
-        assert_eq!(
-            run(&["check", &format!("{conformance}/kv/c10-bad.jsonl")])
-                .status
-                .code(),
-            Some(1)
-        );
-    }
+    assert_eq!(
+        run(&["check", &format!("{conformance}/kv/c10-ok.jsonl")])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["check", &format!("{conformance}/kv/c10-bad.jsonl")])
+            .status
+            .code(),
+        Some(1)
+    );
     let stale = temp_file("stale.jsonl", STALE);
     let page = std::env::temp_dir().join(format!("dslab-cli-{}-stale.html", std::process::id()));
     let output = run(&[

@@ -149,6 +149,38 @@ fn is_error(side: Side, code: Code) -> bool {
 /// abandoned (cancelled, timed out upstream); sinks handle that in `Drop`.
 pub trait StatusSink: Send + 'static {
     fn finish(self, code: Code, message: &str);
+
+    /// A layer between this one and the backend refused the call (see
+    /// [`LocalRefusal`]): the backend never saw it, so by default it
+    /// counts as nothing at all, like an abandoned call.
+    fn refused_locally(self)
+    where
+        Self: Sized,
+    {
+        drop(self);
+    }
+}
+
+/// Marks a response that a layer in this process made up — an open
+/// breaker, a full bulkhead, a rate limit, a shed or throttled call —
+/// rather than one the backend sent.
+///
+/// Pitfall: those refusals carry ordinary gRPC codes (`Unavailable`,
+/// `ResourceExhausted`), so a breaker stacked above a bulkhead would open
+/// on the bulkhead's own rejections, and a retry layer would re-send
+/// "breaker open" refusals and spend its budget on them. The mark lets
+/// every layer tell the two apart. It is a response *extension*, which
+/// never crosses the wire: a server's refusal reaches its clients as an
+/// ordinary status, which is what it is to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalRefusal {
+    /// Which layer refused: `circuit_breaker`, `bulkhead`, `rate_limit`, …
+    pub layer: &'static str,
+}
+
+/// The mark on `response`, if a layer in this process refused the call.
+pub fn local_refusal_of<B>(response: &http::Response<B>) -> Option<LocalRefusal> {
+    response.extensions().get::<LocalRefusal>().copied()
 }
 
 impl StatusSink for CallRecord {
@@ -165,6 +197,10 @@ pub fn observe<B, S: StatusSink>(
     sink: S,
     deadline: Option<Instant>,
 ) -> http::Response<ObservedBody<B, S>> {
+    if local_refusal_of(&response).is_some() {
+        sink.refused_locally();
+        return response.map(ObservedBody::finished);
+    }
     match code_in(response.headers()) {
         Some(Code::Ok) => {
             sink.finish(Code::Ok, "");
@@ -194,8 +230,16 @@ pub fn code_in(headers: &HeaderMap) -> Option<Code> {
     })
 }
 
-/// A trailers-only response carrying `status`: how a layer refuses a call
-/// without calling the service behind it.
+/// A trailers-only response carrying `status`, marked as refused by
+/// `layer` in this process: how a layer refuses a call without calling
+/// the service behind it.
+pub fn local_refusal<B: Default>(status: &Status, layer: &'static str) -> http::Response<B> {
+    let mut response = refusal(status);
+    response.extensions_mut().insert(LocalRefusal { layer });
+    response
+}
+
+/// A trailers-only response carrying `status`.
 pub fn refusal<B: Default>(status: &Status) -> http::Response<B> {
     let mut response = http::Response::new(B::default());
     // `add_header` only fails for a message that cannot be percent-encoded

@@ -75,12 +75,9 @@ pub struct CheckResult {
 impl CheckResult {
     /// A human explanation of the verdict.
     pub fn explain(&self, history: &History) -> String {
-        let describe = |id: usize| {
-            format!(
-                "#{id} client {} {}",
-                history.operations[id].client,
-                history.operations[id].describe()
-            )
+        let describe = |id: usize| match history.operation(id) {
+            Some(op) => format!("#{id} client {} {}", op.client, op.describe()),
+            None => format!("#{id}"),
         };
         match &self.verdict {
             Verdict::Linearizable { witness } => {
@@ -124,16 +121,28 @@ pub fn check(
     model: Model,
     budget: Option<Duration>,
 ) -> crate::Result<CheckResult> {
+    check_within(history, model, budget, u32::MAX as usize)
+}
+
+/// [`check`] with the memo's arena capped at `memo_words` 64-bit words.
+pub(super) fn check_within(
+    history: &History,
+    model: Model,
+    budget: Option<Duration>,
+    memo_words: usize,
+) -> crate::Result<CheckResult> {
     model.validate(history)?;
+    history.validate_ids()?;
     let started = Instant::now();
     let deadline = budget.map(|b| started + b);
+    // Positions in `history.operations`; reports name operations by id.
     let mut by_key: BTreeMap<Option<Arc<str>>, Vec<usize>> = BTreeMap::new();
-    for op in &history.operations {
+    for (position, op) in history.operations.iter().enumerate() {
         let key = match model {
             Model::EtcdRegister => None,
             Model::Kv | Model::Register => op.key.clone(),
         };
-        by_key.entry(key).or_default().push(op.id);
+        by_key.entry(key).or_default().push(position);
     }
     // Smallest keys first: the first refutation stops the other searches,
     // so the key reported is (almost always) the smallest failing one.
@@ -145,11 +154,14 @@ pub fn check(
         let mut done = Vec::new();
         loop {
             let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some((_, ids)) = partitions.get(index) else {
+            let Some((_, positions)) = partitions.get(index) else {
                 break;
             };
-            let ops: Vec<&Operation> = ids.iter().map(|&id| &history.operations[id]).collect();
-            let outcome = search(model, &ops, deadline, &stop);
+            let ops: Vec<&Operation> = positions
+                .iter()
+                .map(|&at| &history.operations[at])
+                .collect();
+            let outcome = search(model, &ops, deadline, memo_words, &stop);
             if matches!(outcome, Outcome::Stuck { .. }) {
                 stop.refuted.store(true, Ordering::Relaxed);
             }
@@ -180,7 +192,7 @@ pub fn check(
     let mut smallest: Option<Violation> = None;
     let mut checked = 0;
     for (index, outcome) in outcomes {
-        let (key, ids) = &partitions[index];
+        let (key, positions) = &partitions[index];
         match outcome {
             Outcome::Linearizable(order) => {
                 checked += 1;
@@ -194,7 +206,10 @@ pub fn check(
                 checked += 1;
                 let violation = Violation {
                     key: key.clone(),
-                    operations: ids.clone(),
+                    operations: positions
+                        .iter()
+                        .map(|&at| history.operations[at].id)
+                        .collect(),
                     longest_prefix: prefix,
                     state,
                     blocked,
@@ -206,7 +221,7 @@ pub fn check(
                     smallest = Some(violation);
                 }
             }
-            Outcome::OutOfTime | Outcome::Abandoned => {}
+            Outcome::OutOfTime | Outcome::OutOfMemory | Outcome::Abandoned => {}
         }
     }
     let verdict = match smallest {
@@ -234,6 +249,8 @@ enum Outcome {
         blocked: Vec<(usize, String)>,
     },
     OutOfTime,
+    /// The memo outgrew what its 32-bit offsets can address: no verdict.
+    OutOfMemory,
     /// Another key already proved the history not linearizable.
     Abandoned,
 }
@@ -251,7 +268,13 @@ const NIL: usize = usize::MAX;
 const PARALLEL_THRESHOLD: usize = 1_000;
 
 /// Searches one key's operations for a linearization.
-fn search(model: Model, ops: &[&Operation], deadline: Option<Instant>, stop: &Stop) -> Outcome {
+fn search(
+    model: Model,
+    ops: &[&Operation],
+    deadline: Option<Instant>,
+    memo_words: usize,
+    stop: &Stop,
+) -> Outcome {
     let n = ops.len();
     // Entries: 2i is op i's call, 2i+1 its return. Sorted by time; at equal
     // times calls first, so touching operations count as concurrent.
@@ -294,7 +317,7 @@ fn search(model: Model, ops: &[&Operation], deadline: Option<Instant>, stop: &St
     let mut bits_hash = 0u64;
     let mut state = model.init();
     let mut stack: Vec<(usize, Datum)> = Vec::with_capacity(n);
-    let mut memo = Memo::new(words);
+    let mut memo = Memo::new(words, memo_words);
     let mut deepest: (usize, Vec<usize>, Datum) = (0, Vec::new(), state.clone());
     let mut entry = next[head];
     let mut steps = 0u64;
@@ -321,8 +344,13 @@ fn search(model: Model, ops: &[&Operation], deadline: Option<Instant>, stop: &St
             let i = entry / 2;
             if let Some(after) = model.step(&state, ops[i]) {
                 bits[i / 64] |= 1 << (i % 64);
-                let state_id = memo.state_id(&after);
-                if memo.insert(bits_hash ^ zobrist(i), &bits, state_id) {
+                let inserted = memo
+                    .state_id(&after)
+                    .and_then(|state_id| memo.insert(bits_hash ^ zobrist(i), &bits, state_id));
+                let Some(inserted) = inserted else {
+                    return Outcome::OutOfMemory;
+                };
+                if inserted {
                     bits_hash ^= zobrist(i);
                     stack.push((entry, std::mem::replace(&mut state, after)));
                     unlink(&mut next, &mut prev, entry);

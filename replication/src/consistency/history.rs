@@ -1,6 +1,6 @@
 //! Histories: what clients asked, what they were told, and when.
 //!
-//! One operation per line of JSON (the format `../shared/conformance`
+//! One operation per line of JSON (the format `replication/conformance/README.md`
 //! documents, which dslab also writes):
 //!
 //! ```json
@@ -173,9 +173,30 @@ impl History {
         Self { operations }
     }
 
+    /// The operation with this id.
+    pub fn operation(&self, id: usize) -> Option<&Operation> {
+        match self.operations.get(id) {
+            Some(op) if op.id == id => Some(op),
+            _ => self.operations.iter().find(|op| op.id == id),
+        }
+    }
+
+    /// Refuses a history in which two operations share an id: verdicts and
+    /// explanations name operations by id, so ids must say which one.
+    pub fn validate_ids(&self) -> Result<()> {
+        let mut ids: Vec<usize> = self.operations.iter().map(|op| op.id).collect();
+        ids.sort_unstable();
+        match ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            Some(pair) => Err(Error::DuplicateOperationId { id: pair[0] }),
+            None => Ok(()),
+        }
+    }
+
     /// Parses JSON lines; blank lines are skipped. Errors name the line.
+    /// Ids are kept as written (explanations quote them) and must increase
+    /// down the file; a line without one takes the next number.
     pub fn from_jsonl(text: &str) -> Result<Self> {
-        let mut operations = Vec::new();
+        let mut operations: Vec<Operation> = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             if raw.trim().is_empty() {
                 continue;
@@ -232,8 +253,19 @@ impl History {
                     .ret
                     .ok_or_else(|| bad("a completed operation needs a return time".into()))?,
             };
+            let next_id = operations.last().map_or(0, |op| op.id + 1);
+            let id = match line.id {
+                None => next_id,
+                Some(id) if id >= next_id => id,
+                Some(id) => {
+                    return Err(bad(format!(
+                        "id {id} repeats or goes back: ids must increase down the file (the previous was {})",
+                        next_id - 1
+                    )));
+                }
+            };
             operations.push(Operation {
-                id: operations.len(),
+                id,
                 client: line.client,
                 key: line.key.map(Into::into),
                 command,
@@ -309,6 +341,40 @@ mod tests {
         assert_eq!(
             History::from_jsonl(&history.to_jsonl()).expect("round trip"),
             history
+        );
+    }
+
+    /// Ids from the file are kept, so explanations quote the file's
+    /// numbers; a repeated or decreasing id is refused, naming its line.
+    #[test]
+    fn history_keeps_file_ids_and_refuses_repeats() {
+        let line = |id: usize| {
+            format!(
+                r#"{{"id":{id},"client":1,"op":"put","key":"k","value":"v","output":"ok","call":{id},"return":{id}}}"#
+            )
+        };
+        let gappy = [line(3), line(7), line(8)].join("\n");
+        let history = History::from_jsonl(&gappy).expect("increasing ids");
+        let ids: Vec<usize> = history.operations.iter().map(|op| op.id).collect();
+        assert_eq!(ids, [3, 7, 8]);
+        assert_eq!(history.operation(7).map(|op| op.call), Some(7));
+        for (bad, line_no) in [
+            ([line(1), line(1)].join("\n"), 2),
+            ([line(0), line(2), line(1)].join("\n"), 3),
+        ] {
+            match History::from_jsonl(&bad) {
+                Err(Error::BadHistory { line, reason }) => {
+                    assert_eq!(line, line_no, "{reason}");
+                    assert!(reason.contains("ids must increase"), "{reason}");
+                }
+                other => panic!("expected a bad-history error, got {other:?}"),
+            }
+        }
+        let mut duplicated = history.clone();
+        duplicated.operations[1].id = 3;
+        assert_eq!(
+            duplicated.validate_ids(),
+            Err(Error::DuplicateOperationId { id: 3 })
         );
     }
 

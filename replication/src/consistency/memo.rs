@@ -77,6 +77,8 @@ pub(super) fn zobrist(index: usize) -> u64 {
 /// difference between honouring a time budget and overrunning it.
 pub(super) struct Memo {
     words: usize,
+    /// The most bitset words the arena may hold: offsets must fit a `u32`.
+    max_arena_words: usize,
     heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
     /// (offset of the bitset in `bits`, state number, next entry or u32::MAX)
     entries: Vec<(u32, u32, u32)>,
@@ -85,9 +87,12 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    pub(super) fn new(words: usize) -> Self {
+    /// A memo for bitsets of `words` words whose arena stops growing at
+    /// `max_arena_words` (at most `u32::MAX`, what an offset can address).
+    pub(super) fn new(words: usize, max_arena_words: usize) -> Self {
         Self {
             words,
+            max_arena_words: max_arena_words.min(u32::MAX as usize),
             heads: HashMap::default(),
             entries: Vec::new(),
             bits: Vec::new(),
@@ -95,18 +100,23 @@ impl Memo {
         }
     }
 
-    /// The state's number, adding it if new.
-    pub(super) fn state_id(&mut self, state: &Datum) -> u32 {
+    /// The state's number, adding it if new; `None` once numbers run out.
+    pub(super) fn state_id(&mut self, state: &Datum) -> Option<u32> {
         if let Some(&id) = self.states.get(state) {
-            return id;
+            return Some(id);
         }
-        let id = self.states.len() as u32;
+        let id = u32::try_from(self.states.len()).ok()?;
         self.states.insert(state.clone(), id);
-        id
+        Some(id)
     }
 
-    /// Records (bits, state); false if it was already there.
-    pub(super) fn insert(&mut self, bits_hash: u64, bits: &[u64], state: u32) -> bool {
+    /// Records (bits, state); `Some(false)` if it was already there.
+    ///
+    /// Pitfall: offsets and links are `u32` to keep entries small. A
+    /// truncated offset would compare the wrong bitset and could prune a
+    /// path that was never explored — a wrong verdict. `None` says the
+    /// memo is full, and the search answers Unknown instead.
+    pub(super) fn insert(&mut self, bits_hash: u64, bits: &[u64], state: u32) -> Option<bool> {
         let hash = bits_hash ^ zobrist(state as usize).rotate_left(17);
         let head = self.heads.get(&hash).copied().unwrap_or(u32::MAX);
         let mut at = head;
@@ -114,14 +124,39 @@ impl Memo {
             let (offset, entry_state, next) = self.entries[at as usize];
             let offset = offset as usize;
             if entry_state == state && self.bits[offset..offset + self.words] == *bits {
-                return false;
+                return Some(false);
             }
             at = next;
         }
-        let offset = self.bits.len() as u32;
+        if self.bits.len() + self.words > self.max_arena_words {
+            return None;
+        }
+        let offset = u32::try_from(self.bits.len()).ok()?;
+        // `u32::MAX` marks the end of a chain, so it cannot name an entry.
+        let entry = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|&e| e != u32::MAX)?;
         self.bits.extend_from_slice(bits);
         self.entries.push((offset, state, head));
-        self.heads.insert(hash, (self.entries.len() - 1) as u32);
-        true
+        self.heads.insert(hash, entry);
+        Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full arena refuses further entries instead of wrapping an offset
+    /// around and comparing against the wrong bitset.
+    #[test]
+    fn memo_refuses_entries_past_its_arena() {
+        let mut memo = Memo::new(2, 6);
+        let state = memo.state_id(&Datum::Int(0)).expect("a number");
+        for i in 0..3u64 {
+            assert_eq!(memo.insert(zobrist(i as usize), &[i, 0], state), Some(true));
+        }
+        assert_eq!(memo.insert(zobrist(0), &[0, 0], state), Some(false), "seen");
+        assert_eq!(memo.insert(zobrist(9), &[9, 0], state), None, "full");
     }
 }

@@ -10,6 +10,12 @@
 //! recorded with an unknown reply — dropping it would let the checker
 //! condemn a correct store, counting it as done would let it excuse a
 //! broken one.
+//!
+//! Pitfall: a call cancelled mid-flight — by a timeout around it, by the
+//! losing branch of a `select!`, by its task being aborted — never
+//! completes, yet its request may already have reached the store. So the
+//! invocation is logged *before* the call is awaited, with an unknown
+//! outcome that only a completion replaces.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -65,7 +71,8 @@ pub trait KvClient: Send {
 #[derive(Debug)]
 struct Log {
     origin: Instant,
-    operations: Vec<Operation>,
+    /// In invocation order; `None` once a definite failure voids a call.
+    operations: Vec<Option<Operation>>,
 }
 
 /// Collects the operations of every client it wraps into one history.
@@ -99,30 +106,70 @@ impl Recorder {
         }
     }
 
-    /// Microseconds on the recorder's clock.
-    fn now(&self) -> u64 {
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        log.origin.elapsed().as_micros() as u64
+    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
+        // Each update is a single push or slot write: never torn.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(&self, client: u64, key: &str, command: Command, reply: Reply, call: u64, ret: u64) {
-        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = log.operations.len();
-        log.operations.push(Operation {
-            id,
+    /// Logs an invocation now, with an outcome still unknown.
+    fn invoke(&self, client: u64, key: &str, command: Command) -> Pending {
+        let mut log = self.log();
+        let call = log.origin.elapsed().as_micros() as u64;
+        let slot = log.operations.len();
+        log.operations.push(Some(Operation {
+            id: slot,
             client,
             key: Some(key.into()),
             command,
-            reply,
+            reply: Reply::Unknown,
             call,
-            ret,
-        });
+            ret: u64::MAX,
+        }));
+        Pending {
+            recorder: self.clone(),
+            slot,
+        }
     }
 
-    /// Everything recorded so far.
+    /// Everything recorded so far; calls still in flight (or abandoned)
+    /// appear with an unknown outcome.
     pub fn history(&self) -> History {
-        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
-        History::new(log.operations.clone())
+        let operations = self
+            .log()
+            .operations
+            .iter()
+            .flatten()
+            .cloned()
+            .enumerate()
+            .map(|(id, op)| Operation { id, ..op })
+            .collect();
+        History::new(operations)
+    }
+}
+
+/// An invocation whose outcome is not known yet. Dropped without
+/// [`complete`](Self::complete), it stays unknown — the call may have
+/// taken effect.
+struct Pending {
+    recorder: Recorder,
+    slot: usize,
+}
+
+impl Pending {
+    fn complete(self, reply: Option<Reply>) {
+        let mut log = self.recorder.log();
+        let now = log.origin.elapsed().as_micros() as u64;
+        let entry = &mut log.operations[self.slot];
+        match reply {
+            // Refused before taking effect: it never happened.
+            None => *entry = None,
+            Some(reply) => {
+                if let Some(op) = entry {
+                    op.ret = now.max(op.call);
+                    op.reply = reply;
+                }
+            }
+        }
     }
 }
 
@@ -143,15 +190,12 @@ async fn record<T>(
     call: impl Future<Output = Result<T, ClientError>>,
     reply: impl FnOnce(&T) -> Reply,
 ) -> Result<T, ClientError> {
-    let started = recorder.now();
+    let pending = recorder.invoke(client, key, command);
     let result = call.await;
-    let ended = recorder.now().max(started);
     match &result {
-        Ok(value) => recorder.push(client, key, command, reply(value), started, ended),
-        Err(ClientError::Indeterminate(_)) => {
-            recorder.push(client, key, command, Reply::Unknown, started, u64::MAX)
-        }
-        Err(ClientError::Definite(_)) => {}
+        Ok(value) => pending.complete(Some(reply(value))),
+        Err(ClientError::Indeterminate(_)) => drop(pending),
+        Err(ClientError::Definite(_)) => pending.complete(None),
     }
     result
 }
@@ -193,5 +237,75 @@ impl<C: KvClient> KvClient for Recording<C> {
             |()| Reply::Ok,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A store that takes every write and answers after `delay`; `put` of
+    /// an empty key is refused up front.
+    struct Slow {
+        delay: Duration,
+    }
+
+    impl KvClient for Slow {
+        async fn get(&mut self, _key: &str) -> Result<String, ClientError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(String::new())
+        }
+
+        async fn put(&mut self, key: &str, _value: &str) -> Result<(), ClientError> {
+            if key.is_empty() {
+                return Err(ClientError::Definite("empty key".into()));
+            }
+            tokio::time::sleep(self.delay).await;
+            Ok(())
+        }
+
+        async fn append(&mut self, _key: &str, _value: &str) -> Result<(), ClientError> {
+            tokio::time::sleep(self.delay).await;
+            Err(ClientError::Indeterminate("connection reset".into()))
+        }
+    }
+
+    /// Episode 19. A call abandoned by a timeout is in the history with an
+    /// unknown outcome (it may have landed); a definite refusal is not;
+    /// completed calls carry their reply; ids stay dense.
+    #[tokio::test(start_paused = true)]
+    async fn recorder_keeps_abandoned_calls_as_unknown() {
+        let recorder = Recorder::new();
+        let mut client = recorder.client(
+            7,
+            Slow {
+                delay: Duration::from_secs(1),
+            },
+        );
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(10), client.put("k", "lost?")).await;
+        assert!(abandoned.is_err(), "the timeout fired first");
+        assert!(client.put("", "refused").await.is_err());
+        client.put("k", "v").await.expect("acknowledged");
+        let _ = client.append("k", "w").await;
+
+        let history = recorder.history();
+        let summary: Vec<(usize, String, Reply)> = history
+            .operations
+            .iter()
+            .map(|op| (op.id, op.describe(), op.reply.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, "put(\"k\", \"lost?\") → ?".to_owned(), Reply::Unknown),
+                (1, "put(\"k\", \"v\") → ok".to_owned(), Reply::Ok),
+                (2, "append(\"k\", \"w\") → ?".to_owned(), Reply::Unknown),
+            ]
+        );
+        assert_eq!(history.operations[0].ret, u64::MAX);
+        assert!(history.operations[1].ret >= history.operations[1].call + 1_000_000);
     }
 }

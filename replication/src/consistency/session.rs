@@ -13,10 +13,17 @@
 //! keys reveal it: every value is the list of appends so far, so "newer
 //! than" is "extends". This is why Jepsen's Elle tests with list-append,
 //! and why these checkers take `get` / `append` histories whose appended
-//! tokens are unique (like `"x 3 7 y"`: client 3's seventh append).
+//! tokens tell themselves apart (like `"[3.7]"`: client 3's seventh
+//! append). Reads are split into the appends they saw, never searched as
+//! text: `"1"` is not found inside `"12"`.
+//!
+//! Bounds: the work is about (reads × appends per key) plus, for the
+//! cross-key check, (clients × appends × keys); reports stop at
+//! [`MAX_VIOLATIONS`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use super::history::{Command, Datum, History, Operation, Reply};
 use crate::{Error, Result};
@@ -63,15 +70,150 @@ impl SessionViolation {
     }
 }
 
-fn text(datum: &Datum) -> String {
-    match datum {
-        Datum::Str(s) => s.to_string(),
-        Datum::Int(n) => n.to_string(),
-        Datum::Absent => String::new(),
+/// The most violations reported; a broken store can produce one per
+/// read, and the first few say everything.
+pub const MAX_VIOLATIONS: usize = 1_000;
+
+/// The appended tokens of one key, sorted, with the append that wrote each.
+///
+/// Reads return the concatenation of the tokens appended so far. Because
+/// no token is a prefix of another, a read splits into tokens one way
+/// only: at each position, the greatest token not above the rest of the
+/// text is the only one that can start there (any token sorting between a
+/// prefix of the text and the text itself would extend that prefix).
+struct KeyTokens<'h> {
+    sorted: Vec<(&'h str, usize)>,
+}
+
+impl<'h> KeyTokens<'h> {
+    fn new(mut sorted: Vec<(&'h str, usize)>) -> Result<Self> {
+        sorted.sort_unstable();
+        for &(token, id) in &sorted {
+            if token.is_empty() {
+                return Err(Error::AmbiguousTokens {
+                    reason: format!("operation #{id} appends an empty token"),
+                });
+            }
+        }
+        for pair in sorted.windows(2) {
+            let ((first, first_id), (second, second_id)) = (pair[0], pair[1]);
+            if second.starts_with(first) {
+                let relation = if first == second {
+                    "repeats"
+                } else {
+                    "is a prefix of"
+                };
+                return Err(Error::AmbiguousTokens {
+                    reason: format!("#{first_id}'s {first:?} {relation} #{second_id}'s {second:?}"),
+                });
+            }
+        }
+        Ok(Self { sorted })
+    }
+
+    /// The appends a read saw, in the order it saw them.
+    fn parse(&self, read: &Operation, value: &str) -> Result<Vec<usize>> {
+        let mut rest = value;
+        let mut seen = Vec::new();
+        while !rest.is_empty() {
+            let at = self.sorted.partition_point(|&(token, _)| token <= rest);
+            match at.checked_sub(1).map(|i| self.sorted[i]) {
+                Some((token, id)) if rest.starts_with(token) => {
+                    seen.push(id);
+                    rest = &rest[token.len()..];
+                }
+                _ => {
+                    return Err(Error::UnparseableRead {
+                        operation: read.id,
+                        value: value.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(seen)
     }
 }
 
-/// Checks all four guarantees; returns every violation found.
+fn text(datum: &Datum) -> &str {
+    match datum {
+        Datum::Str(s) => s,
+        Datum::Int(_) | Datum::Absent => "",
+    }
+}
+
+/// A completed read, parsed into the appends it saw.
+struct Read<'h> {
+    op: &'h Operation,
+    seen: Vec<usize>,
+    /// append id → where in `seen`
+    positions: HashMap<usize, usize>,
+}
+
+impl<'h> Read<'h> {
+    fn new(op: &'h Operation, seen: Vec<usize>) -> Self {
+        let positions = seen.iter().enumerate().map(|(at, &id)| (id, at)).collect();
+        Self {
+            op,
+            seen,
+            positions,
+        }
+    }
+
+    fn position(&self, append: usize) -> Option<usize> {
+        self.positions.get(&append).copied()
+    }
+
+    /// Whether `earlier` saw a prefix of what this read saw before
+    /// position `end`. `prefixes` caches, per earlier read, whether its
+    /// list is a prefix of this one: many appends share one earlier read.
+    fn extends_before(
+        &self,
+        earlier: &Read,
+        end: usize,
+        prefixes: &mut HashMap<usize, bool>,
+    ) -> bool {
+        earlier.seen.len() <= end
+            && *prefixes
+                .entry(earlier.op.id)
+                .or_insert_with(|| self.seen.starts_with(&earlier.seen))
+    }
+}
+
+/// What a client knew, per key, when it made one append: its own last
+/// append there, and the last read it made there. Writes-follow-reads and
+/// monotonic writes say the append must never be seen without them.
+#[derive(Clone, Default)]
+struct Context {
+    /// key → (the client's previous append to it)
+    appended: BTreeMap<Option<Arc<str>>, usize>,
+    /// key → (the read, by position in the reads list)
+    read: BTreeMap<Option<Arc<str>>, usize>,
+}
+
+/// Collects violations up to [`MAX_VIOLATIONS`].
+struct Report(Vec<SessionViolation>);
+
+impl Report {
+    fn push(&mut self, guarantee: Guarantee, client: u64, operations: Vec<usize>, why: String) {
+        if self.0.len() < MAX_VIOLATIONS {
+            self.0.push(SessionViolation {
+                guarantee,
+                client,
+                operations,
+                explanation: why,
+            });
+        }
+    }
+}
+
+/// Checks all four guarantees; returns the violations found (at most
+/// [`MAX_VIOLATIONS`]).
+///
+/// Appended values are tokens: non-empty, unique per key, none a prefix
+/// of another (`"[3.7]"`, `"x 3 7 y"`; not `"1"` beside `"12"`), so that
+/// every read splits into the appends it saw in exactly one way. A history
+/// that breaks this is refused with [`Error::AmbiguousTokens`]; a read
+/// that is not a sequence of appended tokens, with [`Error::UnparseableRead`].
 pub fn check_sessions(history: &History) -> Result<Vec<SessionViolation>> {
     for op in &history.operations {
         if !matches!(op.command, Command::Get | Command::Append(_)) {
@@ -82,109 +224,286 @@ pub fn check_sessions(history: &History) -> Result<Vec<SessionViolation>> {
             });
         }
     }
-    // Only operations the client saw complete can be relied on.
-    let done = |op: &&Operation| op.reply != Reply::Unknown;
-    let mut sessions: BTreeMap<u64, Vec<&Operation>> = BTreeMap::new();
-    for op in history.operations.iter().filter(done) {
-        sessions.entry(op.client).or_default().push(op);
+    history.validate_ids()?;
+    // Every append, finished or not, may show up in a read.
+    let mut tokens_by_key: BTreeMap<Option<Arc<str>>, Vec<(&str, usize)>> = BTreeMap::new();
+    for op in &history.operations {
+        if let Command::Append(token) = &op.command {
+            tokens_by_key
+                .entry(op.key.clone())
+                .or_default()
+                .push((text(token), op.id));
+        }
     }
-    let reads: Vec<(&Operation, String)> = history
+    let tokens: BTreeMap<Option<Arc<str>>, KeyTokens> = tokens_by_key
+        .into_iter()
+        .map(|(key, list)| KeyTokens::new(list).map(|t| (key, t)))
+        .collect::<Result<_>>()?;
+    let no_tokens = KeyTokens { sorted: Vec::new() };
+
+    // Only operations the client saw complete can be relied on.
+    let mut reads: Vec<Read> = Vec::new();
+    for op in &history.operations {
+        if let (Command::Get, Reply::Value(value)) = (&op.command, &op.reply) {
+            let key_tokens = tokens.get(&op.key).unwrap_or(&no_tokens);
+            let seen = key_tokens.parse(op, text(value))?;
+            reads.push(Read::new(op, seen));
+        }
+    }
+    let appends: BTreeMap<usize, &Operation> = history
         .operations
         .iter()
-        .filter(done)
-        .filter_map(|op| match &op.reply {
-            Reply::Value(v) if op.command == Command::Get => Some((op, text(v))),
-            _ => None,
-        })
+        .filter(|op| matches!(op.command, Command::Append(_)))
+        .map(|op| (op.id, op))
         .collect();
+    let token_of = |id: usize| {
+        appends
+            .get(&id)
+            .and_then(|op| match &op.command {
+                Command::Append(token) => Some(text(token).to_owned()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
 
-    let mut violations = Vec::new();
-    for (&client, ops) in &mut sessions {
-        ops.sort_by_key(|op| op.call);
-        // Per key: this client's appends so far, and its last read.
-        let mut appended: BTreeMap<Option<&str>, Vec<(usize, String)>> = BTreeMap::new();
-        let mut last_read: BTreeMap<Option<&str>, (usize, String)> = BTreeMap::new();
-        for op in ops.iter() {
-            let key = op.key.as_deref();
-            match (&op.command, &op.reply) {
-                (Command::Append(token), Reply::Ok) => {
-                    let token = text(token);
-                    // Writes-follow-reads: wherever this append shows up,
-                    // it must come after what the client had read.
-                    if let Some((read_id, seen)) = last_read.get(&key) {
-                        for (other, value) in reads.iter().filter(|(r, _)| r.key.as_deref() == key)
-                        {
-                            if let Some(at) = value.find(&token)
-                                && !value[..at].starts_with(seen.as_str())
-                            {
-                                violations.push(SessionViolation {
-                                        guarantee: Guarantee::WritesFollowReads,
-                                        client,
-                                        operations: vec![*read_id, op.id, other.id],
-                                        explanation: format!(
-                                            "client {client} read {seen:?} then appended {token:?}, but read #{} shows the append without all it had read: {value:?}",
-                                            other.id
-                                        ),
-                                    });
-                            }
-                        }
-                    }
-                    appended.entry(key).or_default().push((op.id, token));
-                }
-                (Command::Get, Reply::Value(value)) => {
-                    let value = text(value);
-                    for (write_id, token) in appended.get(&key).into_iter().flatten() {
-                        if !value.contains(token.as_str()) {
-                            violations.push(SessionViolation {
-                                guarantee: Guarantee::ReadYourWrites,
-                                client,
-                                operations: vec![*write_id, op.id],
-                                explanation: format!("client {client} appended {token:?} and then read {value:?}, without it"),
-                            });
-                        }
-                    }
-                    if let Some((earlier_id, earlier)) = last_read.get(&key)
-                        && !value.starts_with(earlier.as_str())
-                    {
-                        violations.push(SessionViolation {
-                                guarantee: Guarantee::MonotonicReads,
-                                client,
-                                operations: vec![*earlier_id, op.id],
-                                explanation: format!("client {client} read {earlier:?} and later {value:?}, which does not extend it"),
-                            });
-                    }
-                    last_read.insert(key, (op.id, value));
-                }
-                _ => {}
+    // Each client's session: its completed operations in program order.
+    let mut sessions: BTreeMap<u64, Vec<Step>> = BTreeMap::new();
+    for op in history.operations.iter() {
+        match (&op.command, &op.reply) {
+            (Command::Append(_), Reply::Ok) => {
+                sessions
+                    .entry(op.client)
+                    .or_default()
+                    .push(Step::Append(op));
             }
+            (Command::Get, Reply::Value(_)) => {}
+            _ => {}
         }
-        // Monotonic writes: in every read, this client's appends to a key
-        // appear in the order it made them.
-        for (key, tokens) in &appended {
-            for pair in tokens.windows(2) {
-                let ((first_id, first), (second_id, second)) = (&pair[0], &pair[1]);
-                for (read, value) in reads.iter().filter(|(r, _)| r.key.as_deref() == *key) {
-                    if let Some(at_second) = value.find(second.as_str()) {
-                        let in_order = value
-                            .find(first.as_str())
-                            .is_some_and(|at_first| at_first < at_second);
-                        if !in_order {
-                            violations.push(SessionViolation {
-                                guarantee: Guarantee::MonotonicWrites,
+    }
+    for (at, read) in reads.iter().enumerate() {
+        sessions
+            .entry(read.op.client)
+            .or_default()
+            .push(Step::Read(at));
+    }
+    let call_of = |step: &Step| match step {
+        Step::Append(op) => op.call,
+        Step::Read(at) => reads[*at].op.call,
+    };
+    for steps in sessions.values_mut() {
+        steps.sort_by_key(call_of);
+    }
+
+    let mut report = Report(Vec::new());
+    // What each append's client knew when it appended.
+    let mut contexts: BTreeMap<usize, Context> = BTreeMap::new();
+    for (&client, steps) in &sessions {
+        let mut known = Context::default();
+        for step in steps {
+            match *step {
+                Step::Append(op) => {
+                    contexts.insert(op.id, known.clone());
+                    known.appended.insert(op.key.clone(), op.id);
+                }
+                Step::Read(at) => {
+                    let read = &reads[at];
+                    let key = &read.op.key;
+                    // Read-your-writes: every earlier append of this client
+                    // to the key. Its appends to a key form a chain (checked
+                    // below), so the latest one stands for them all.
+                    if let Some(&own) = known.appended.get(key)
+                        && read.position(own).is_none()
+                    {
+                        report.push(
+                            Guarantee::ReadYourWrites,
+                            client,
+                            vec![own, read.op.id],
+                            format!(
+                                "client {client} appended {:?} and then read {:?}, without it",
+                                token_of(own),
+                                text_of(read.op)
+                            ),
+                        );
+                    }
+                    // Monotonic reads: never an older state than before.
+                    if let Some(&earlier) = known.read.get(key) {
+                        let earlier = &reads[earlier];
+                        let mut prefixes = HashMap::new();
+                        if !read.extends_before(earlier, read.seen.len(), &mut prefixes) {
+                            report.push(
+                                Guarantee::MonotonicReads,
                                 client,
-                                operations: vec![*first_id, *second_id, read.id],
-                                explanation: format!(
-                                    "client {client} appended {first:?} before {second:?}, but read #{} shows {value:?}",
-                                    read.id
+                                vec![earlier.op.id, read.op.id],
+                                format!(
+                                    "client {client} read {:?} and later {:?}, which does not extend it",
+                                    text_of(earlier.op),
+                                    text_of(read.op)
                                 ),
-                            });
+                            );
                         }
                     }
+                    known.read.insert(key.clone(), at);
                 }
             }
         }
     }
-    Ok(violations)
+
+    // Same key: wherever an append shows up, its client's previous append
+    // to that key (monotonic writes) and everything its client had read
+    // there (writes-follow-reads) show up before it.
+    for read in &reads {
+        let key = &read.op.key;
+        let mut prefixes = HashMap::new();
+        for (position, &append) in read.seen.iter().enumerate() {
+            let Some(context) = contexts.get(&append) else {
+                continue;
+            };
+            let writer = appends.get(&append).map_or(0, |op| op.client);
+            if let Some(&previous) = context.appended.get(key)
+                && read.position(previous).is_none_or(|p| p > position)
+            {
+                report.push(
+                    Guarantee::MonotonicWrites,
+                    writer,
+                    vec![previous, append, read.op.id],
+                    format!(
+                        "client {writer} appended {:?} before {:?}, but read #{} shows {:?}",
+                        token_of(previous),
+                        token_of(append),
+                        read.op.id,
+                        text_of(read.op)
+                    ),
+                );
+            }
+            if let Some(&source) = context.read.get(key)
+                && !read.extends_before(&reads[source], position, &mut prefixes)
+            {
+                let source = &reads[source];
+                report.push(
+                    Guarantee::WritesFollowReads,
+                    writer,
+                    vec![source.op.id, append, read.op.id],
+                    format!(
+                        "client {writer} read {:?} then appended {:?}, but read #{} shows the append without all it had read: {:?}",
+                        text_of(source.op),
+                        token_of(append),
+                        read.op.id,
+                        text_of(read.op)
+                    ),
+                );
+            }
+        }
+    }
+
+    // Across keys a single read shows one key only, so the promise is
+    // observed through a session: a client that saw an append to y, and
+    // then reads x, must find there what the appender had written to or
+    // read from x before appending — Terry et al.'s "if W2 is in a
+    // server's database, so are the writes it follows". (This assumes the
+    // observer's own reads are monotonic, which is checked above.)
+    for (&observer, steps) in &sessions {
+        // key x → the appends the observer must find there next time.
+        let mut owed: BTreeMap<Option<Arc<str>>, BTreeMap<usize, Debt>> = BTreeMap::new();
+        let mut previous_seen: BTreeMap<Option<Arc<str>>, usize> = BTreeMap::new();
+        for step in steps {
+            let Step::Read(at) = *step else { continue };
+            let read = &reads[at];
+            let key = &read.op.key;
+            // A debt is checked by the observer's next read of its key,
+            // then settled: later reads that drop it again break
+            // monotonic reads, which is reported on its own.
+            for debt in owed.remove(key).into_iter().flat_map(BTreeMap::into_values) {
+                if read.position(debt.required).is_none() {
+                    let (guarantee, premise) = match debt.followed_read {
+                        Some(source) => (
+                            Guarantee::WritesFollowReads,
+                            format!("read #{source} (which saw {:?})", token_of(debt.required)),
+                        ),
+                        None => (
+                            Guarantee::MonotonicWrites,
+                            format!("appended {:?}", token_of(debt.required)),
+                        ),
+                    };
+                    let writer = appends.get(&debt.because).map_or(0, |op| op.client);
+                    report.push(
+                        guarantee,
+                        writer,
+                        vec![debt.required, debt.because, debt.shown_by, read.op.id],
+                        format!(
+                            "client {writer} {premise} before appending {:?}; client {observer} saw that append in read #{} and then read {:?} without {:?}",
+                            token_of(debt.because),
+                            debt.shown_by,
+                            text_of(read.op),
+                            token_of(debt.required)
+                        ),
+                    );
+                }
+            }
+            // Appends this read shows for the first time create new debts.
+            let already = previous_seen.get(key).copied().unwrap_or(0);
+            for &append in read.seen.iter().skip(already) {
+                let Some(context) = contexts.get(&append) else {
+                    continue;
+                };
+                for (other, &required) in &context.appended {
+                    if other != key {
+                        owed.entry(other.clone())
+                            .or_default()
+                            .entry(required)
+                            .or_insert(Debt {
+                                required,
+                                because: append,
+                                shown_by: read.op.id,
+                                followed_read: None,
+                            });
+                    }
+                }
+                // What the writer read there: its newest token stands for
+                // the rest (a read missing an older one while holding the
+                // newest breaks monotonic writes or reads, reported above).
+                for (other, &source) in &context.read {
+                    let source = &reads[source];
+                    if other != key
+                        && let Some(&required) = source.seen.last()
+                    {
+                        owed.entry(other.clone())
+                            .or_default()
+                            .entry(required)
+                            .or_insert(Debt {
+                                required,
+                                because: append,
+                                shown_by: read.op.id,
+                                followed_read: Some(source.op.id),
+                            });
+                    }
+                }
+            }
+            previous_seen.insert(key.clone(), read.seen.len().max(already));
+        }
+    }
+    Ok(report.0)
+}
+
+/// One step of a session, in program order.
+enum Step<'h> {
+    Append(&'h Operation),
+    /// A completed read, by position in the parsed reads.
+    Read(usize),
+}
+
+/// An append an observer must find, and why.
+struct Debt {
+    required: usize,
+    because: usize,
+    shown_by: usize,
+    followed_read: Option<usize>,
+}
+
+fn text_of(op: &Operation) -> &str {
+    match &op.reply {
+        Reply::Value(value) => text(value),
+        _ => "",
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +606,84 @@ mod tests {
             violated(vec![unknown, get(1, 1, "", 2)]).is_empty(),
             "it may never have happened"
         );
+    }
+
+    fn on(key: &str, mut op: Operation) -> Operation {
+        op.key = Some(key.into());
+        op
+    }
+
+    /// Tokens are matched whole: `"1"` is not found inside `"12"`, so a
+    /// history mixing them is refused rather than misread.
+    #[test]
+    fn session_ambiguous_tokens_are_refused() {
+        let ops = vec![
+            append(0, 1, "1", 0),
+            append(1, 2, "12", 2),
+            get(2, 1, "12", 4),
+        ];
+        assert!(matches!(
+            check_sessions(&History::new(ops)),
+            Err(Error::AmbiguousTokens { .. })
+        ));
+    }
+
+    /// Text search would "find" client 1's "x1y" inside client 2's
+    /// "ax1yb"; parsed, the read shows "ax1yb" alone and client 1's own
+    /// append is missing.
+    #[test]
+    fn session_tokens_are_not_found_inside_other_tokens() {
+        let ops = vec![
+            append(0, 1, "x1y", 0),
+            append(1, 2, "ax1yb", 2),
+            get(2, 1, "ax1yb", 4),
+        ];
+        assert_eq!(violated(ops), [Guarantee::ReadYourWrites]);
+    }
+
+    #[test]
+    fn session_reads_of_text_nobody_appended_are_refused() {
+        let ops = vec![append(0, 1, "[a]", 0), get(1, 1, "[a][zz]", 2)];
+        assert!(matches!(
+            check_sessions(&History::new(ops)),
+            Err(Error::UnparseableRead { operation: 1, .. })
+        ));
+    }
+
+    /// Terry et al.'s writes-follow-reads across keys: client 1 read x's
+    /// "[a]" and then appended "[b]" to y; client 3 saw "[b]" on y and then
+    /// read x empty — a state holding the append but not what it followed.
+    #[test]
+    fn session_writes_follow_reads_is_checked_across_keys() {
+        let ops = vec![
+            on("x", append(0, 2, "[a]", 0)),
+            on("x", get(1, 1, "[a]", 2)),
+            on("y", append(2, 1, "[b]", 4)),
+            on("y", get(3, 3, "[b]", 6)),
+            on("x", get(4, 3, "", 8)),
+        ];
+        assert_eq!(violated(ops), [Guarantee::WritesFollowReads]);
+        let fine = vec![
+            on("x", append(0, 2, "[a]", 0)),
+            on("x", get(1, 1, "[a]", 2)),
+            on("y", append(2, 1, "[b]", 4)),
+            on("y", get(3, 3, "[b]", 6)),
+            on("x", get(4, 3, "[a]", 8)),
+        ];
+        assert!(violated(fine).is_empty());
+    }
+
+    /// Monotonic writes across keys: client 1 appended to x, then to y;
+    /// client 2 saw the y append and then found x without the first.
+    #[test]
+    fn session_monotonic_writes_is_checked_across_keys() {
+        let ops = vec![
+            on("x", append(0, 1, "[a]", 0)),
+            on("y", append(1, 1, "[b]", 2)),
+            on("y", get(2, 2, "[b]", 4)),
+            on("x", get(3, 2, "", 6)),
+        ];
+        assert_eq!(violated(ops), [Guarantee::MonotonicWrites]);
     }
 
     #[test]

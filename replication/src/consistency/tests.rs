@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::*;
 
-/// `../shared/conformance/linearizability`, beside the repository.
+/// The Porcupine histories vendored in `replication/conformance`.
 pub(crate) fn conformance_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/linearizability")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance/linearizability")
 }
 
 /// Episode 19. Every conformance history (Porcupine's test data: Knossos
@@ -16,10 +16,12 @@ pub(crate) fn conformance_dir() -> PathBuf {
 #[test]
 fn consistency_conformance_histories_get_their_documented_verdicts() {
     let dir = conformance_dir();
-    let Ok(manifest) = std::fs::read_to_string(dir.join("manifest.json")) else {
-        eprintln!("no conformance data at {}; skipped", dir.display());
-        return;
-    };
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap_or_else(|err| {
+        panic!(
+            "the vendored conformance data is missing ({}): {err}",
+            dir.display()
+        )
+    });
     let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("manifest is JSON");
     let files = manifest["files"].as_array().expect("a list of files");
     assert!(files.len() >= 50, "the manifest lists every file");
@@ -299,6 +301,51 @@ fn consistency_budget_expiry_is_unknown_never_a_pass() {
         result.elapsed
     );
     assert!(result.explain(&history).contains("not a pass"));
+}
+
+/// A memo that fills up ends the search with Unknown: never a verdict
+/// reached by comparing against a truncated (wrong) memo entry.
+#[test]
+fn consistency_full_memo_is_unknown_never_a_verdict() {
+    let mut ops: Vec<Operation> = (0..40)
+        .map(|i| write(i, i as u64, i as i64, 0, 1_000))
+        .collect();
+    ops.push(read(40, 99, Some(999), 2_000, 2_001));
+    let history = History::new(ops);
+    let result = checker::check_within(&history, Model::Register, None, 10_000).expect("valid");
+    assert!(
+        matches!(result.verdict, Verdict::Unknown { .. }),
+        "{:?}",
+        result.verdict
+    );
+}
+
+/// Operations are named by their ids, which need not be their positions:
+/// a violation in a history numbered from 100 quotes 100 and up.
+#[test]
+fn consistency_violations_quote_operation_ids() {
+    let mut ops = vec![
+        write(0, 1, 1, 0, 1),
+        write(1, 1, 2, 2, 3),
+        read(2, 2, Some(1), 4, 5),
+    ];
+    for op in &mut ops {
+        op.id += 100;
+    }
+    let history = History::new(ops);
+    let result = check(&history, Model::Register, None).expect("valid");
+    let Verdict::NotLinearizable(violation) = &result.verdict else {
+        panic!("a stale read: {:?}", result.verdict)
+    };
+    assert_eq!(violation.operations, [100, 101, 102]);
+    assert!(violation.blocked.iter().any(|(id, _)| *id == 102));
+    assert!(result.explain(&history).contains("#102 client 2"));
+    let mut duplicated = history.clone();
+    duplicated.operations[2].id = 100;
+    assert_eq!(
+        check(&duplicated, Model::Register, None),
+        Err(crate::Error::DuplicateOperationId { id: 100 })
+    );
 }
 
 mod properties {

@@ -12,6 +12,14 @@
 //! served by a replica that catches up a little later. Fast, available —
 //! and a client can write, read, and not see its own write. The checker
 //! catches it; that is what the demo shows.
+//!
+//! Bounds (a request cannot make either register hold more): keys of at
+//! most [`MAX_KEY_BYTES`], values of at most [`MAX_VALUE_BYTES`] (an
+//! append past it is refused with `FailedPrecondition`), and at most
+//! [`MAX_STORED_BYTES`] of keys and values in all (a write past it is
+//! refused with `ResourceExhausted`). The stale twin's replication backlog
+//! holds at most [`stale::MAX_BACKLOG`] writes; past it, writes are
+//! refused with `ResourceExhausted` until the replica catches up.
 
 mod demo;
 pub mod stale;
@@ -64,24 +72,100 @@ pub(crate) fn validate(key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most bytes of keys and values one register stores.
+pub const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Keys and values with their total size kept, so a write that would
+/// outgrow `max_bytes` is refused before anything changes.
+#[derive(Debug)]
+pub(crate) struct Store {
+    values: BTreeMap<String, String>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::with_max_bytes(MAX_STORED_BYTES)
+    }
+}
+
+impl Store {
+    pub(crate) fn with_max_bytes(max_bytes: usize) -> Self {
+        Self {
+            values: BTreeMap::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> String {
+        self.values.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Sets `key` to `value`, if the store has room.
+    pub(crate) fn put(&mut self, key: String, value: String) -> Result<()> {
+        let old = self.values.get(&key).map_or(0, |v| key.len() + v.len());
+        let bytes = self.bytes - old + key.len() + value.len();
+        if bytes > self.max_bytes {
+            return Err(Error::RegisterFull {
+                max_bytes: self.max_bytes,
+            });
+        }
+        self.bytes = bytes;
+        self.values.insert(key, value);
+        Ok(())
+    }
+
+    /// Appends `suffix` to `key`'s value and returns the new value's length,
+    /// if the value stays under [`MAX_VALUE_BYTES`] and the store has room.
+    pub(crate) fn append(&mut self, key: &str, suffix: &str) -> Result<usize> {
+        let current = self.values.get(key).map_or(0, String::len);
+        if current + suffix.len() > MAX_VALUE_BYTES {
+            return Err(Error::ValueFull {
+                bytes: current + suffix.len(),
+                max: MAX_VALUE_BYTES,
+            });
+        }
+        let added = suffix.len() + if current == 0 { key.len() } else { 0 };
+        if self.bytes + added > self.max_bytes {
+            return Err(Error::RegisterFull {
+                max_bytes: self.max_bytes,
+            });
+        }
+        self.bytes += added;
+        let value = self.values.entry(key.to_owned()).or_default();
+        value.push_str(suffix);
+        Ok(value.len())
+    }
+}
+
 /// A linearizable register: one copy, one lock.
 #[derive(Clone, Debug, Default)]
 pub struct Register {
-    values: Arc<Mutex<BTreeMap<String, String>>>,
+    store: Arc<Mutex<Store>>,
 }
 
 impl Register {
+    /// A register holding up to [`MAX_STORED_BYTES`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A register holding up to `max_bytes` of keys and values.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self {
+            store: Arc::new(Mutex::new(Store::with_max_bytes(max_bytes))),
+        }
     }
 
     pub fn into_service(self) -> RegisterServer<Self> {
         RegisterServer::new(self)
     }
 
-    fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        // Each operation completes its single map update before releasing.
-        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        // Each operation validates before it changes anything.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -90,14 +174,14 @@ impl proto::register_server::Register for Register {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
         let key = request.into_inner().key;
         validate(&key, "")?;
-        let value = self.values().get(&key).cloned().unwrap_or_default();
+        let value = self.store().get(&key);
         Ok(Response::new(GetReply { value }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutReply>, Status> {
         let PutRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
-        self.values().insert(key, value);
+        self.store().put(key, value)?;
         Ok(Response::new(PutReply {}))
     }
 
@@ -107,17 +191,7 @@ impl proto::register_server::Register for Register {
     ) -> Result<Response<AppendReply>, Status> {
         let AppendRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
-        let mut values = self.values();
-        let current = values.entry(key).or_default();
-        if current.len() + value.len() > MAX_VALUE_BYTES {
-            return Err(Error::TooLarge {
-                what: "value",
-                bytes: current.len() + value.len(),
-                max: MAX_VALUE_BYTES,
-            }
-            .into());
-        }
-        current.push_str(&value);
+        self.store().append(&key, &value)?;
         Ok(Response::new(AppendReply {}))
     }
 }

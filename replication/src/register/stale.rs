@@ -1,6 +1,5 @@
 //! The broken twin: writes to a primary, reads from a lagging replica.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -10,37 +9,57 @@ use tonic::{Request, Response, Status};
 
 use super::proto::register_server::RegisterServer;
 use super::proto::{AppendReply, AppendRequest, GetReply, GetRequest, PutReply, PutRequest};
-use super::validate;
+use super::{Store, validate};
+use crate::Error;
 
-type Values = Arc<Mutex<BTreeMap<String, String>>>;
+/// Writes that may wait for the replica at once. Each holds the request's
+/// own bytes (a key and at most one value), so the backlog stays below
+/// `MAX_BACKLOG × (MAX_KEY_BYTES + MAX_VALUE_BYTES)`.
+pub const MAX_BACKLOG: usize = 1024;
 
-fn lock(values: &Values) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-    values.lock().unwrap_or_else(PoisonError::into_inner)
+type Shared = Arc<Mutex<Store>>;
+
+fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A write on its way to the replica: the operation, not the whole value,
+/// so an append ships only what it appended.
+#[derive(Debug)]
+enum Change {
+    Put(String, String),
+    Append(String, String),
 }
 
 /// Acknowledges writes from the primary, answers reads from a replica
 /// that applies each write `lag` later. Deliberately not linearizable.
 #[derive(Clone, Debug)]
 pub struct StaleRegister {
-    primary: Values,
-    replica: Values,
+    primary: Shared,
+    replica: Shared,
     lag: Duration,
-    /// (when the replica applies it, key, the key's new value)
-    log: mpsc::UnboundedSender<(Instant, String, String)>,
+    /// (when the replica applies it, the write)
+    log: mpsc::Sender<(Instant, Change)>,
 }
 
 impl StaleRegister {
     /// Starts the replication task; call inside a tokio runtime.
     pub fn new(lag: Duration) -> Self {
-        let replica: Values = Arc::default();
-        let (log, mut pending) = mpsc::unbounded_channel::<(Instant, String, String)>();
+        let replica: Shared = Arc::default();
+        let (log, mut pending) = mpsc::channel::<(Instant, Change)>(MAX_BACKLOG);
         let applying = replica.clone();
         tokio::spawn(async move {
             // One task applies the log in order, each entry `lag` after it
-            // was written: a replica that is consistent, just late.
-            while let Some((due, key, value)) = pending.recv().await {
+            // was written: a replica that is consistent, just late. The
+            // primary accepted each write, and the replica holds no more
+            // than the primary, so applying cannot fail.
+            while let Some((due, change)) = pending.recv().await {
                 tokio::time::sleep_until(due).await;
-                lock(&applying).insert(key, value);
+                let mut replica = lock(&applying);
+                let _ = match change {
+                    Change::Put(key, value) => replica.put(key, value),
+                    Change::Append(key, suffix) => replica.append(&key, &suffix).map(drop),
+                };
             }
         });
         Self {
@@ -55,10 +74,12 @@ impl StaleRegister {
         RegisterServer::new(self)
     }
 
-    /// Ships the key's new value to the replica, to land `lag` from now.
-    fn replicate(&self, key: String, value: String) {
-        // Fails only once the replication task is gone with the runtime.
-        let _ = self.log.send((Instant::now() + self.lag, key, value));
+    /// Reserves a place in the backlog before the primary changes, so a
+    /// refused write leaves both copies as they were.
+    fn reserve(&self) -> Result<mpsc::Permit<'_, (Instant, Change)>, Error> {
+        self.log
+            .try_reserve()
+            .map_err(|_| Error::BacklogFull { max: MAX_BACKLOG })
     }
 }
 
@@ -69,15 +90,16 @@ impl super::proto::register_server::Register for StaleRegister {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
         let key = request.into_inner().key;
         validate(&key, "")?;
-        let value = lock(&self.replica).get(&key).cloned().unwrap_or_default();
+        let value = lock(&self.replica).get(&key);
         Ok(Response::new(GetReply { value }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutReply>, Status> {
         let PutRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
-        lock(&self.primary).insert(key.clone(), value.clone());
-        self.replicate(key, value);
+        let slot = self.reserve()?;
+        lock(&self.primary).put(key.clone(), value.clone())?;
+        slot.send((Instant::now() + self.lag, Change::Put(key, value)));
         Ok(Response::new(PutReply {}))
     }
 
@@ -87,13 +109,9 @@ impl super::proto::register_server::Register for StaleRegister {
     ) -> Result<Response<AppendReply>, Status> {
         let AppendRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
-        let updated = {
-            let mut primary = lock(&self.primary);
-            let current = primary.entry(key.clone()).or_default();
-            current.push_str(&value);
-            current.clone()
-        };
-        self.replicate(key, updated);
+        let slot = self.reserve()?;
+        lock(&self.primary).append(&key, &value)?;
+        slot.send((Instant::now() + self.lag, Change::Append(key, value)));
         Ok(Response::new(AppendReply {}))
     }
 }

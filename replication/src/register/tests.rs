@@ -90,7 +90,8 @@ fn register_recorded_histories_tell_the_twins_apart() {
 }
 
 /// Bad input: oversized keys and values are refused with InvalidArgument,
-/// and a definite refusal is left out of the recorded history.
+/// an append past the value limit with FailedPrecondition, and a definite
+/// refusal is left out of the recorded history.
 #[tokio::test]
 async fn register_refuses_oversized_input() {
     use std::net::{Ipv4Addr, SocketAddr};
@@ -117,7 +118,10 @@ async fn register_refuses_oversized_input() {
         .append("k", &big)
         .await
         .expect_err("would exceed the value limit");
-    assert!(matches!(overflow, ClientError::Definite(_)));
+    assert!(
+        matches!(overflow, ClientError::Definite(ref m) if m.contains("FailedPrecondition")),
+        "{overflow:?}"
+    );
     assert_eq!(
         kv.get("k").await.expect("readable").len(),
         big.len(),
@@ -127,5 +131,92 @@ async fn register_refuses_oversized_input() {
         recorder.history().operations.len(),
         2,
         "refused calls never happened"
+    );
+}
+
+async fn serve_on_loopback(server: RpcServer) -> observability::rpc::ServerHandle {
+    use std::net::{Ipv4Addr, SocketAddr};
+    server
+        .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("binds")
+        .spawn()
+}
+
+/// A flood of new keys fills the register to its byte limit and no
+/// further: the next write is ResourceExhausted, overwrites that fit
+/// still succeed, and what was stored is intact.
+#[tokio::test]
+async fn register_flood_of_keys_stops_at_the_byte_limit() {
+    let server = serve_on_loopback(RpcServer::new().add_service(
+        Register::with_max_bytes(10 * 1024).into_service(),
+        FILE_DESCRIPTOR_SET,
+    ))
+    .await;
+    let mut client = RegisterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    let value = "v".repeat(1000);
+    let mut stored = 0;
+    let refused = loop {
+        let put = PutRequest {
+            key: format!("key-{stored:05}"),
+            value: value.clone(),
+        };
+        match client.put(put).await {
+            Ok(_) => stored += 1,
+            Err(status) => break status,
+        }
+        assert!(stored <= 10, "the limit holds");
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(stored, 10, "10 × (9 + 1000) bytes fit in 10 KiB, 11 do not");
+    let overwrite = PutRequest {
+        key: "key-00000".into(),
+        value: "short".into(),
+    };
+    client
+        .put(overwrite)
+        .await
+        .expect("an overwrite that shrinks fits");
+    let kept = client
+        .get(GetRequest {
+            key: "key-00009".into(),
+        })
+        .await
+        .expect("readable")
+        .into_inner()
+        .value;
+    assert_eq!(kept, value);
+}
+
+/// The stale twin's replication backlog is bounded: with a replica that
+/// lags for an hour, the write past the backlog is ResourceExhausted and
+/// the primary did not take it.
+#[tokio::test(start_paused = true)]
+async fn register_stale_backlog_is_bounded() {
+    let stale = StaleRegister::new(Duration::from_secs(3600));
+    let service = stale.into_service();
+    let mut client = RegisterClient::new(service);
+    for i in 0..stale::MAX_BACKLOG {
+        let put = PutRequest {
+            key: format!("k{i}"),
+            value: "v".into(),
+        };
+        client.put(put).await.expect("room in the backlog");
+    }
+    let refused = client
+        .append(AppendRequest {
+            key: "k0".into(),
+            value: "more".into(),
+        })
+        .await
+        .expect_err("the backlog is full");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
     );
 }

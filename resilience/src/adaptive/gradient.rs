@@ -4,9 +4,15 @@ use std::time::Duration;
 
 use super::{LimitAlgorithm, LimitBounds, Sample};
 
+/// Samples averaged plainly before the long average turns exponential.
+const WARMUP_SAMPLES: u64 = 10;
+
 /// Netflix's `Gradient2Limit`.
 ///
-/// A long-window average of latency stands for "normal". The gradient
+/// A long-window average of latency stands for "normal": the mean of the
+/// first 10 samples, then an exponential average over the window
+/// (smoothing factor 2 / (window + 1)), as Netflix's `ExpAvgMeasurement`
+/// computes it. The gradient
 /// `tolerance × long / current`, clamped to [0.5, 1], is 1 while calls
 /// are as fast as usual and falls as they slow down; the new limit is
 /// `limit × gradient + queue_size`, smoothed. When load drops and latency
@@ -60,8 +66,13 @@ impl LimitAlgorithm for Gradient2 {
     fn update(&mut self, sample: Sample) {
         let short = sample.rtt.as_secs_f64().max(1e-9);
         self.samples += 1;
-        // A plain mean while warming up, then an exponential average.
-        let weight = 1.0 / (self.samples.min(self.long_window) as f64);
+        // A plain mean while warming up (so one odd first sample does not
+        // define "normal"), then an exponential average.
+        let weight = if self.samples <= WARMUP_SAMPLES {
+            1.0 / self.samples as f64
+        } else {
+            2.0 / (self.long_window as f64 + 1.0)
+        };
         let long = match self.long_rtt {
             None => short,
             Some(long) => long + (short - long) * weight,
@@ -84,5 +95,38 @@ impl LimitAlgorithm for Gradient2 {
         self.limit = self
             .bounds
             .clamp(self.limit * (1.0 - self.smoothing) + target * self.smoothing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(millis: u64) -> Sample {
+        Sample {
+            rtt: Duration::from_millis(millis),
+            inflight: 0,
+            dropped: false,
+        }
+    }
+
+    /// The long average follows Netflix's: a mean over 10 warm-up samples,
+    /// then an exponential average with factor 2 / 601.
+    #[test]
+    fn adaptive_gradient2_long_rtt_warms_up_then_decays_exponentially() {
+        let mut limit = Gradient2::new(LimitBounds {
+            initial: 20,
+            min: 1,
+            max: 200,
+        });
+        for _ in 0..10 {
+            limit.update(sample(10));
+        }
+        let warmed = limit.long_rtt().expect("measured").as_secs_f64();
+        assert!((warmed - 0.010).abs() < 1e-12, "{warmed}");
+        limit.update(sample(20));
+        let after = limit.long_rtt().expect("measured").as_secs_f64();
+        let expected = 0.010 + (0.020 - 0.010) * 2.0 / 601.0;
+        assert!((after - expected).abs() < 1e-9, "{after} vs {expected}");
     }
 }

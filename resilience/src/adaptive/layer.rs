@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use observability::rpc::outcome::{ObservedBody, StatusSink, observe, refusal};
+use observability::rpc::outcome::{ObservedBody, StatusSink, observe};
 use tokio::time::Instant;
 use tonic::server::NamedService;
 use tonic::{Code, Status};
@@ -162,7 +162,7 @@ where
         if inflight > limit {
             shared.inflight.fetch_sub(1, Ordering::AcqRel);
             shared.shed.fetch_add(1, Ordering::AcqRel);
-            let refused = refusal(&Status::from(Error::ConcurrencyLimited { limit }));
+            let refused = Error::ConcurrencyLimited { limit }.into_refusal();
             return Box::pin(std::future::ready(Ok(refused)));
         }
         let admitted = InFlight {

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use observability::rpc::outcome::{ObservedBody, StatusSink, observe, refusal};
+use observability::rpc::outcome::{ObservedBody, StatusSink, observe};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
@@ -136,6 +136,15 @@ impl AdaptiveThrottle {
         window.advance(now);
         window.bucket().accepts += 1;
     }
+
+    /// Takes back an admitted call that never reached the backend (a layer
+    /// below refused it): it says nothing about the backend either way.
+    pub fn withdraw(&self, now: Instant) {
+        let mut window = self.lock();
+        window.advance(now);
+        let bucket = window.bucket();
+        bucket.requests = bucket.requests.saturating_sub(1);
+    }
 }
 
 /// Throttles calls locally while the backend is refusing them.
@@ -184,6 +193,10 @@ impl StatusSink for Acceptance {
             self.0.accepted(Instant::now());
         }
     }
+
+    fn refused_locally(self) {
+        self.0.withdraw(Instant::now());
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ThrottleService<S>
@@ -203,7 +216,7 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         if let Err(throttled) = self.throttle.admit(Instant::now()) {
-            return Box::pin(std::future::ready(Ok(refusal(&Status::from(throttled)))));
+            return Box::pin(std::future::ready(Ok(throttled.into_refusal())));
         }
         let acceptance = Acceptance(self.throttle.clone());
         let called = self.inner.call(request);

@@ -23,10 +23,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use observability::rpc::outcome::{ObservedBody, StatusSink, observe, refusal};
+use observability::rpc::outcome::{ObservedBody, StatusSink, observe};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Code;
 use tonic::server::NamedService;
-use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -170,7 +170,7 @@ where
         Box::pin(async move {
             let slot = match bulkhead.acquire().await {
                 Ok(slot) => slot,
-                Err(full) => return Ok(refusal(&Status::from(full))),
+                Err(full) => return Ok(full.into_refusal()),
             };
             let response = inner.call(request).await.map_err(Into::into)?;
             Ok(observe(response, slot, None))

@@ -1,7 +1,7 @@
 //! The breaker shared by every clone of a layer, and its permits.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,10 +23,17 @@ struct Shared {
     name: String,
     needs_clock: bool,
     classifier: GrpcClassifier,
-    /// True while CLOSED or DISABLED: permits are then handed out without
-    /// taking the lock — the path every call takes on a healthy day.
-    admit_freely: AtomicBool,
-    generation: AtomicU64,
+    /// The state machine's generation (shifted left by one) and, in the
+    /// low bit, whether it is CLOSED or DISABLED: permits are then handed
+    /// out without taking the lock — the path every call takes on a
+    /// healthy day.
+    ///
+    /// Pitfall: kept as two atomics, a caller could read "admit freely"
+    /// while CLOSED and then the generation of the HALF_OPEN state that
+    /// followed, and walk off with a probe permit that never took a probe
+    /// slot. Its release would then hand back a slot it never held, and
+    /// more than N probes would pass. One word makes the pair consistent.
+    fast_path: AtomicU64,
     core: Mutex<BreakerCore>,
     changes: Mutex<VecDeque<StateChange>>,
 }
@@ -49,6 +56,13 @@ pub struct BreakerMetrics {
     pub counters: Counters,
 }
 
+/// The low bit of the fast-path word: permits may be handed out freely.
+const FREE: u64 = 1;
+
+fn fast_path_word(generation: u64, free: bool) -> u64 {
+    (generation << 1) | u64::from(free)
+}
+
 // A panic while holding a lock leaves the state machine in a valid state
 // (each method completes its transition before returning), so keep going.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,8 +78,7 @@ impl CircuitBreaker {
                 name: config.name.clone(),
                 needs_clock: config.needs_clock(),
                 classifier: config.classifier,
-                admit_freely: AtomicBool::new(true),
-                generation: AtomicU64::new(0),
+                fast_path: AtomicU64::new(fast_path_word(0, true)),
                 core: Mutex::new(core),
                 changes: Mutex::new(VecDeque::new()),
             }),
@@ -80,10 +93,11 @@ impl CircuitBreaker {
     /// report the outcome on it (dropping it unreported counts as ignored).
     pub fn try_acquire(&self) -> Result<Permit> {
         let shared = &self.shared;
-        if shared.admit_freely.load(Ordering::Acquire) {
+        let word = shared.fast_path.load(Ordering::Acquire);
+        if word & FREE != 0 {
             return Ok(Permit {
                 breaker: self.clone(),
-                generation: shared.generation.load(Ordering::Acquire),
+                generation: word >> 1,
                 started: shared.needs_clock.then(Instant::now),
                 settled: false,
             });
@@ -139,6 +153,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Probe permits a HALF_OPEN breaker may still hand out (`None` in
+    /// any other state).
+    pub fn probes_left(&self) -> Option<u32> {
+        lock(&self.shared.core).probes_left()
+    }
+
     /// The most recent state changes, oldest first.
     pub fn state_changes(&self) -> Vec<StateChange> {
         lock(&self.shared.changes).iter().copied().collect()
@@ -149,11 +169,11 @@ impl CircuitBreaker {
     fn publish(&self, core: &BreakerCore, change: Option<StateChange>) {
         let Some(change) = change else { return };
         let shared = &self.shared;
-        shared
-            .generation
-            .store(core.generation(), Ordering::Release);
-        shared.admit_freely.store(
-            matches!(core.state(), State::Closed | State::Disabled),
+        shared.fast_path.store(
+            fast_path_word(
+                core.generation(),
+                matches!(core.state(), State::Closed | State::Disabled),
+            ),
             Ordering::Release,
         );
         tracing::info!(

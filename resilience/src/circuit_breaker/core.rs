@@ -134,6 +134,14 @@ impl BreakerCore {
         self.generation
     }
 
+    /// Probe permits left while HALF_OPEN.
+    pub fn probes_left(&self) -> Option<u32> {
+        match self.phase {
+            Phase::HalfOpen { permits_left, .. } => Some(permits_left),
+            _ => None,
+        }
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }
@@ -236,6 +244,10 @@ impl BreakerCore {
         elapsed: Option<Duration>,
         now: impl Fn() -> Instant,
     ) -> Option<StateChange> {
+        // Resilience4j: a DISABLED breaker records no metrics at all.
+        if matches!(self.phase, Phase::Disabled) {
+            return None;
+        }
         let slow = self.config.slow_call_rate_threshold.is_some()
             && elapsed.is_some_and(|e| e > self.config.slow_call_duration_threshold);
         match outcome {

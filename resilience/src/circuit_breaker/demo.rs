@@ -58,13 +58,31 @@ pub async fn circuit_breaker_demo(out: &mut Narrator, _spans: &SpanCapture) -> D
 
     let mut calls_while_open = 0u64;
     let mut backend_calls_while_open = 0u64;
+    // Calls that reached the backend per HALF_OPEN spell: the probes.
+    let mut probes: Vec<u64> = Vec::new();
     while started.elapsed() < Duration::from_millis(2_400) {
-        let open_before = breaker.state() == State::Open;
+        let state_before = breaker.state();
         let seen_before = backend.stats().calls;
+        let changes_before = breaker.state_changes().len();
         let _ = client.call(CallRequest::default()).await;
-        if open_before && breaker.state() == State::Open {
+        let reached = backend.stats().calls - seen_before;
+        if state_before == State::Open && breaker.state() == State::Open {
             calls_while_open += 1;
-            backend_calls_while_open += backend.stats().calls - seen_before;
+            backend_calls_while_open += reached;
+        }
+        // One call at a time, so a call was a probe if it was admitted
+        // half open: the breaker was HALF_OPEN already, or the wait ran
+        // out as this call asked (OPEN → HALF_OPEN during it).
+        let changes = breaker.state_changes();
+        let (earlier, during) = changes.split_at(changes_before.min(changes.len()));
+        let entered_now = during.iter().any(|c| c.to == State::HalfOpen);
+        if reached > 0 && (state_before == State::HalfOpen || entered_now) {
+            let spell = earlier.iter().filter(|c| c.to == State::HalfOpen).count()
+                + usize::from(entered_now);
+            probes.resize(probes.len().max(spell), 0);
+            if let Some(count) = probes.get_mut(spell.saturating_sub(1)) {
+                *count += reached;
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -106,6 +124,18 @@ pub async fn circuit_breaker_demo(out: &mut Narrator, _spans: &SpanCapture) -> D
         "while open, calls fail fast: the backend sees none of them",
         calls_while_open > 0 && backend_calls_while_open == 0,
         format!("{calls_while_open} calls refused while open, {backend_calls_while_open} reached the backend"),
+    );
+    out.check(
+        "each half-open spell let exactly 3 probes reach the backend",
+        !probes.is_empty() && probes.iter().all(|&n| n == 3),
+        format!(
+            "probes per half-open spell: {}",
+            probes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     );
     out.check(
         "probing during the outage re-opened it (no premature close)",

@@ -9,7 +9,7 @@
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use observability::rpc::outcome::{ObservedBody, observe, refusal};
+use observability::rpc::outcome::{ObservedBody, observe};
 use tonic::Status;
 use tonic::server::NamedService;
 use tower_layer::Layer;
@@ -71,7 +71,7 @@ where
         let permit = match self.breaker.try_acquire() {
             Ok(permit) => permit,
             Err(refused) => {
-                return Box::pin(std::future::ready(Ok(refusal(&Status::from(refused)))));
+                return Box::pin(std::future::ready(Ok(refused.into_refusal())));
             }
         };
         let called = self.inner.call(request);

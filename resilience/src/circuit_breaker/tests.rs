@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::{BreakerCore, State};
+use super::core::{BreakerCore, Counters, State};
 use super::naive::NaiveCircuitBreaker;
 use super::{BreakerConfig, CircuitBreaker, SlidingWindow};
 use crate::classify::Outcome;
@@ -232,8 +232,65 @@ fn circuit_breaker_disabled_admits_everything_and_counts_nothing() {
     let t0 = Instant::now();
     let mut core = BreakerCore::new(config(10, 10), t0).expect("valid");
     core.transition(State::Disabled, t0).expect("allowed");
-    calls(&mut core, t0, 100, 0);
+    calls(&mut core, t0, 100, 50);
     assert_eq!(core.state(), State::Disabled);
+    assert_eq!(
+        core.counters(),
+        Counters::default(),
+        "no call is counted while disabled"
+    );
+    core.transition(State::Closed, t0).expect("allowed");
+    assert_eq!(core.totals(t0).calls, 0, "the window starts empty");
+}
+
+/// Episode 37. Many threads take and drop permits while another moves the
+/// breaker CLOSED → OPEN → HALF_OPEN over and over. However the fast path
+/// interleaves with a transition, a HALF_OPEN breaker never has more probe
+/// slots than configured: a permit from the CLOSED fast path can never
+/// pose as a probe and hand back a slot it did not take.
+#[test]
+fn circuit_breaker_half_open_never_exceeds_its_probes_under_contention() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const PROBES: u32 = 2;
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        permitted_calls_in_half_open_state: PROBES,
+        ..config(10, 10)
+    })
+    .expect("valid");
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (breaker, stop) = (breaker.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // Dropped unreported: an abandoned call, which hands
+                    // a half-open slot back if it held one.
+                    drop(breaker.try_acquire());
+                }
+            })
+        })
+        .collect();
+    let mut worst = 0;
+    for _ in 0..50_000 {
+        breaker.transition_to(State::Open).expect("allowed");
+        breaker.transition_to(State::HalfOpen).expect("allowed");
+        // Stay half-open a moment, so permits taken around the
+        // transition are released while it lasts.
+        for _ in 0..20 {
+            worst = worst.max(breaker.probes_left().unwrap_or(0));
+        }
+        breaker.transition_to(State::Closed).expect("allowed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    assert!(
+        worst <= PROBES,
+        "a half-open breaker offered {worst} probe slots, configured {PROBES}"
+    );
 }
 
 #[test]

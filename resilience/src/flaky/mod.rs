@@ -56,6 +56,9 @@ struct Installed {
     behaviour: Behaviour,
     since: Instant,
     slots: Arc<Semaphore>,
+    /// Calls since this script was installed: a script's `per_call`
+    /// outcomes are played from its own first call, not the backend's.
+    calls: u64,
 }
 
 impl Installed {
@@ -65,6 +68,7 @@ impl Installed {
             behaviour,
             since: Instant::now(),
             slots,
+            calls: 0,
         }
     }
 }
@@ -195,7 +199,7 @@ impl Flaky {
 impl proto::flaky_server::Flaky for Flaky {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallReply>, Status> {
         let shared = &self.shared;
-        let index = shared.calls.fetch_add(1, Ordering::AcqRel);
+        shared.calls.fetch_add(1, Ordering::AcqRel);
         {
             let arrived_with =
                 deadline::parse(request.metadata().as_ref()).map_or(0, |d| d.as_micros() as u64);
@@ -205,12 +209,15 @@ impl proto::flaky_server::Flaky for Flaky {
             }
             deadlines.push_back(arrived_with);
         }
-        let (behaviour, since, slots) = {
-            let installed = lock(&shared.installed);
+        let (behaviour, since, slots, index) = {
+            let mut installed = lock(&shared.installed);
+            let index = installed.calls;
+            installed.calls += 1;
             (
                 installed.behaviour.clone(),
                 installed.since,
                 installed.slots.clone(),
+                index,
             )
         };
         let _slot = self.admit(&behaviour, slots).await?;
@@ -219,7 +226,11 @@ impl proto::flaky_server::Flaky for Flaky {
         let _in_service = InService(shared);
 
         let decision = behaviour.decide(index, since.elapsed(), &mut lock(&shared.rng));
-        tokio::time::sleep(decision.delay).await;
+        // Pitfall: tokio rounds every timer up to the next millisecond, so
+        // sleeping "zero" would add a millisecond to every instant call.
+        if !decision.delay.is_zero() {
+            tokio::time::sleep(decision.delay).await;
+        }
         if let Err(code) = decision.outcome {
             shared.failed.fetch_add(1, Ordering::AcqRel);
             return Err(Status::new(
@@ -259,3 +270,6 @@ impl proto::flaky_server::Flaky for Flaky {
         Ok(Response::new(Flaky::stats(self)))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,10 +32,9 @@ impl Gcra {
 impl<C: Clock> Gcra<C> {
     /// A GCRA reading `clock` (see [`super::clock`] for the trade-off).
     pub fn with_clock(quota: Quota, clock: C) -> Self {
-        let emission_nanos = quota.period.as_nanos().max(1) as u64;
         Self {
-            emission_nanos,
-            tolerance_nanos: emission_nanos * u64::from(quota.burst - 1),
+            emission_nanos: quota.emission_nanos(),
+            tolerance_nanos: quota.tolerance_nanos(),
             tat: AtomicU64::new(0),
             clock,
         }

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use observability::rpc::outcome::refusal;
-use tonic::Status;
 use tonic::server::NamedService;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -82,7 +80,7 @@ where
             .and_then(|h| request.headers().get(h))
             .and_then(|v| v.to_str().ok());
         if let Err(retry_after) = self.layer.limiter.check(key) {
-            let mut refused = refusal(&Status::from(Error::RateLimited { retry_after }));
+            let mut refused = Error::RateLimited { retry_after }.into_refusal();
             refused.headers_mut().insert(
                 "grpc-retry-pushback-ms",
                 http::HeaderValue::from(retry_after.as_millis().max(1) as u64),

@@ -16,7 +16,9 @@
 //!   of the next call, updated with a single atomic compare-and-swap. No
 //!   lock, no refill arithmetic.
 //! - [`KeyedGcra`]: one GCRA per key (tenant, client id), so one noisy
-//!   tenant exhausts only its own allowance.
+//!   tenant exhausts only its own allowance. Keys come from clients, so
+//!   the table is bounded: `max_keys` × [`keyed::BYTES_PER_KEY`] bytes,
+//!   least recently used keys evicted in O(1).
 //!
 //! [`RateLimitLayer`] puts any of them in front of a service. Clones of
 //! the layer share one limiter — unlike tower's own `RateLimit`, whose
@@ -27,7 +29,7 @@
 
 pub mod clock;
 mod gcra;
-mod keyed;
+pub mod keyed;
 mod layer;
 mod token_bucket;
 
@@ -69,9 +71,42 @@ impl Quota {
         if burst == 0 {
             return Err(invalid("rate limit", "burst", "must be at least 1"));
         }
+        // Pitfall: the burst tolerance, period × (burst − 1), is kept in
+        // nanoseconds in a u64. An hour's period with a burst over ~5.1
+        // million overflows it, and a wrapped tolerance admits garbage.
+        let tolerance = (period.as_nanos() as u64).checked_mul(u64::from(burst - 1));
+        if tolerance.is_none_or(|t| t > MAX_TOLERANCE_NANOS) {
+            return Err(invalid(
+                "rate limit",
+                "burst",
+                format!(
+                    "period × (burst − 1) must stay under {} years; got {period:?} × {}",
+                    MAX_TOLERANCE_NANOS / 1_000_000_000 / 86_400 / 365,
+                    burst - 1
+                ),
+            ));
+        }
         Ok(Self { period, burst })
     }
+
+    /// The period in nanoseconds (at least 1).
+    pub(crate) fn emission_nanos(&self) -> u64 {
+        (self.period.as_nanos() as u64).max(1)
+    }
+
+    /// How far ahead of now the limiter may run: period × (burst − 1).
+    /// (Saturating: the fields are public, so a quota built without
+    /// [`Quota::new`] must not panic here either.)
+    pub(crate) fn tolerance_nanos(&self) -> u64 {
+        self.emission_nanos()
+            .saturating_mul(u64::from(self.burst.saturating_sub(1)))
+            .min(MAX_TOLERANCE_NANOS)
+    }
 }
+
+/// The largest burst tolerance a quota may have: about 146 years, which
+/// leaves room in a u64 of nanoseconds for the clock itself to advance.
+const MAX_TOLERANCE_NANOS: u64 = u64::MAX / 4;
 
 /// Something that admits or refuses a call now; `Err` says how long
 /// until it would admit one.

@@ -70,6 +70,42 @@ async fn rate_limit_keyed_limits_isolate_tenants() {
     assert_eq!((noisy, quiet), (5, 5));
 }
 
+/// A quota whose burst tolerance would overflow its nanosecond clock is
+/// refused when it is built, not wrapped into nonsense at call time.
+#[test]
+fn rate_limit_quota_refuses_overflowing_bursts() {
+    assert!(Quota::new(Duration::from_secs(3600), 1_000_000).is_ok());
+    for (period, burst) in [
+        (Duration::from_secs(3600), 5_200_000),
+        (Duration::from_secs(24 * 3600), u32::MAX),
+    ] {
+        assert!(
+            Quota::new(period, burst).is_err(),
+            "{period:?} × {burst} must be refused"
+        );
+    }
+}
+
+/// Keys come from clients. A flood of made-up keys, far beyond what the
+/// table holds, keeps the table at its bound and never refuses an honest
+/// tenant calling within its quota: evicting a key only ever resets it.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_keyed_flood_of_new_keys_stays_bounded_and_spares_tenants() {
+    let keyed = KeyedGcra::new(Quota::per_second(10).expect("valid"), 1_000);
+    let mut honest_refused = 0;
+    for round in 0..200u32 {
+        for id in 0..500u32 {
+            let _ = keyed.check(Some(&format!("made-up-{round}-{id}")));
+        }
+        if keyed.check(Some("tenant-a")).is_err() {
+            honest_refused += 1;
+        }
+        assert!(keyed.tracked_keys() <= 1_000 + 16, "bounded by max_keys");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(honest_refused, 0, "one call per 100 ms is within 10/s");
+}
+
 /// Clones share one limit: services built from two clones of one layer,
 /// called from two threads, admit the quota once between them.
 #[test]

@@ -12,10 +12,23 @@
 //! gRFC A6's rules are kept too:
 //! - a call is *committed* once response headers without a status arrive
 //!   (the server is answering); only trailers-only failures are retried;
+//! - the budget counts every call's *final* status: a committed stream
+//!   that ends `Unavailable` costs a token like any other failure;
+//! - a server's `grpc-retry-pushback-ms` replaces the backoff (a negative
+//!   or unreadable value means "do not retry");
 //! - each attempt carries `grpc-previous-rpc-attempts`;
 //! - every attempt gets the *remaining* deadline of the whole call (its
 //!   own `grpc-timeout`, or the one the request being handled inherited),
-//!   and a retry whose backoff would outlive that deadline is not sent.
+//!   and a retry whose backoff would outlive that deadline is not sent;
+//! - a streaming request is never held back: the layer buffers only what
+//!   the request body has ready, and a body that is still waiting for
+//!   the caller's next message is passed through at once, unretried.
+//!
+//! Refusals made by layers below this one in the same process (an open
+//! breaker, a full bulkhead: see
+//! [`LocalRefusal`](observability::rpc::outcome::LocalRefusal)) are
+//! returned as they are: retrying them only adds load to this process,
+//! and they say nothing about the backend, so they cost no budget.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +38,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
 use observability::rpc::deadline;
-use observability::rpc::outcome::code_in;
+use observability::rpc::outcome::{ObservedBody, StatusSink, code_in, local_refusal_of, observe};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
@@ -37,7 +49,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::budget::RetryBudget;
-use super::policy::{GiveUpReason, NextStep, RetryPolicy};
+use super::policy::{GiveUpReason, NextStep, Pushback, RetryPolicy};
 use crate::BoxError;
 use crate::classify::code_of;
 use crate::error::Result;
@@ -129,6 +141,20 @@ impl<S: NamedService> NamedService for RetryService<S> {
 
 type TonicBody = tonic::body::Body;
 
+/// Counts a committed call's final status in the budget when it arrives.
+#[derive(Debug)]
+pub struct BudgetAccount {
+    shared: Arc<Shared>,
+}
+
+impl StatusSink for BudgetAccount {
+    fn finish(self, code: Code, _message: &str) {
+        self.shared
+            .policy
+            .account(code, self.shared.budget.as_ref());
+    }
+}
+
 impl<S, ResBody> Service<http::Request<TonicBody>> for RetryService<S>
 where
     S: Service<http::Request<TonicBody>, Response = http::Response<ResBody>>
@@ -137,9 +163,10 @@ where
         + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    ResBody: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<ObservedBody<ResBody, BudgetAccount>>;
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
 
@@ -156,11 +183,27 @@ where
     }
 }
 
+/// How an attempt's response leaves the layer: counted in the budget when
+/// its final status arrives, unless that was done already.
+fn deliver<B>(
+    response: http::Response<B>,
+    shared: &Arc<Shared>,
+    accounted: bool,
+) -> http::Response<ObservedBody<B, BudgetAccount>> {
+    if accounted || local_refusal_of(&response).is_some() {
+        return response.map(ObservedBody::finished);
+    }
+    let account = BudgetAccount {
+        shared: shared.clone(),
+    };
+    observe(response, account, None)
+}
+
 async fn retry<S, ResBody>(
     mut inner: S,
     shared: Arc<Shared>,
     request: http::Request<TonicBody>,
-) -> Result<http::Response<ResBody>, BoxError>
+) -> Result<http::Response<ObservedBody<ResBody, BudgetAccount>>, BoxError>
 where
     S: Service<http::Request<TonicBody>, Response = http::Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
@@ -180,11 +223,16 @@ where
     let bytes = match replayable {
         true => match buffer(body, policy.buffer_limit).await? {
             Buffered::Whole(bytes) => bytes,
-            Buffered::TooLarge(body) => {
-                return send_once(inner, stats, http::Request::from_parts(parts, body)).await;
+            Buffered::PassThrough(body) => {
+                let response =
+                    send_once(inner, stats, http::Request::from_parts(parts, body)).await?;
+                return Ok(deliver(response, &shared, false));
             }
         },
-        false => return send_once(inner, stats, http::Request::from_parts(parts, body)).await,
+        false => {
+            let response = send_once(inner, stats, http::Request::from_parts(parts, body)).await?;
+            return Ok(deliver(response, &shared, false));
+        }
     };
 
     let mut previous_delay = policy.backoff.initial;
@@ -215,10 +263,21 @@ where
             .map_err(Into::into)?;
         stats.attempts.fetch_add(1, Ordering::Relaxed);
         let result = inner.call(attempt_request).await.map_err(Into::into);
-        let code = match &result {
-            // Headers without a status: the server is answering. Committed.
-            Ok(response) => code_in(response.headers()).unwrap_or(Code::Ok),
-            Err(err) => code_of(err.as_ref()),
+        let (code, pushback) = match &result {
+            // Refused in this process: not the backend's answer.
+            Ok(response) if local_refusal_of(response).is_some() => {
+                return result.map(|response| deliver(response, &shared, true));
+            }
+            // Headers without a status: the server is answering. The call
+            // is committed; its status (and its cost) comes with the trailers.
+            Ok(response) if code_in(response.headers()).is_none() => {
+                return result.map(|response| deliver(response, &shared, false));
+            }
+            Ok(response) => (
+                code_in(response.headers()).unwrap_or(Code::Unknown),
+                Pushback::from_headers(response.headers()),
+            ),
+            Err(err) => (code_of(err.as_ref()), None),
         };
         let remaining =
             call_deadline.map(|deadline_at| deadline_at.saturating_duration_since(Instant::now()));
@@ -230,12 +289,13 @@ where
                 previous_delay,
                 shared.budget.as_ref(),
                 remaining,
+                pushback,
                 &mut *rng,
             )
         };
         let delay = match step {
             NextStep::RetryAfter(delay) => delay,
-            NextStep::Finish => return result,
+            NextStep::Finish => return result.map(|response| deliver(response, &shared, true)),
             NextStep::GiveUp(reason) => {
                 match reason {
                     GiveUpReason::BudgetDrained => {
@@ -244,12 +304,16 @@ where
                     GiveUpReason::DeadlineTooClose => {
                         stats.deadline_stopped.fetch_add(1, Ordering::Relaxed)
                     }
-                    GiveUpReason::AttemptsExhausted => 0,
+                    GiveUpReason::AttemptsExhausted | GiveUpReason::ServerPushback => 0,
                 };
-                return result;
+                return result.map(|response| deliver(response, &shared, true));
             }
         };
-        previous_delay = delay;
+        // After a pushback, backoff starts over from its initial delay.
+        previous_delay = match pushback {
+            Some(Pushback::After(_)) => policy.backoff.initial,
+            _ => delay,
+        };
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
@@ -272,27 +336,48 @@ where
 }
 
 enum Buffered {
+    /// The whole request, ready to replay.
     Whole(Bytes),
-    /// Over the limit: what was read so far, then the rest, unbuffered.
-    TooLarge(TonicBody),
+    /// What was read so far, then the rest of the body: a request over
+    /// the buffer limit, or a stream still waiting for its next message.
+    PassThrough(TonicBody),
 }
 
-/// Reads the request body into memory, up to `limit` bytes.
+/// Reads the request body while it has data ready, up to `limit` bytes.
+///
+/// Pitfall: awaiting the end of a client stream before sending anything
+/// deadlocks a bidirectional call — the caller waits for a response
+/// before sending more, the layer waits for more before sending. So the
+/// body is read only while frames are ready; a unary request (one
+/// message, then the end) is ready all at once, and anything that makes
+/// the layer wait goes through unbuffered.
 async fn buffer(mut body: TonicBody, limit: usize) -> Result<Buffered, BoxError> {
     let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| Box::new(err) as BoxError)?;
-        if let Ok(data) = frame.into_data() {
-            collected.extend_from_slice(&data);
-            if collected.len() > limit {
-                return Ok(Buffered::TooLarge(TonicBody::new(Prefixed {
-                    prefix: Some(collected.freeze()),
-                    rest: body,
-                })));
+    loop {
+        let frame = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending => Poll::Ready(None),
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        })
+        .await;
+        match frame {
+            // The stream has nothing ready yet: it is a live stream.
+            None => break,
+            Some(None) => return Ok(Buffered::Whole(collected.freeze())),
+            Some(Some(frame)) => {
+                let frame = frame.map_err(|err| Box::new(err) as BoxError)?;
+                if let Ok(data) = frame.into_data() {
+                    collected.extend_from_slice(&data);
+                    if collected.len() > limit {
+                        break;
+                    }
+                }
             }
         }
     }
-    Ok(Buffered::Whole(collected.freeze()))
+    Ok(Buffered::PassThrough(TonicBody::new(Prefixed {
+        prefix: Some(collected.freeze()),
+        rest: body,
+    })))
 }
 
 /// A body that yields `prefix`, then whatever `rest` still holds.
@@ -309,9 +394,13 @@ impl Body for Prefixed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        if let Some(prefix) = self.prefix.take() {
+        if let Some(prefix) = self.prefix.take().filter(|bytes| !bytes.is_empty()) {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.as_ref().is_none_or(Bytes::is_empty) && self.rest.is_end_stream()
     }
 }

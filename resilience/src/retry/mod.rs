@@ -27,4 +27,4 @@ mod tests;
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
 pub use layer::{RetryLayer, RetryService, RetryStats};
-pub use policy::{BudgetConfig, GiveUpReason, Idempotency, NextStep, RetryPolicy};
+pub use policy::{BudgetConfig, GiveUpReason, Idempotency, NextStep, Pushback, RetryPolicy};

@@ -140,13 +140,57 @@ pub enum GiveUpReason {
     AttemptsExhausted,
     BudgetDrained,
     DeadlineTooClose,
+    /// The server said not to retry (a negative or unreadable
+    /// `grpc-retry-pushback-ms`).
+    ServerPushback,
+}
+
+/// What a server said about retrying, in `grpc-retry-pushback-ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushback {
+    /// Retry after exactly this long, in place of the backoff.
+    After(Duration),
+    /// Do not retry.
+    Stop,
+}
+
+/// The header a server uses to tell clients when to retry (gRFC A6).
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+
+impl Pushback {
+    /// Reads `grpc-retry-pushback-ms`: a non-negative integer of
+    /// milliseconds is a delay; anything else present means stop.
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
+        let raw = headers.get(RETRY_PUSHBACK)?;
+        Some(
+            raw.to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .map_or(Pushback::Stop, |millis| {
+                    Pushback::After(Duration::from_millis(millis))
+                }),
+        )
+    }
 }
 
 impl RetryPolicy {
+    /// Records a call's final status in the budget, as gRFC A6 counts:
+    /// a success earns tokens back, a retryable failure costs one, and
+    /// anything else (a caller's mistake) counts for nothing.
+    pub fn account(&self, code: Code, budget: Option<&RetryBudget>) {
+        if code == Code::Ok {
+            budget.inspect(|b| b.on_success());
+        } else if self.is_retryable(code) {
+            budget.inspect(|b| b.on_failure());
+        }
+    }
+
     /// The one retry decision, shared by the tower layer and the storm
     /// simulation: records the outcome in the budget, then decides.
     /// `attempt` is 1 for the first; `remaining` is the time left before
-    /// the call's deadline, if it has one.
+    /// the call's deadline, if it has one; `pushback` is what the server
+    /// said, if anything.
+    #[allow(clippy::too_many_arguments)]
     pub fn next_step(
         &self,
         code: Code,
@@ -154,22 +198,25 @@ impl RetryPolicy {
         previous_delay: Duration,
         budget: Option<&RetryBudget>,
         remaining: Option<Duration>,
+        pushback: Option<Pushback>,
         rng: &mut impl Rng,
     ) -> NextStep {
+        self.account(code, budget);
         if !self.is_retryable(code) {
-            if code == Code::Ok {
-                budget.inspect(|b| b.on_success());
-            }
             return NextStep::Finish;
         }
-        budget.inspect(|b| b.on_failure());
         if attempt >= self.max_attempts {
             return NextStep::GiveUp(GiveUpReason::AttemptsExhausted);
         }
         if budget.is_some_and(|b| !b.allows_retry()) {
             return NextStep::GiveUp(GiveUpReason::BudgetDrained);
         }
-        let delay = self.backoff.delay(attempt, previous_delay, rng);
+        // The server knows its own recovery better than any backoff curve.
+        let delay = match pushback {
+            Some(Pushback::Stop) => return NextStep::GiveUp(GiveUpReason::ServerPushback),
+            Some(Pushback::After(delay)) => delay,
+            None => self.backoff.delay(attempt, previous_delay, rng),
+        };
         if remaining.is_some_and(|left| delay >= left) {
             return NextStep::GiveUp(GiveUpReason::DeadlineTooClose);
         }

@@ -212,3 +212,212 @@ fn retry_invalid_policies_are_refused_at_build_time() {
         );
     }
 }
+
+mod http_level {
+    //! The retry layer against hand-built HTTP services, for the shapes a
+    //! Flaky does not have: streams, committed responses, pushback.
+
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::time::Instant;
+    use tonic::body::Body as TonicBody;
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::super::*;
+
+    type Frames = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, tonic::Status>>;
+
+    fn grpc_request(body: TonicBody) -> http::Request<TonicBody> {
+        let mut request = http::Request::new(body);
+        *request.uri_mut() = "http://backend/test.v1.Echo/Chat".parse().expect("uri");
+        request
+    }
+
+    fn trailers(code: tonic::Code) -> Frame<Bytes> {
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from(code as i32));
+        Frame::trailers(map)
+    }
+
+    fn budget_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            budget: Some(BudgetConfig {
+                max_tokens: 10.0,
+                token_ratio: 0.1,
+            }),
+            ..RetryPolicy::new(Idempotency::AllMethods)
+        }
+    }
+
+    /// Episode 40 (gRFC A6). A bidirectional stream under an
+    /// every-method retry policy: the first message reaches the backend
+    /// and its echo comes back before the caller sends a second one. A
+    /// layer that buffered the request to its end would wait forever.
+    #[tokio::test(start_paused = true)]
+    async fn retry_streams_pass_through_without_waiting_for_the_end() {
+        // Echoes every request frame as a response frame, as it arrives.
+        let echo = tower::service_fn(|request: http::Request<TonicBody>| async move {
+            let frames: Frames = request
+                .into_body()
+                .into_data_stream()
+                .map(|data| data.map(Frame::data))
+                .boxed();
+            Ok::<_, Infallible>(http::Response::new(TonicBody::new(StreamBody::new(frames))))
+        });
+        let layer = RetryLayer::new(budget_policy()).expect("valid");
+        let mut service = layer.layer(echo);
+        let (send, receive) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, tonic::Status>>(4);
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receive));
+        send.send(Ok(Frame::data(Bytes::from_static(b"first"))))
+            .await
+            .expect("open");
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            service
+                .ready()
+                .await
+                .expect("ready")
+                .call(grpc_request(TonicBody::new(body))),
+        )
+        .await
+        .expect("the call starts without waiting for the stream to end")
+        .expect("answers");
+        let mut reply = std::pin::pin!(response.into_body());
+        let first = tokio::time::timeout(Duration::from_secs(5), reply.frame())
+            .await
+            .expect("the echo arrives while the stream is open")
+            .expect("a frame")
+            .expect("data");
+        assert_eq!(
+            first.into_data().expect("data"),
+            Bytes::from_static(b"first")
+        );
+        send.send(Ok(Frame::data(Bytes::from_static(b"second"))))
+            .await
+            .expect("open");
+        let second = reply.frame().await.expect("a frame").expect("data");
+        assert_eq!(
+            second.into_data().expect("data"),
+            Bytes::from_static(b"second")
+        );
+        assert_eq!(layer_stats_attempts(&layer), 1, "a stream is sent once");
+    }
+
+    fn layer_stats_attempts(layer: &RetryLayer) -> u64 {
+        layer.stats().attempts.load(Ordering::Relaxed)
+    }
+
+    /// gRFC A6 counts a call's final status. A response that commits (its
+    /// headers arrive) and then ends UNAVAILABLE costs a token, like a
+    /// trailers-only UNAVAILABLE would.
+    #[tokio::test(start_paused = true)]
+    async fn retry_budget_counts_the_final_status_of_committed_calls() {
+        let failing_stream = tower::service_fn(|_request: http::Request<TonicBody>| async {
+            let frames: Frames = futures_util::stream::iter([
+                Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(trailers(tonic::Code::Unavailable)),
+            ])
+            .boxed();
+            Ok::<_, Infallible>(http::Response::new(TonicBody::new(StreamBody::new(frames))))
+        });
+        let layer = RetryLayer::new(budget_policy()).expect("valid");
+        let mut service = layer.clone().layer(failing_stream);
+        for expected in [9.0, 8.0] {
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(grpc_request(TonicBody::empty()))
+                .await
+                .expect("answers");
+            let _ = response.into_body().collect().await;
+            assert_eq!(layer.budget_tokens(), Some(expected));
+        }
+        assert_eq!(
+            layer_stats_attempts(&layer),
+            2,
+            "committed calls are not retried"
+        );
+    }
+
+    /// A service that answers UNAVAILABLE with the given pushback header
+    /// the first time, then OK.
+    fn pushing_back(
+        pushback: &'static str,
+    ) -> (
+        impl Service<
+            http::Request<TonicBody>,
+            Response = http::Response<TonicBody>,
+            Error = Infallible,
+            Future = impl Send,
+        > + Clone
+        + Send,
+        Arc<AtomicU32>,
+    ) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        let service = tower::service_fn(move |_request: http::Request<TonicBody>| {
+            let attempt = counted.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let status = if attempt == 0 {
+                    tonic::Status::unavailable("come back later")
+                } else {
+                    tonic::Status::ok("")
+                };
+                let mut response = observability::rpc::outcome::refusal::<TonicBody>(&status);
+                if attempt == 0 {
+                    response.headers_mut().insert(
+                        "grpc-retry-pushback-ms",
+                        http::HeaderValue::from_static(pushback),
+                    );
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        (service, calls)
+    }
+
+    /// gRFC A6: the server's `grpc-retry-pushback-ms` replaces the backoff
+    /// — the retry goes out exactly 700 ms later — and a negative value
+    /// means no retry at all.
+    #[tokio::test(start_paused = true)]
+    async fn retry_honours_server_pushback() {
+        let (service, calls) = pushing_back("700");
+        let mut service = RetryLayer::new(budget_policy())
+            .expect("valid")
+            .layer(service);
+        let started = Instant::now();
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(grpc_request(TonicBody::empty()))
+            .await
+            .expect("answers");
+        assert_eq!(response.headers()["grpc-status"], "0");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+
+        let (service, calls) = pushing_back("-1");
+        let mut service = RetryLayer::new(budget_policy())
+            .expect("valid")
+            .layer(service);
+        let response = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(grpc_request(TonicBody::empty()))
+            .await
+            .expect("answers");
+        assert_eq!(response.headers()["grpc-status"], "14");
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "the server said stop");
+    }
+}

@@ -314,6 +314,7 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
                     state.previous_delay,
                     budgets[state.client].as_ref(),
                     Some(remaining),
+                    None,
                     &mut rngs[state.client],
                 );
                 match step {

@@ -15,7 +15,9 @@
 //! [`TimeoutLayer`] adds a per-call cap on top: the call's deadline
 //! becomes the earliest of its own `grpc-timeout`, the inherited deadline
 //! and `now + timeout`; the header is rewritten so the server knows, and
-//! the call is abandoned with `DeadlineExceeded` when it passes.
+//! the call is abandoned with `DeadlineExceeded` when it passes — whether
+//! the response headers are late or the body stalls after them (a
+//! server-streaming call, or a unary answer whose trailers never come).
 //!
 //! Pitfall: tonic reports some expired deadlines as `Cancelled` (its own
 //! timer wins the race). The client stack maps those back to
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 pub use observability::rpc::deadline;
-use observability::rpc::outcome::refusal;
+use observability::rpc::outcome::{ObservedBody, StatusSink, refusal};
 use tokio::time::Instant;
 use tonic::Status;
 use tonic::server::NamedService;
@@ -80,6 +82,14 @@ impl<S: NamedService> NamedService for TimeoutService<S> {
     const NAME: &'static str = S::NAME;
 }
 
+/// A timeout cares about when the body ends, not how the call ended.
+#[derive(Debug)]
+pub struct Unobserved;
+
+impl StatusSink for Unobserved {
+    fn finish(self, _code: tonic::Code, _message: &str) {}
+}
+
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for TimeoutService<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
@@ -87,7 +97,7 @@ where
     S::Future: Send + 'static,
     ResBody: Default + Send + 'static,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<ObservedBody<ResBody, Unobserved>>;
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
 
@@ -109,7 +119,13 @@ where
         let called = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout_at(call_deadline, called).await {
-                Ok(result) => result.map_err(Into::into),
+                // The deadline keeps running while the body streams.
+                Ok(result) => result
+                    .map(|response| {
+                        response
+                            .map(|body| ObservedBody::new(body, Unobserved, Some(call_deadline)))
+                    })
+                    .map_err(Into::into),
                 Err(_) => Ok(refusal(&Status::deadline_exceeded(format!(
                     "no response within {budget:?}"
                 )))),
@@ -171,6 +187,39 @@ mod tests {
         let status = client.call(request).await.expect_err("too slow");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
         assert_eq!(flaky.stats().deadlines_micros, [100_000]);
+    }
+
+    /// The cap covers the body too: a response whose headers arrive at
+    /// once and whose body then stalls ends with DeadlineExceeded at the
+    /// deadline, not never.
+    #[tokio::test(start_paused = true)]
+    async fn timeout_covers_a_stalled_body() {
+        use http_body_util::BodyExt;
+        use tower_service::Service as _;
+
+        let stalls = tower::service_fn(|_: http::Request<tonic::body::Body>| async {
+            let never = futures_util::stream::pending::<
+                Result<http_body::Frame<bytes::Bytes>, tonic::Status>,
+            >();
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::new(
+                http_body_util::StreamBody::new(never),
+            )))
+        });
+        let mut service = TimeoutLayer::new(Duration::from_millis(250))
+            .expect("valid")
+            .layer(stalls);
+        let started = Instant::now();
+        let response = service
+            .call(http::Request::new(tonic::body::Body::empty()))
+            .await
+            .expect("headers at once");
+        let read = tokio::time::timeout(Duration::from_secs(60), response.into_body().collect())
+            .await
+            .expect("the body ends at the deadline");
+        let err = read.err().expect("ends in an error");
+        let status = tonic::Status::from_error(err);
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
     }
 
     #[test]

@@ -1,0 +1,68 @@
+//! Flaky as a service, in paused time.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::Code;
+
+use super::proto::flaky_client::FlakyClient;
+use super::proto::{CallRequest, Script};
+use super::{Behaviour, Flaky};
+
+fn per_call(codes: &[Code]) -> Behaviour {
+    let script = Script {
+        per_call: codes.iter().map(|&c| c as i32).collect(),
+        ..Script::default()
+    };
+    Behaviour::from_script(&script).expect("valid")
+}
+
+async fn outcomes(client: &mut FlakyClient<super::FlakyServer<Flaky>>, n: usize) -> Vec<Code> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let code = match client.call(CallRequest::default()).await {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        seen.push(code);
+    }
+    seen
+}
+
+/// Episode 12. A new script plays its per-call outcomes from its own first
+/// call: installing [Unavailable, OK] after five calls fails the sixth
+/// call, not a call that would have been the first long ago.
+#[tokio::test(start_paused = true)]
+async fn flaky_configure_starts_the_per_call_script_over() {
+    let flaky = Flaky::new("backend", per_call(&[Code::Internal]));
+    let mut client = FlakyClient::new(flaky.clone().into_service());
+    assert_eq!(
+        outcomes(&mut client, 5).await,
+        [Code::Internal, Code::Ok, Code::Ok, Code::Ok, Code::Ok]
+    );
+    flaky.configure(per_call(&[Code::Unavailable, Code::Ok, Code::Aborted]));
+    assert_eq!(
+        outcomes(&mut client, 4).await,
+        [Code::Unavailable, Code::Ok, Code::Aborted, Code::Ok]
+    );
+    let reply = client
+        .call(CallRequest::default())
+        .await
+        .expect("healthy")
+        .into_inner();
+    assert_eq!(reply.call_index, 4, "indexed from the new script");
+    assert_eq!(flaky.stats().calls, 10, "the lifetime count goes on");
+}
+
+/// A backend scripted with no latency answers in no time: tokio rounds
+/// timers up to a millisecond, so an instant call must not sleep at all.
+#[tokio::test(start_paused = true)]
+async fn flaky_zero_latency_does_not_sleep() {
+    let flaky = Flaky::new("instant", Behaviour::healthy());
+    let mut client = FlakyClient::new(flaky.into_service());
+    let started = Instant::now();
+    for _ in 0..10 {
+        client.call(CallRequest::default()).await.expect("healthy");
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
