@@ -23,9 +23,15 @@ pub enum Error {
     /// A relay request carries more hops than any real chain would.
     #[error("relay chain longer than {max} hops")]
     RelayTooLong { max: usize },
+    /// A relay request names a hop longer than any hop name.
+    #[error("a visited hop name of {bytes} bytes exceeds the limit of {max}")]
+    HopNameTooLong { bytes: usize, max: usize },
     /// A compiled-in protobuf descriptor set could not be published.
     #[error("descriptor set: {0}")]
     Descriptor(String),
+    /// A per-route setting names a method the server does not host.
+    #[error("no such route: {0} (routes are /package.Service/Method)")]
+    UnknownRoute(String),
     /// A background server task panicked or was cancelled.
     #[error("server task ended abnormally: {0}")]
     ServerTask(String),
@@ -40,10 +46,12 @@ impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
-            Error::RelayLoop { .. } | Error::RelayTooLong { .. } => {
+            Error::RelayLoop { .. } | Error::RelayTooLong { .. } | Error::HopNameTooLong { .. } => {
                 Status::invalid_argument(message)
             }
-            Error::InvalidPeerAddress { .. } => Status::invalid_argument(message),
+            Error::InvalidPeerAddress { .. } | Error::UnknownRoute(_) => {
+                Status::invalid_argument(message)
+            }
             Error::Bind { .. } | Error::Transport(_) => Status::unavailable(message),
             Error::Descriptor(_) | Error::ServerTask(_) | Error::Telemetry(_) => {
                 Status::internal(message)

@@ -7,11 +7,14 @@
 //! | 31 Distributed Tracing | [`telemetry`] | tracing + OpenTelemetry setup, OTLP export, span capture and span trees |
 //! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
 //! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
+//! | 34 Debugging Distributed Systems | `fuzz` | a hostile client for every service: malformed, empty, oversized and extreme messages (feature `fuzz`) |
 //!
 //! [`demo`] is how every crate's live demos talk to a terminal audience.
 
 pub mod demo;
 pub mod error;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 pub mod metrics;
 pub mod relay;
 pub mod rpc;

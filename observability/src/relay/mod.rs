@@ -14,6 +14,10 @@
 //! Pitfall: a misconfigured chain (`a → b → a`) would recurse until some
 //! deadline or stack gives out. Each request carries the hops it visited,
 //! and a relay that finds itself there refuses with `InvalidArgument`.
+//!
+//! Bounds: at most [`MAX_HOPS`] visited hops of at most
+//! [`MAX_HOP_NAME_BYTES`] each, so the path a relay echoes into an error
+//! stays small; the payload is bounded by the stack's message limit.
 
 mod demo;
 #[cfg(test)]
@@ -47,6 +51,8 @@ use proto::{ForwardReply, ForwardRequest, Hop};
 
 /// The longest chain a relay will take part in.
 pub const MAX_HOPS: usize = 32;
+/// The longest hop name a request may carry.
+pub const MAX_HOP_NAME_BYTES: usize = 255;
 
 /// One relay: its name and, unless it ends the chain, the next hop.
 #[derive(Clone, Debug)]
@@ -83,6 +89,13 @@ impl proto::relay_server::Relay for Relay {
         } = request.into_inner();
         if visited.len() >= MAX_HOPS {
             return Err(Error::RelayTooLong { max: MAX_HOPS }.into());
+        }
+        if let Some(long) = visited.iter().find(|hop| hop.len() > MAX_HOP_NAME_BYTES) {
+            return Err(Error::HopNameTooLong {
+                bytes: long.len(),
+                max: MAX_HOP_NAME_BYTES,
+            }
+            .into());
         }
         if visited.iter().any(|hop| **hop == *self.name) {
             return Err(Error::RelayLoop {

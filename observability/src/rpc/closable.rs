@@ -12,15 +12,19 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
 pin_project! {
-    /// A stream that fails every read and write once `closed` fires.
+    /// A stream that fails every read and write once `closed` fires. It
+    /// also holds the connection's slot (see
+    /// [`super::limits::gate_connections`]) until the connection ends.
     pub struct Closable<IO> {
         #[pin]
         io: IO,
         closed: Pin<Box<WaitForCancellationFutureOwned>>,
+        slot: Option<OwnedSemaphorePermit>,
     }
 }
 
@@ -29,7 +33,14 @@ impl<IO> Closable<IO> {
         Self {
             io,
             closed: Box::pin(token.cancelled_owned()),
+            slot: None,
         }
+    }
+
+    /// Holds `slot` for as long as the connection lives.
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self.slot = Some(slot);
+        self
     }
 }
 

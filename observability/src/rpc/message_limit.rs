@@ -12,12 +12,15 @@
 //! this check is the one that fires.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tonic::Status;
+
+use super::stream_guard::Activity;
 
 /// Default largest request message a server accepts.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -38,13 +41,15 @@ enum Scan {
 
 pin_project! {
     /// A request body that fails with `ResourceExhausted` as soon as a gRPC
-    /// message prefix announces more than `max_message_bytes`.
+    /// message prefix announces more than `max_message_bytes`, and that
+    /// tells a stream's idle limit whenever a frame arrives.
     pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         max_message_bytes: usize,
         scan: Scan,
         refused: bool,
+        activity: Option<Arc<Activity>>,
     }
 }
 
@@ -58,7 +63,14 @@ impl<B> LimitedBody<B> {
                 prefix: [0; PREFIX_BYTES],
             },
             refused: false,
+            activity: None,
         }
+    }
+
+    /// Marks `activity` on every frame (streams only).
+    pub fn with_activity(mut self, activity: Option<Arc<Activity>>) -> Self {
+        self.activity = activity;
+        self
     }
 }
 
@@ -115,7 +127,12 @@ where
             return Poll::Ready(None);
         }
         let frame = match ready!(this.inner.poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
+            Some(Ok(frame)) => {
+                if let Some(activity) = this.activity.as_ref() {
+                    activity.touch();
+                }
+                frame
+            }
             Some(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
             None => return Poll::Ready(None),
         };

@@ -14,9 +14,10 @@
 //!
 //! - [`Net`] decides whether bytes travel over TCP or turmoil's simulated
 //!   network; nothing else in the workspace opens a socket.
-//! - servers continue the caller's trace, enforce a message size limit,
-//!   record RED metrics, serve health and reflection, and shut down
-//!   gracefully;
+//! - servers continue the caller's trace, record RED metrics, serve
+//!   health and reflection, bound what a client can make them hold
+//!   ([`limits`]: message sizes, connections, streams, call durations,
+//!   idle streams), and shut down gracefully;
 //! - clients open a span per call, inject `traceparent`, and always send a
 //!   deadline.
 //!
@@ -25,17 +26,23 @@
 pub mod client;
 pub mod closable;
 pub mod deadline;
+pub mod limits;
 pub mod message_limit;
 pub mod method;
 pub mod net;
 pub mod outcome;
+pub mod routes;
 pub mod server;
 pub mod server_layer;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim_adapter;
+pub mod stream_guard;
+#[cfg(test)]
+mod tests;
 pub mod trace_context;
 
 pub use client::{ClientBuilder, RpcChannel};
+pub use limits::ServerLimits;
 pub use method::RpcMethod;
 pub use net::{Net, peer_uri, tcp_uri};
 pub use server::{BoundServer, RpcServer, ServerHandle};

@@ -3,16 +3,18 @@
 //! Every service is served through [`RpcServer`], so each one gets the same
 //! things without asking: gRPC health (`grpc.health.v1`) and reflection for
 //! everything it hosts, the [`ServerLayer`] per request (trace context,
-//! deadlines, size limit, RED metrics), and a graceful shutdown that first
-//! reports `NOT_SERVING` and then drains the calls in flight.
+//! deadlines, size limit, RED metrics), the [`ServerLimits`] on
+//! connections, streams and call durations, and a graceful shutdown that
+//! first reports `NOT_SERVING` and then drains the calls in flight.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use http::Uri;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -23,8 +25,10 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use super::closable::Closable;
+use super::limits::{ServerLimits, gate_connections};
 use super::message_limit::DEFAULT_MAX_MESSAGE_BYTES;
 use super::net::{Net, tcp_uri};
+use super::routes::RouteTable;
 use super::server_layer::ServerLayer;
 use crate::metrics::RedMetrics;
 use crate::{Error, Result};
@@ -40,7 +44,23 @@ pub struct RpcServer {
     descriptor_sets: Vec<&'static [u8]>,
     max_message_bytes: usize,
     drain_timeout: Duration,
+    limits: ServerLimits,
+    route_limits: Vec<(String, RouteLimit)>,
 }
+
+/// A per-route override of the server's limits.
+#[derive(Clone, Copy, Debug)]
+enum RouteLimit {
+    MaxDuration(Duration),
+    IdleTimeout(Duration),
+}
+
+/// The services every server hosts besides its own.
+const BUILT_IN_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 impl Default for RpcServer {
     fn default() -> Self {
@@ -56,7 +76,33 @@ impl RpcServer {
             descriptor_sets: Vec::new(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            limits: ServerLimits::default(),
+            route_limits: Vec::new(),
         }
+    }
+
+    /// Replaces the stack's limits (see [`super::limits`] for each one
+    /// and its default).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Lets unary calls to `path` (`/package.Service/Method`) run up to
+    /// `max` instead of [`ServerLimits::max_unary_duration`]. A path the
+    /// server does not host is refused when it binds.
+    pub fn route_max_duration(mut self, path: &str, max: Duration) -> Self {
+        self.route_limits
+            .push((path.to_owned(), RouteLimit::MaxDuration(max)));
+        self
+    }
+
+    /// Ends streams on `path` after `idle` without a message either way,
+    /// instead of [`ServerLimits::stream_idle_timeout`].
+    pub fn route_idle_timeout(mut self, path: &str, idle: Duration) -> Self {
+        self.route_limits
+            .push((path.to_owned(), RouteLimit::IdleTimeout(idle)));
+        self
     }
 
     /// How long a shutdown waits for calls in flight before closing the
@@ -124,14 +170,36 @@ impl RpcServer {
             Listener::Sim(listener) => listener.local_addr(),
         }
         .map_err(|source| Error::Bind { addr, source })?;
-        let metrics =
-            RedMetrics::for_services(self.service_names.iter().map(|name| (*name).to_owned()));
+        let routes = Arc::new(self.route_table()?);
+        let metrics = RedMetrics::for_routes(routes.names().map(|name| name.to_string()));
         Ok(BoundServer {
             server: self,
             listener,
             local_addr,
             metrics,
+            routes,
         })
+    }
+
+    /// Every hosted method, from the descriptor sets, with per-route limits.
+    fn route_table(&self) -> Result<RouteTable> {
+        let mut services = self.service_names.clone();
+        services.extend(BUILT_IN_SERVICES);
+        let mut sets = self.descriptor_sets.clone();
+        sets.extend([
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]);
+        let mut table = RouteTable::from_descriptors(&services, &sets)?;
+        for (path, limit) in &self.route_limits {
+            let route = table.get_mut(path)?;
+            match *limit {
+                RouteLimit::MaxDuration(max) => route.max_duration = Some(max),
+                RouteLimit::IdleTimeout(idle) => route.idle_timeout = Some(idle),
+            }
+        }
+        Ok(table)
     }
 
     /// Binds and serves until `shutdown` completes.
@@ -168,6 +236,7 @@ pub struct BoundServer {
     listener: Listener,
     local_addr: SocketAddr,
     metrics: RedMetrics,
+    routes: Arc<RouteTable>,
 }
 
 impl BoundServer {
@@ -187,6 +256,7 @@ impl BoundServer {
             server,
             listener,
             metrics,
+            routes: route_table,
             ..
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -235,14 +305,24 @@ impl BoundServer {
                 Err(_) => std::future::pending().await,
             }
         };
-        let builder = Server::builder().layer(ServerLayer::new(metrics, server.max_message_bytes));
+        let limits = server.limits;
+        let builder = Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .layer(ServerLayer::new(
+                metrics,
+                server.max_message_bytes,
+                route_table,
+                limits,
+            ));
         let cut_connections = CancellationToken::new();
         let connections = cut_connections.clone();
         let serving = async move {
             match listener {
                 Listener::Tcp(listener) => {
-                    let incoming = TcpIncoming::from(listener)
-                        .with_nodelay(Some(true))
+                    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                    let incoming = gate_connections(incoming, limits.max_connections)
                         .map_ok(closable(&connections));
                     builder
                         .serve_with_incoming_shutdown(routes, incoming, shutdown)
@@ -250,8 +330,9 @@ impl BoundServer {
                 }
                 #[cfg(any(test, feature = "sim"))]
                 Listener::Sim(listener) => {
-                    let incoming =
-                        super::sim_adapter::incoming(listener).map_ok(closable(&connections));
+                    let incoming = super::sim_adapter::incoming(listener);
+                    let incoming = gate_connections(incoming, limits.max_connections)
+                        .map_ok(closable(&connections));
                     builder
                         .serve_with_incoming_shutdown(routes, incoming, shutdown)
                         .await
@@ -289,10 +370,13 @@ impl BoundServer {
     }
 }
 
-/// Wraps each accepted connection so `token` can cut it.
-fn closable<IO>(token: &CancellationToken) -> impl FnMut(IO) -> Closable<IO> + use<IO> {
+/// Wraps each accepted connection so `token` can cut it, holding its
+/// connection slot until it closes.
+fn closable<IO>(
+    token: &CancellationToken,
+) -> impl FnMut((IO, OwnedSemaphorePermit)) -> Closable<IO> + use<IO> {
     let token = token.clone();
-    move |io| Closable::new(io, token.clone())
+    move |(io, slot)| Closable::new(io, token.clone()).holding(slot)
 }
 
 async fn report_not_serving(health: &HealthReporter, names: &[&'static str]) {

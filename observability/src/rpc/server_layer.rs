@@ -1,26 +1,33 @@
 //! The middleware every dslab server runs each request through.
 //!
 //! In order, per request: continue the caller's trace (W3C `traceparent`)
-//! in a server span named `package.Service/Method`; turn `grpc-timeout`
-//! into a deadline the handler's own outgoing calls inherit; enforce the
-//! message size limit; and, when the response ends, record the status on
-//! the span and in the RED metrics.
+//! in a server span named `package.Service/Method`; look the method up in
+//! the server's [`RouteTable`] (the metrics label, and the limits); turn
+//! `grpc-timeout` into a deadline — capped, for unary calls — that the
+//! handler's own outgoing calls inherit; enforce the message size limit;
+//! guard the response stream ([`StreamGuard`]); and, when the response
+//! ends, record the status on the span and in the RED metrics.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http_body::Body;
 use tokio::time::Instant;
+use tonic::Status;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::limits::{ServerLimits, sanitize_status};
 use super::message_limit::LimitedBody;
 use super::method::RpcMethod;
-use super::outcome::{CallRecord, ObservedBody, Side, observe};
+use super::outcome::{CallRecord, ObservedBody, Side, observe, refusal};
+use super::routes::RouteTable;
+use super::stream_guard::{Activity, StreamGuard};
 use super::{deadline, trace_context};
 use crate::metrics::RedMetrics;
 
@@ -29,13 +36,22 @@ use crate::metrics::RedMetrics;
 pub struct ServerLayer {
     metrics: RedMetrics,
     max_message_bytes: usize,
+    routes: Arc<RouteTable>,
+    limits: ServerLimits,
 }
 
 impl ServerLayer {
-    pub fn new(metrics: RedMetrics, max_message_bytes: usize) -> Self {
+    pub fn new(
+        metrics: RedMetrics,
+        max_message_bytes: usize,
+        routes: Arc<RouteTable>,
+        limits: ServerLimits,
+    ) -> Self {
         Self {
             metrics,
             max_message_bytes,
+            routes,
+            limits,
         }
     }
 }
@@ -69,17 +85,37 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = http::Response<ObservedBody<tonic::body::Body>>;
+    type Response = http::Response<ObservedBody<StreamGuard<tonic::body::Body>>>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(|never| match never {})
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let now = Instant::now();
         let method = RpcMethod::from_path(request.uri().path());
-        let deadline = deadline::parse(request.headers()).map(|timeout| Instant::now() + timeout);
+        let route = self.layer.routes.get(request.uri().path());
+        let limits = &self.layer.limits;
+        let asked = deadline::parse(request.headers()).map(|timeout| now + timeout);
+        let streaming = route.is_some_and(|r| r.kind.is_streaming());
+        // A unary call runs until its deadline or the route's cap,
+        // whichever comes first — a client that sends no deadline (or a
+        // year) does not get to hold a task forever. A stream is bounded
+        // by its deadline if it has one, and by idleness.
+        let (call_deadline, idle) = if streaming {
+            let idle = route
+                .and_then(|r| r.idle_timeout)
+                .unwrap_or(limits.stream_idle_timeout);
+            (asked, Some((idle, Activity::new())))
+        } else {
+            let cap = route
+                .and_then(|r| r.max_duration)
+                .unwrap_or(limits.max_unary_duration);
+            let capped = now + cap;
+            (Some(asked.map_or(capped, |at| at.min(capped))), None)
+        };
         // `parent: None`: the only parent a server span may have is the one
         // the caller sent. Whatever span happens to be current in this
         // process (another request, a test) is not part of this trace.
@@ -99,15 +135,28 @@ where
         // The only failure is "no OpenTelemetry layer installed", in which
         // case there is no trace to continue.
         let _ = span.set_parent(trace_context::extract(request.headers()));
-        let record = CallRecord::new(span.clone(), Side::Server, method, deadline)
+        let record = CallRecord::new(span.clone(), Side::Server, method, call_deadline)
             .with_metrics(self.layer.metrics.clone());
         let max = self.layer.max_message_bytes;
+        let activity = idle.as_ref().map(|(_, activity)| activity.clone());
         let handled = self
             .inner
-            .call(request.map(|body| LimitedBody::new(body, max)));
+            .call(request.map(|body| LimitedBody::new(body, max).with_activity(activity)));
         Box::pin(async move {
-            let response = deadline::scope(deadline, handled).instrument(span).await?;
-            Ok(observe(response, record, None))
+            let handled = deadline::scope(call_deadline, handled).instrument(span);
+            let mut response = match (streaming, call_deadline) {
+                (false, Some(at)) => match tokio::time::timeout_at(at, handled).await {
+                    Ok(response) => response?,
+                    Err(_elapsed) => refusal(&Status::deadline_exceeded(
+                        "the call ran past its deadline (or the server's cap on unary calls)",
+                    )),
+                },
+                _ => handled.await?,
+            };
+            sanitize_status(response.headers_mut());
+            let stream_deadline = if streaming { call_deadline } else { None };
+            let guarded = response.map(|body| StreamGuard::new(body, stream_deadline, idle));
+            Ok(observe(guarded, record, None))
         })
     }
 }

@@ -100,16 +100,6 @@ impl BoundedLoad {
         self.assigned
     }
 
-    /// One key assigned to `node` is done (a request finished).
-    pub fn release(&mut self, node: &str) -> Result<()> {
-        let i = self.ring.members().index_of(node)?;
-        if self.loads[i] > 0 {
-            self.loads[i] -= 1;
-            self.assigned -= 1;
-        }
-        Ok(())
-    }
-
     /// Forgets every assignment.
     pub fn reset(&mut self) {
         self.loads.iter_mut().for_each(|load| *load = 0);
@@ -171,6 +161,15 @@ impl Placement for BoundedLoad {
         self.loads[i] += 1;
         self.assigned += 1;
         Ok(self.ring.members().name(i))
+    }
+
+    fn release(&mut self, node: &str) -> Result<()> {
+        let i = self.ring.members().index_of(node)?;
+        if self.loads[i] > 0 {
+            self.loads[i] -= 1;
+            self.assigned -= 1;
+        }
+        Ok(())
     }
 
     fn fresh_copy(&self) -> Box<dyn Placement> {

@@ -13,12 +13,21 @@
 //! a key hashing exactly onto a point goes to the next one, unlike
 //! [`super::ring`], which uses the first point at or after it.
 //!
+//! Bounded: at most [`MAX_COURSE_RING_POINTS`] points (members × virtual
+//! nodes, 20 bytes each). A member's md5 digests are computed once, when
+//! it joins, and merged into the sorted ring; a departure filters its
+//! points out. Either costs one pass over the ring, never re-hashing it.
+//!
 //! Simplified: no weights (the lecture's code has none).
 
 use md5::{Digest, Md5};
 
 use super::{Members, Placement, Strategy, distinct_clockwise, unweighted, validate_vnodes};
 use crate::{Error, Result};
+
+/// The most points a course ring holds: 1 Mi points, 20 MiB (the
+/// course's 150 virtual nodes allow about 7,000 members).
+pub const MAX_COURSE_RING_POINTS: usize = 1 << 20;
 
 /// The course ring: md5 points, `bisect_right` lookups.
 #[derive(Clone, Debug)]
@@ -46,20 +55,28 @@ impl CourseRing {
         })
     }
 
-    fn rebuild(&mut self) {
-        let mut placed: Vec<(u128, u32)> =
-            Vec::with_capacity(self.members.len() * self.vnodes as usize);
-        for (owner, member) in self.members.list.iter().enumerate() {
-            for i in 0..self.vnodes {
-                placed.push((
-                    md5_value(format!("{}:{i}", member.name).as_bytes()),
-                    owner as u32,
-                ));
+    /// Merges `owner`'s sorted `digests` into the sorted ring. Equal
+    /// digests keep the earlier member first, as a stable sort would.
+    fn merge(&mut self, digests: &[u128], owner: u32) {
+        let total = self.points.len() + digests.len();
+        let mut points = Vec::with_capacity(total);
+        let mut owners = Vec::with_capacity(total);
+        let (mut i, mut j) = (0, 0);
+        while i < self.points.len() || j < digests.len() {
+            let take_old =
+                j == digests.len() || (i < self.points.len() && self.points[i] <= digests[j]);
+            if take_old {
+                points.push(self.points[i]);
+                owners.push(self.owners[i]);
+                i += 1;
+            } else {
+                points.push(digests[j]);
+                owners.push(owner);
+                j += 1;
             }
         }
-        placed.sort_unstable();
-        self.points = placed.iter().map(|p| p.0).collect();
-        self.owners = placed.iter().map(|p| p.1).collect();
+        self.points = points;
+        self.owners = owners;
     }
 
     /// `bisect.bisect_right(sorted_keys, hash)`, wrapping at the end.
@@ -76,14 +93,35 @@ impl Placement for CourseRing {
 
     fn add_node(&mut self, node: &str, weight: u32) -> Result<()> {
         unweighted(Strategy::CourseRing, weight)?;
+        if self.points.len() + self.vnodes as usize > MAX_COURSE_RING_POINTS {
+            return Err(Error::CapacityExceeded {
+                what: "ring points",
+                limit: MAX_COURSE_RING_POINTS as u64,
+            });
+        }
         self.members.add(node, weight)?;
-        self.rebuild();
+        let mut digests: Vec<u128> = (0..self.vnodes)
+            .map(|i| md5_value(format!("{node}:{i}").as_bytes()))
+            .collect();
+        digests.sort_unstable();
+        self.merge(&digests, (self.members.len() - 1) as u32);
         Ok(())
     }
 
     fn remove_node(&mut self, node: &str) -> Result<()> {
-        self.members.remove(node)?;
-        self.rebuild();
+        let gone = self.members.remove(node)? as u32;
+        let mut kept = 0;
+        for at in 0..self.points.len() {
+            let owner = self.owners[at];
+            if owner != gone {
+                self.points[kept] = self.points[at];
+                // Members after the departed one moved down a place.
+                self.owners[kept] = if owner > gone { owner - 1 } else { owner };
+                kept += 1;
+            }
+        }
+        self.points.truncate(kept);
+        self.owners.truncate(kept);
         Ok(())
     }
 
@@ -202,6 +240,23 @@ mod tests {
             let scanned = ring.points.iter().position(|&p| p > hash).unwrap_or(0);
             prop_assert_eq!(ring.bisect_right(hash), scanned);
         }
+    }
+
+    /// The ring stops growing at its point limit with a typed error,
+    /// instead of taking memory from whoever calls AddNode.
+    #[test]
+    fn course_ring_refuses_points_beyond_its_limit() {
+        let mut ring = course_ring(&["a"], 150);
+        // Stand-ins for a full ring's points (cheaper than a million md5s).
+        let room = MAX_COURSE_RING_POINTS - ring.points.len();
+        ring.points
+            .extend((0..room - 100).map(|i| u128::MAX - i as u128));
+        ring.owners.resize(ring.points.len(), 0);
+        assert!(matches!(
+            ring.add_node("b", 1),
+            Err(Error::CapacityExceeded { .. })
+        ));
+        assert_eq!(ring.nodes(), ["a"], "nothing changed");
     }
 
     #[test]

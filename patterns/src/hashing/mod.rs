@@ -95,6 +95,13 @@ pub trait Placement: Send + Sync + fmt::Debug {
         self.owner(key)
     }
 
+    /// One key assigned to `node` is done (a request finished, or an
+    /// assignment was not kept). Only [`bounded`] counts; for the others
+    /// this does nothing.
+    fn release(&mut self, _node: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Bytes of memory the lookup structures use.
     fn memory_bytes(&self) -> usize;
 

@@ -11,9 +11,19 @@
 //! can tell when its cache went stale.
 //!
 //! With the `bounded` strategy, a key's node depends on what arrived
-//! before it, so the router remembers each key it routed (up to
-//! [`MAX_TRACKED_KEYS`]) and answers the same node again: assignments are
-//! sticky until their node leaves.
+//! before it, so the router remembers each key it routed and answers the
+//! same node again: assignments are sticky until their node leaves.
+//!
+//! Bounds: keys of at most [`MAX_KEY_BYTES`]; remembered assignments of
+//! at most [`MAX_TRACKED_BYTES`] in all (key, node name and the map's own
+//! [`ENTRY_OVERHEAD_BYTES`] per entry), beyond which new keys are refused
+//! with `ResourceExhausted`; at most [`MAX_CONCURRENT_STATS`] `Stats`
+//! measurements at once, each run on a blocking thread (never an async
+//! worker) and capped at [`MAX_STATS_WORK`] key-to-node evaluations —
+//! rendezvous hashing scores every node for every key, so its sample
+//! shrinks as the membership grows (the reply says how many keys it used).
+//! Routing takes the read lock; only a `bounded` key seen for the first
+//! time takes the write lock.
 //!
 //! Simplified: membership lives in one process; a production router keeps
 //! it in a consensus store (etcd, ZooKeeper) and pushes changes to clients.
@@ -24,6 +34,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use crate::hashing::analysis::{load, sample_keys};
@@ -50,11 +61,19 @@ use proto::{
 pub const MAX_REPLICATION_FACTOR: u32 = 16;
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
-/// Keys a `bounded` router remembers before refusing new ones.
-pub const MAX_TRACKED_KEYS: usize = 1_000_000;
+/// Bytes of remembered `bounded` assignments before new keys are refused.
+pub const MAX_TRACKED_BYTES: usize = 64 * 1024 * 1024;
+/// What one remembered assignment costs beyond its key and node name:
+/// the two heap headers and the hash table's slot.
+pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Sample size `Stats` uses by default, and its ceiling.
 pub const DEFAULT_SAMPLE_KEYS: u64 = 100_000;
 pub const MAX_SAMPLE_KEYS: u64 = 1_000_000;
+/// `Stats` measurements that may run at once.
+pub const MAX_CONCURRENT_STATS: usize = 2;
+/// Key-to-node evaluations one `Stats` may spend (keys × nodes for
+/// rendezvous, keys for the others).
+pub const MAX_STATS_WORK: u64 = 20_000_000;
 
 #[derive(Debug)]
 struct RouterState {
@@ -62,8 +81,9 @@ struct RouterState {
     /// Members and weights, in join order (the placement keeps names only).
     weights: Vec<(String, u32)>,
     version: u64,
-    /// Sticky assignments of the `bounded` strategy.
-    assigned: HashMap<Vec<u8>, String>,
+    /// Sticky assignments of the `bounded` strategy, and their bytes.
+    assigned: HashMap<Box<[u8]>, Box<str>>,
+    assigned_bytes: usize,
 }
 
 /// The router: one placement behind a lock.
@@ -71,6 +91,8 @@ struct RouterState {
 pub struct ShardRouter {
     strategy: Strategy,
     state: Arc<RwLock<RouterState>>,
+    stats_slots: Arc<Semaphore>,
+    max_tracked_bytes: usize,
 }
 
 impl ShardRouter {
@@ -84,8 +106,18 @@ impl ShardRouter {
                 weights: nodes.iter().map(|n| (n.as_ref().to_owned(), 1)).collect(),
                 version: 1,
                 assigned: HashMap::new(),
+                assigned_bytes: 0,
             })),
+            stats_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_STATS)),
+            max_tracked_bytes: MAX_TRACKED_BYTES,
         })
+    }
+
+    /// Remembers at most `bytes` of `bounded` assignments (default
+    /// [`MAX_TRACKED_BYTES`]).
+    pub fn with_max_tracked_bytes(mut self, bytes: usize) -> Self {
+        self.max_tracked_bytes = bytes;
+        self
     }
 
     pub fn into_service(self) -> ShardRouterServer<Self> {
@@ -142,30 +174,51 @@ impl ShardRouter {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let owner = replicas.first().cloned().ok_or(Error::EmptyMembership)?;
         Ok(RouteReply {
-            owner: replicas[0].clone(),
+            owner,
             replicas,
             membership_version: state.version,
         })
     }
 
     fn route_sticky(&self, key: &[u8], factor: u32) -> Result<RouteReply> {
-        let mut state = self.write();
-        let owner = match state.assigned.get(key) {
-            Some(owner) => owner.clone(),
-            None => {
-                if state.assigned.len() >= MAX_TRACKED_KEYS {
-                    return Err(Error::CapacityExceeded {
-                        what: "tracked key assignments",
-                        limit: MAX_TRACKED_KEYS as u64,
-                    });
-                }
-                let owner = state.placement.assign(key)?.to_owned();
-                state.assigned.insert(key.to_vec(), owner.clone());
-                owner
+        // The common case, a key routed before, only reads.
+        {
+            let state = self.read();
+            if let Some(owner) = state.assigned.get(key) {
+                return Self::sticky_reply(&state, key, owner, factor);
             }
-        };
-        let mut replicas = vec![owner.clone()];
+        }
+        let mut state = self.write();
+        // Another caller may have assigned it between the two locks.
+        if let Some(owner) = state.assigned.get(key) {
+            return Self::sticky_reply(&state, key, owner, factor);
+        }
+        let owner: Box<str> = state.placement.assign(key)?.into();
+        let cost = key.len() + owner.len() + ENTRY_OVERHEAD_BYTES;
+        if state.assigned_bytes + cost > self.max_tracked_bytes {
+            // Take the assignment back: the placement must not count a
+            // key the router will not remember.
+            state.placement.release(&owner)?;
+            return Err(Error::CapacityExceeded {
+                what: "remembered key assignments (bytes)",
+                limit: self.max_tracked_bytes as u64,
+            });
+        }
+        state.assigned_bytes += cost;
+        state.assigned.insert(key.into(), owner.clone());
+        Self::sticky_reply(&state, key, &owner, factor)
+    }
+
+    /// The owner first, then distinct replicas in ring order.
+    fn sticky_reply(
+        state: &RouterState,
+        key: &[u8],
+        owner: &str,
+        factor: u32,
+    ) -> Result<RouteReply> {
+        let mut replicas = vec![owner.to_owned()];
         for node in state
             .placement
             .replicas(key, MAX_REPLICATION_FACTOR as usize)?
@@ -178,7 +231,7 @@ impl ShardRouter {
             }
         }
         Ok(RouteReply {
-            owner,
+            owner: owner.to_owned(),
             replicas,
             membership_version: state.version,
         })
@@ -198,12 +251,21 @@ impl ShardRouter {
         state.placement.remove_node(name)?;
         state.weights.retain(|(member, _)| member != name);
         // Keys assigned to the departed node are routed afresh next time.
-        state.assigned.retain(|_, owner| owner != name);
+        let mut freed = 0;
+        state.assigned.retain(|key, owner| {
+            let keep = &**owner != name;
+            if !keep {
+                freed += key.len() + owner.len() + ENTRY_OVERHEAD_BYTES;
+            }
+            keep
+        });
+        state.assigned_bytes -= freed;
         state.version += 1;
         Ok(self.membership(&state))
     }
 
-    /// Places `sample` keys on a copy of the current placement.
+    /// Places `sample` keys on a copy of the current placement. CPU-bound:
+    /// call it from a blocking thread (the gRPC handler does).
     pub fn stats(&self, sample: u64) -> Result<StatsReply> {
         let sample = if sample == 0 {
             DEFAULT_SAMPLE_KEYS
@@ -225,6 +287,12 @@ impl ShardRouter {
                 state.assigned.len(),
             )
         };
+        // Rendezvous scores every node per key: fewer keys for more nodes.
+        let cost_per_key = match self.strategy {
+            Strategy::Rendezvous => copy.nodes().len().max(1) as u64,
+            _ => 1,
+        };
+        let sample = sample.min((MAX_STATS_WORK / cost_per_key).max(1));
         let report = load(copy.as_mut(), sample_keys(sample))?;
         Ok(StatsReply {
             strategy: self.strategy.name().to_owned(),
@@ -276,10 +344,27 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
         Ok(Response::new(membership))
     }
 
+    /// Pitfall: placing a million keys takes a CPU for a while. On an
+    /// async worker it would stall every other call that worker serves,
+    /// so it runs on a blocking thread, at most `MAX_CONCURRENT_STATS` at
+    /// a time.
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
-        Ok(Response::new(ShardRouter::stats(
-            self,
-            request.into_inner().sample_keys,
-        )?))
+        let slot =
+            self.stats_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Error::CapacityExceeded {
+                    what: "concurrent Stats measurements",
+                    limit: MAX_CONCURRENT_STATS as u64,
+                })?;
+        let router = self.clone();
+        let sample = request.into_inner().sample_keys;
+        let measured = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            router.stats(sample)
+        })
+        .await
+        .map_err(|err| Status::internal(format!("the Stats measurement failed: {err}")))?;
+        Ok(Response::new(measured?))
     }
 }

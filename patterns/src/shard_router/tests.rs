@@ -234,8 +234,8 @@ fn shard_router_refuses_invalid_configuration() {
     }
 }
 
-/// Bounded loads through the router: a key keeps its node, and no node
-/// takes more than ⌈c·K/N⌉ of the keys routed.
+/// Bounded loads through the router: every key keeps the node it was
+/// first given, and no node takes more than ⌈c·K/N⌉ of the keys routed.
 #[test]
 fn shard_router_bounded_assignments_are_sticky_and_capped() {
     let config = StrategyConfig {
@@ -244,16 +244,21 @@ fn shard_router_bounded_assignments_are_sticky_and_capped() {
     };
     with_router(config, &["a", "b", "c", "d"], |mut client| async move {
         let mut owners = std::collections::BTreeMap::<String, u64>::new();
+        let mut first = Vec::new();
         for i in 0..400 {
             let reply = client.route(route(&format!("k{i}"), 2)).await?.into_inner();
             assert_ne!(reply.replicas[0], reply.replicas[1]);
-            *owners.entry(reply.owner).or_default() += 1;
+            *owners.entry(reply.owner.clone()).or_default() += 1;
+            first.push(reply.owner);
         }
         let cap = (1.25f64 * 400.0 / 4.0).ceil() as u64;
         assert!(owners.values().all(|&n| n <= cap), "{owners:?} over {cap}");
-        let again = client.route(route("k7", 1)).await?.into_inner().owner;
-        let first = client.route(route("k7", 1)).await?.into_inner().owner;
-        assert_eq!(again, first, "sticky");
+        // Late keys were pushed past full nodes; asked again, after the
+        // loads changed, each key still gets the node it got first.
+        for (i, owner) in first.iter().enumerate().rev() {
+            let again = client.route(route(&format!("k{i}"), 1)).await?.into_inner();
+            assert_eq!(&again.owner, owner, "k{i} is sticky");
+        }
         let stats = client
             .stats(StatsRequest { sample_keys: 100 })
             .await?
@@ -261,4 +266,103 @@ fn shard_router_bounded_assignments_are_sticky_and_capped() {
         assert_eq!(stats.assigned_keys, 400);
         Ok(())
     });
+}
+
+/// The memory a flood of new keys can take is bounded in bytes: past the
+/// limit new keys are ResourceExhausted, remembered keys still route, and
+/// a refused key was not counted against any node.
+#[test]
+fn shard_router_remembered_assignments_are_bounded_in_bytes() {
+    let router = ShardRouter::new(StrategyConfig::new(Strategy::Bounded), &["a", "b"])
+        .expect("valid")
+        .with_max_tracked_bytes(20 * 1024);
+    let key = |i: usize| format!("{i:04}{}", "k".repeat(1020)).into_bytes();
+    let mut remembered = 0;
+    let refused = loop {
+        match router.route(&key(remembered), 1) {
+            Ok(_) => remembered += 1,
+            Err(err) => break err,
+        }
+        assert!(remembered <= 20, "bounded");
+    };
+    assert!(matches!(refused, crate::Error::CapacityExceeded { .. }));
+    assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
+    assert_eq!(remembered, 18, "(1024 + 1 + 64) bytes a key, 20 KiB in all");
+    router.route(&key(0), 1).expect("known keys still route");
+    let stats = router.stats(100).expect("measured");
+    assert_eq!(stats.assigned_keys, 18);
+}
+
+/// Stats are bounded work: rendezvous scores every node for every key, so
+/// with a thousand nodes a million-key request measures 20,000 keys (and
+/// says so); past the concurrency cap a request is ResourceExhausted.
+#[tokio::test]
+async fn shard_router_stats_are_bounded_work() {
+    use super::proto::shard_router_server::ShardRouter as GrpcShardRouter;
+
+    let nodes: Vec<String> = (0..1000).map(|i| format!("node-{i}")).collect();
+    let router =
+        ShardRouter::new(StrategyConfig::new(Strategy::Rendezvous), &nodes).expect("valid");
+    let reply = router.stats(1_000_000).expect("measured");
+    assert_eq!(reply.sample_keys, super::MAX_STATS_WORK / 1000);
+
+    let held = router
+        .stats_slots
+        .clone()
+        .acquire_many_owned(super::MAX_CONCURRENT_STATS as u32)
+        .await
+        .expect("open");
+    let busy = GrpcShardRouter::stats(
+        &router,
+        tonic::Request::new(StatsRequest { sample_keys: 10 }),
+    )
+    .await
+    .expect_err("no slot");
+    assert_eq!(busy.code(), Code::ResourceExhausted);
+    drop(held);
+    GrpcShardRouter::stats(
+        &router,
+        tonic::Request::new(StatsRequest { sample_keys: 10 }),
+    )
+    .await
+    .expect("a slot is free again");
+}
+
+/// The hostile client against the router on loopback: every method gets
+/// malformed, empty, oversized and extreme requests and answers each with
+/// a precise status; afterwards the router still routes.
+#[tokio::test]
+async fn fuzz_shard_router_every_method_answers_precisely() {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use observability::fuzz::{FuzzOptions, fuzz_service};
+
+    let config = StrategyConfig {
+        vnodes: 10,
+        ..StrategyConfig::new(Strategy::Ring)
+    };
+    let router = ShardRouter::new(config, &["a", "b", "c"]).expect("valid");
+    let server = RpcServer::new()
+        .add_service(router.into_service(), FILE_DESCRIPTOR_SET)
+        .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("binds")
+        .spawn();
+    let report = fuzz_service(
+        server.uri(),
+        FILE_DESCRIPTOR_SET,
+        "patterns.v1.ShardRouter",
+        &FuzzOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(report.calls > 100, "{report:?}");
+    let mut client =
+        ShardRouterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    let reply = client
+        .route(route("after-the-storm", 1))
+        .await
+        .expect("still routing")
+        .into_inner();
+    assert!(!reply.owner.is_empty());
 }

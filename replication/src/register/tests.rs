@@ -220,3 +220,37 @@ async fn register_stale_backlog_is_bounded() {
         "{refused:?}"
     );
 }
+
+/// The hostile client against both registers on loopback: precise
+/// statuses for everything, and the registers still serve afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzz_register_every_method_answers_precisely() {
+    use observability::fuzz::{FuzzOptions, fuzz_service};
+
+    for server in [
+        RpcServer::new().add_service(Register::new().into_service(), FILE_DESCRIPTOR_SET),
+        RpcServer::new().add_service(
+            StaleRegister::new(Duration::from_millis(5)).into_service(),
+            FILE_DESCRIPTOR_SET,
+        ),
+    ] {
+        let server = serve_on_loopback(server).await;
+        fuzz_service(
+            server.uri(),
+            FILE_DESCRIPTOR_SET,
+            "replication.v1.Register",
+            &FuzzOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}"));
+        let mut client =
+            RegisterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+        client
+            .put(PutRequest {
+                key: "after".into(),
+                value: "v".into(),
+            })
+            .await
+            .expect("still serving");
+    }
+}

@@ -66,3 +66,40 @@ async fn flaky_zero_latency_does_not_sleep() {
     }
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
+
+/// The hostile client against Flaky on loopback. Call is fuzzed while the
+/// script is healthy; Configure then installs whatever random scripts
+/// validate; every answer is a precise status, and Flaky stays up.
+#[tokio::test]
+async fn fuzz_flaky_every_method_answers_precisely() {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use observability::fuzz::{FuzzOptions, fuzz_service};
+    use observability::rpc::{ClientBuilder, Net, RpcServer};
+
+    use super::proto::{FILE_DESCRIPTOR_SET, StatsRequest};
+
+    let server = RpcServer::new()
+        .add_service(
+            Flaky::new("fuzzed", Behaviour::healthy()).into_service(),
+            FILE_DESCRIPTOR_SET,
+        )
+        .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("binds")
+        .spawn();
+    let report = fuzz_service(
+        server.uri(),
+        FILE_DESCRIPTOR_SET,
+        "resilience.v1.Flaky",
+        &FuzzOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(report.by_code.contains_key("InvalidArgument"), "{report:?}");
+    let mut client = FlakyClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    client
+        .stats(StatsRequest {})
+        .await
+        .expect("still answering");
+}

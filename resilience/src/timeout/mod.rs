@@ -216,7 +216,7 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(60), response.into_body().collect())
             .await
             .expect("the body ends at the deadline");
-        let err = read.err().expect("ends in an error");
+        let err = read.expect_err("ends in an error");
         let status = tonic::Status::from_error(err);
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
         assert_eq!(started.elapsed(), Duration::from_millis(250));
