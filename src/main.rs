@@ -232,13 +232,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let serving = matches!(cli.command, Command::Serve { .. });
-    let telemetry = telemetry::init(TelemetryConfig {
-        service_name: "dslab".into(),
-        otlp_endpoint: cli.otlp_endpoint,
-        default_log_filter: if serving { "info" } else { "warn" }.into(),
-        capture_spans: !serving,
-    })?;
+    let service_name = match &cli.command {
+        Command::Serve {
+            service,
+            name,
+            listen,
+            ..
+        } => dslab::serve::default_service_name(service, name.as_deref(), *listen),
+        _ => "dslab".to_owned(),
+    };
+    // Multi-threaded: the exporter's batches go out from its own thread
+    // through a channel that runs on this runtime, including during the
+    // final flush, while the main thread waits for it.
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(TelemetryConfig {
+            service_name,
+            otlp_endpoint: cli.otlp_endpoint,
+            default_log_filter: if serving { "info" } else { "warn" }.into(),
+            capture_spans: !serving,
+        })?
+    };
+    let exported_as = telemetry.service_name().to_owned();
     let code = runtime.block_on(async {
         let spans = telemetry.capture().cloned().unwrap_or_default();
         let mut out = Narrator::stdout();
@@ -265,6 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     listen,
                     peers,
                     name,
+                    service_name: exported_as,
                     placement: placement.config(placement.strategy),
                     nodes: placement.nodes,
                     script: flaky.script(),
@@ -277,11 +294,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    // Flush exported spans even when the command failed.
-    let flushed = telemetry.shutdown();
-    let code = code?;
-    flushed?;
-    Ok(code)
+    // Flush exported spans even when the command failed; a collector
+    // that cannot take them costs a warning, not the exit code.
+    if let Err(err) = telemetry.shutdown() {
+        tracing::warn!("flushing spans: {err}");
+    }
+    code
 }
 
 fn list(markdown: bool) {

@@ -20,11 +20,23 @@ pub struct ServeConfig {
     pub peers: Vec<String>,
     /// A name for this instance (relay hop names); defaults to the address.
     pub name: Option<String>,
+    /// The `service.name` its spans are exported under.
+    pub service_name: String,
     /// The shard router's strategy and its initial members.
     pub placement: StrategyConfig,
     pub nodes: Vec<String>,
     /// Flaky's starting script (change it later with its `Configure` RPC).
     pub script: resilience::flaky::proto::Script,
+}
+
+/// The `service.name` a `dslab serve` process exports its spans under
+/// unless `OTEL_SERVICE_NAME` says otherwise: the service and its
+/// instance name (`relay-hop-1`), or the service and its address.
+pub fn default_service_name(service: &str, name: Option<&str>, listen: SocketAddr) -> String {
+    match name {
+        Some(name) => format!("{service}-{name}"),
+        None => format!("{service}-{listen}"),
+    }
 }
 
 /// Binds, prints the address it listens on, and serves until Ctrl-C or
@@ -82,7 +94,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             SERVICES.join(", ")
         ),
     };
-    let bound = server.bind(Net::Tcp, config.listen).await?;
+    let bound = server
+        .service_name(config.service_name.clone())
+        .bind(Net::Tcp, config.listen)
+        .await?;
     // Scripts (and the tests) read this line to learn a port chosen by the OS.
     println!(
         "dslab {} listening on {}",

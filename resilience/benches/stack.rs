@@ -1,12 +1,16 @@
-//! What the resilience stack adds to a real unary tonic call on loopback.
+//! What dslab's RPC stack and the resilience layers add to a real unary
+//! tonic call on loopback, against a zero-latency backend (a healthy
+//! `Flaky`, which answers without sleeping), one call at a time (latency,
+//! not throughput):
 //!
-//! Three clients call the same healthy `Flaky` on 127.0.0.1, one call at
-//! a time (latency, not throughput):
+//! `stack_client` — the same dslab server, three clients:
 //! - `tonic_channel`: a plain tonic `Channel`;
 //! - `rpc_channel`: dslab's client stack (span, trace context, deadline);
 //! - `full_stack`: retry + circuit breaker + timeout + bulkhead on top.
 //!
-//! `full_stack / rpc_channel` is the resilience overhead.
+//! `stack_server` — a plain tonic client, two servers hosting the same
+//! service: a plain tonic `Server` and dslab's `RpcServer` (span, metrics,
+//! limits, health, reflection).
 //!
 //! cargo bench -p resilience --bench stack
 
@@ -42,7 +46,7 @@ fn stack(c: &mut Criterion) {
             .spawn()
     });
     let uri = server.uri();
-    let mut group = c.benchmark_group("stack");
+    let mut group = c.benchmark_group("stack_client");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
@@ -109,5 +113,69 @@ fn stack(c: &mut Criterion) {
     drop(server);
 }
 
-criterion_group!(benches, stack);
+/// Times sequential calls from a plain tonic client to the server at `uri`.
+fn plain_calls(
+    runtime: &tokio::runtime::Runtime,
+    uri: http::Uri,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+) {
+    let channel = runtime
+        .block_on(tonic::transport::Endpoint::from(uri).connect())
+        .expect("connects");
+    let mut client = FlakyClient::new(channel);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    client.call(CallRequest::default()).await.expect("healthy");
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
+fn server_stacks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let flaky = || Flaky::new("bench", Behaviour::healthy()).into_service();
+    let (plain_addr, _plain) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("bound");
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(flaky())
+                .serve_with_incoming(incoming),
+        );
+        (addr, task)
+    });
+    let dslab = runtime.block_on(async {
+        RpcServer::new()
+            .add_service(flaky(), FILE_DESCRIPTOR_SET)
+            .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("loopback binds")
+            .spawn()
+    });
+    let mut group = c.benchmark_group("stack_server");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    let plain_uri: http::Uri = format!("http://{plain_addr}").parse().expect("uri");
+    plain_calls(&runtime, plain_uri, &mut group, "tonic_server");
+    plain_calls(&runtime, dslab.uri(), &mut group, "rpc_server");
+    group.finish();
+    drop(dslab);
+}
+
+criterion_group!(benches, stack, server_stacks);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use support::{Served, run, stdout};
+use support::{OtlpReceiver, Served, run, stdout};
 
 /// The README's episode map is exactly what `dslab list --markdown` prints.
 #[test]
@@ -180,6 +180,203 @@ fn interop_python_grpc_health_reflection_and_call() {
     assert!(text.contains("service: observability.v1.Relay"), "{text}");
     assert!(text.contains("path: py-target"), "{text}");
     assert!(relay.terminate());
+}
+
+/// The spans of `trace`, by span id.
+fn trace_of<'a>(
+    spans: &'a [serde_json::Value],
+    trace: &str,
+) -> std::collections::BTreeMap<String, &'a serde_json::Value> {
+    spans
+        .iter()
+        .filter(|span| span["trace_id"] == trace)
+        .map(|span| {
+            (
+                span["span_id"].as_str().unwrap_or_default().to_owned(),
+                span,
+            )
+        })
+        .collect()
+}
+
+/// Walks a trace from `root` down its one-child chain:
+/// (service, OTLP kind) per span, in call order.
+fn chain(
+    trace: &std::collections::BTreeMap<String, &serde_json::Value>,
+    root: &str,
+) -> Vec<(String, u64)> {
+    let mut chain = Vec::new();
+    let mut at = root.to_owned();
+    while let Some(span) = trace.get(&at) {
+        chain.push((
+            span["service"].as_str().unwrap_or_default().to_owned(),
+            span["kind"].as_u64().unwrap_or_default(),
+        ));
+        let children: Vec<&String> = trace
+            .iter()
+            .filter(|(_, s)| s["parent_span_id"] == at.as_str())
+            .map(|(id, _)| id)
+            .collect();
+        match children.as_slice() {
+            [only] => at = (*only).clone(),
+            _ => break,
+        }
+    }
+    chain
+}
+
+const SERVER: u64 = 2;
+const CLIENT: u64 = 3;
+
+/// Episode 31, against a real OTLP receiver (Python grpcio +
+/// opentelemetry-proto). The in-process demo exports six spans of one
+/// trace — client → server → client … — each hop as its own service; then
+/// three `dslab serve relay` processes, called with a known trace id,
+/// export the server → client → … chain, flushed when they are stopped.
+#[test]
+#[ignore = "needs python3 with grpcio and opentelemetry-proto (.ci/run installs them)"]
+fn interop_otlp_receiver_gets_every_span_of_demo_and_serve() {
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.endpoint();
+    let output = support::dslab()
+        .args(["--otlp-endpoint", &endpoint, "demo", "trace-propagation"])
+        .env_remove("OTEL_SERVICE_NAME")
+        .output()
+        .expect("dslab runs");
+    assert!(output.status.success(), "{}", stdout(&output));
+    let spans = receiver.wait_for(|spans| spans.len() >= 6);
+    let forward = |span: &&serde_json::Value| span["name"] == "observability.v1.Relay/Forward";
+    let root = spans
+        .iter()
+        .filter(forward)
+        .find(|span| span["parent_span_id"] == "" && span["kind"] == CLIENT)
+        .unwrap_or_else(|| panic!("a root client span: {spans:#?}"));
+    let trace = trace_of(&spans, root["trace_id"].as_str().unwrap_or_default());
+    assert_eq!(trace.len(), 6, "{trace:#?}");
+    assert!(
+        trace.values().all(|span| span["status"] == 1),
+        "all OK: {trace:#?}"
+    );
+    let expected: Vec<(String, u64)> = [
+        ("dslab", CLIENT),
+        ("relay-hop-1", SERVER),
+        ("relay-hop-1", CLIENT),
+        ("relay-hop-2", SERVER),
+        ("relay-hop-2", CLIENT),
+        ("relay-hop-3", SERVER),
+    ]
+    .iter()
+    .map(|(service, kind)| ((*service).to_owned(), *kind))
+    .collect();
+    assert_eq!(
+        chain(&trace, root["span_id"].as_str().unwrap_or_default()),
+        expected
+    );
+
+    // Three processes, each its own service, exporting to the receiver.
+    let serve = |name: &str, peer: Option<&Served>| {
+        let mut command = support::dslab();
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env_remove("OTEL_SERVICE_NAME");
+        let mut extra = vec!["--name".to_owned(), name.to_owned()];
+        if let Some(peer) = peer {
+            extra.extend(["--peer".to_owned(), peer.addr.to_string()]);
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Served::start_with(command, "relay", &extra)
+    };
+    let hop3 = serve("hop-3", None);
+    let hop2 = serve("hop-2", Some(&hop3));
+    let hop1 = serve("hop-1", Some(&hop2));
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let reply = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(hop1.uri())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connects");
+        let mut request = tonic::Request::new(observability::relay::proto::ForwardRequest {
+            payload: "traced".into(),
+            visited: Vec::new(),
+        });
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace_id}-{caller_span}-01")
+                .parse()
+                .expect("ascii"),
+        );
+        observability::relay::proto::relay_client::RelayClient::new(channel)
+            .forward(request)
+            .await
+            .expect("forwarded")
+            .into_inner()
+    });
+    assert_eq!(reply.path.len(), 3);
+    // SIGTERM flushes each process's spans on the way out.
+    for hop in [hop1, hop2, hop3] {
+        assert!(hop.terminate(), "stopped cleanly");
+    }
+    let spans = receiver.wait_for(|spans| trace_of(spans, trace_id).len() >= 5);
+    let trace = trace_of(&spans, trace_id);
+    assert_eq!(trace.len(), 5, "{trace:#?}");
+    let first = trace
+        .iter()
+        .find(|(_, span)| span["parent_span_id"] == caller_span)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("hop-1's server span continues the caller's: {trace:#?}"));
+    let expected: Vec<(String, u64)> = [
+        ("relay-hop-1", SERVER),
+        ("relay-hop-1", CLIENT),
+        ("relay-hop-2", SERVER),
+        ("relay-hop-2", CLIENT),
+        ("relay-hop-3", SERVER),
+    ]
+    .iter()
+    .map(|(service, kind)| ((*service).to_owned(), *kind))
+    .collect();
+    assert_eq!(chain(&trace, &first), expected);
+}
+
+/// An OTLP endpoint nobody listens on, from the flag or the environment,
+/// costs a warning and a bounded delay — never the command.
+#[test]
+fn cli_unreachable_collector_costs_only_a_warning() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    for via_env in [false, true] {
+        let mut command = support::dslab();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        if via_env {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+        } else {
+            command.args(["--otlp-endpoint", &endpoint]);
+        }
+        let started = std::time::Instant::now();
+        let output = command
+            .args(["demo", "trace-propagation"])
+            .output()
+            .expect("dslab runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "bounded: {:?}",
+            started.elapsed()
+        );
+    }
+    let garbled = support::dslab()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")
+        .args(["demo", "trace-propagation"])
+        .output()
+        .expect("dslab runs");
+    let stderr = String::from_utf8_lossy(&garbled.stderr);
+    assert!(garbled.status.success(), "{stderr}");
+    assert!(stderr.contains("not exporting spans"), "{stderr}");
 }
 
 /// `dslab hash place` streams `key<TAB>node`, and with the course ring it

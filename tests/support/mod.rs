@@ -24,6 +24,71 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A real OTLP/gRPC receiver (`tests/interop/otlp_receiver.py`, Python
+/// grpcio + opentelemetry-proto) collecting every span it is sent.
+pub struct OtlpReceiver {
+    pub child: Child,
+    pub port: u16,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl OtlpReceiver {
+    pub fn start() -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/otlp_receiver.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the receiver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let first = lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("the receiver did not start"));
+        let port = first
+            .rsplit(' ')
+            .next()
+            .and_then(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = spans.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(span) = serde_json::from_str(&line) {
+                    collected.lock().expect("not poisoned").push(span);
+                }
+            }
+        });
+        Self { child, port, spans }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits (up to 20 s) until `done` holds for the spans received.
+    pub fn wait_for(&self, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let spans = self.spans.lock().expect("not poisoned").clone();
+            if done(&spans) || std::time::Instant::now() > deadline {
+                return spans;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `dslab serve` process, stopped (SIGTERM, then waited for) on drop.
 pub struct Served {
     pub child: Child,
@@ -34,7 +99,13 @@ impl Served {
     /// Starts `dslab serve <service> --listen 127.0.0.1:0 extra…` and waits
     /// for the line announcing the port the OS picked.
     pub fn start(service: &str, extra: &[&str]) -> Self {
-        let mut child = dslab()
+        Self::start_with(dslab(), service, extra)
+    }
+
+    /// Like [`start`](Self::start), from a prepared command (extra
+    /// environment, global flags).
+    pub fn start_with(mut command: Command, service: &str, extra: &[&str]) -> Self {
+        let mut child = command
             .args(["serve", service, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())

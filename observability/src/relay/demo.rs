@@ -23,7 +23,9 @@ async fn start_relay(
 ) -> Result<ServerHandle, crate::Error> {
     let client = ClientBuilder::new(Net::Tcp);
     let relay = Relay::new(name, next.map(|hop| client.connect_lazy(hop.uri())));
+    // Three services in one process: each exports its spans as itself.
     let server = RpcServer::new()
+        .service_name(format!("relay-{name}"))
         .add_service(relay.into_service(), FILE_DESCRIPTOR_SET)
         .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await?;

@@ -29,6 +29,7 @@ use super::net::{Net, peer_uri};
 use super::outcome::{CallRecord, ObservedBody, Side, observe};
 use super::{deadline, trace_context};
 use crate::Result;
+use crate::telemetry::service::{self, SERVICE_ATTRIBUTE};
 
 /// Default time allowed to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -134,7 +135,12 @@ impl Service<http::Request<tonic::body::Body>> for RpcChannel {
             rpc.grpc.status_code = Empty,
             otel.status_code = Empty,
             otel.status_description = Empty,
+            dslab.service = Empty,
         );
+        // A call made while handling a request belongs to that service.
+        if let Some(service) = service::current() {
+            span.record(SERVICE_ATTRIBUTE, &*service);
+        }
         trace_context::inject(&span.context(), request.headers_mut());
         let remaining = call_deadline.saturating_duration_since(now);
         deadline::set(request.headers_mut(), remaining);

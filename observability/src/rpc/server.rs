@@ -46,6 +46,7 @@ pub struct RpcServer {
     drain_timeout: Duration,
     limits: ServerLimits,
     route_limits: Vec<(String, RouteLimit)>,
+    service_name: Option<Arc<str>>,
 }
 
 /// A per-route override of the server's limits.
@@ -78,7 +79,16 @@ impl RpcServer {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             limits: ServerLimits::default(),
             route_limits: Vec::new(),
+            service_name: None,
         }
+    }
+
+    /// The `service.name` this server's spans (and the calls its handlers
+    /// make) are exported under, e.g. `relay-hop-1`. Without it, the
+    /// process's own; set it when one process hosts several services.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into().into());
+        self
     }
 
     /// Replaces the stack's limits (see [`super::limits`] for each one
@@ -310,12 +320,10 @@ impl BoundServer {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-            .layer(ServerLayer::new(
-                metrics,
-                server.max_message_bytes,
-                route_table,
-                limits,
-            ));
+            .layer(
+                ServerLayer::new(metrics, server.max_message_bytes, route_table, limits)
+                    .service_name(server.service_name.clone()),
+            );
         let cut_connections = CancellationToken::new();
         let connections = cut_connections.clone();
         let serving = async move {

@@ -30,6 +30,7 @@ use super::routes::RouteTable;
 use super::stream_guard::{Activity, StreamGuard};
 use super::{deadline, trace_context};
 use crate::metrics::RedMetrics;
+use crate::telemetry::service::{self, SERVICE_ATTRIBUTE};
 
 /// Wraps a server's routes in the per-request stack.
 #[derive(Clone, Debug)]
@@ -38,6 +39,7 @@ pub struct ServerLayer {
     max_message_bytes: usize,
     routes: Arc<RouteTable>,
     limits: ServerLimits,
+    service: Option<Arc<str>>,
 }
 
 impl ServerLayer {
@@ -52,7 +54,15 @@ impl ServerLayer {
             max_message_bytes,
             routes,
             limits,
+            service: None,
         }
+    }
+
+    /// The `service.name` this server's spans are exported under (see
+    /// [`crate::telemetry::service`]); the process's own when unset.
+    pub fn service_name(mut self, service: Option<Arc<str>>) -> Self {
+        self.service = service;
+        self
     }
 }
 
@@ -131,7 +141,12 @@ where
             rpc.grpc.status_code = Empty,
             otel.status_code = Empty,
             otel.status_description = Empty,
+            dslab.service = Empty,
         );
+        let service = self.layer.service.clone();
+        if let Some(service) = &service {
+            span.record(SERVICE_ATTRIBUTE, &**service);
+        }
         // The only failure is "no OpenTelemetry layer installed", in which
         // case there is no trace to continue.
         let _ = span.set_parent(trace_context::extract(request.headers()));
@@ -143,7 +158,8 @@ where
             .inner
             .call(request.map(|body| LimitedBody::new(body, max).with_activity(activity)));
         Box::pin(async move {
-            let handled = deadline::scope(call_deadline, handled).instrument(span);
+            let handled =
+                service::scope(service, deadline::scope(call_deadline, handled)).instrument(span);
             let mut response = match (streaming, call_deadline) {
                 (false, Some(at)) => match tokio::time::timeout_at(at, handled).await {
                     Ok(response) => response?,

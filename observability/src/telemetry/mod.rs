@@ -11,10 +11,23 @@
 //! OpenTelemetry Collector) when an endpoint is configured, or into memory
 //! for demos and tests that want to look at the trace they just made.
 //!
+//! The standard variables are honoured: `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (the CLI's `--otlp-endpoint`), `OTEL_SERVICE_NAME` (overrides the
+//! command's own service name), `OTEL_RESOURCE_ATTRIBUTES` (added to the
+//! resource), `OTEL_EXPORTER_OTLP_TIMEOUT` (per export). When one process
+//! hosts several services, each span is exported as its own service's
+//! ([`service`]).
+//!
 //! Pitfall: filtering everything with `RUST_LOG` would also throw away the
 //! spans a trace needs; the filter applies to the log lines only.
+//!
+//! Pitfall: OpenTelemetry's OTLP exporter opens a tonic channel, which
+//! needs a tokio runtime; [`init`] must run inside one, and
+//! [`Telemetry::shutdown`] must run before that runtime stops.
 
 mod capture;
+pub mod export;
+pub mod service;
 pub mod span_tree;
 
 pub use capture::SpanCapture;
@@ -33,7 +46,8 @@ use crate::{Error, Result};
 /// Where telemetry goes.
 #[derive(Clone, Debug)]
 pub struct TelemetryConfig {
-    /// `service.name` on exported spans.
+    /// `service.name` on exported spans, unless `OTEL_SERVICE_NAME` says
+    /// otherwise.
     pub service_name: String,
     /// OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`.
     pub otlp_endpoint: Option<String>,
@@ -48,6 +62,7 @@ pub struct TelemetryConfig {
 pub struct Telemetry {
     provider: SdkTracerProvider,
     capture: Option<SpanCapture>,
+    service_name: String,
 }
 
 impl Telemetry {
@@ -56,11 +71,36 @@ impl Telemetry {
         self.capture.as_ref()
     }
 
-    /// Exports what is still buffered. Call before the process exits.
+    /// This process's `service.name`, as exported.
+    pub fn service_name(&self) -> &str {
+        &self.service_name
+    }
+
+    /// Exports what is still buffered, waiting at most
+    /// [`export::FLUSH_TIMEOUT`]. Call before the runtime stops.
     pub fn shutdown(self) -> Result<()> {
         self.provider
-            .shutdown()
+            .shutdown_with_timeout(export::FLUSH_TIMEOUT)
             .map_err(|err| Error::Telemetry(err.to_string()))
+    }
+}
+
+/// The service name: `OTEL_SERVICE_NAME` if set, else the command's own.
+fn service_name(default: &str) -> String {
+    std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// `http://host:port` from what users write: the OTLP spec asks for a
+/// URL, and `localhost:4317` is what many type.
+fn endpoint_url(endpoint: &str) -> String {
+    let endpoint = endpoint.trim();
+    if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
     }
 }
 
@@ -78,25 +118,31 @@ pub(crate) fn span_filter() -> tracing_subscriber::filter::Targets {
         )
 }
 
-/// Installs the process-wide subscriber. Call once, from `main`.
+/// Installs the process-wide subscriber. Call once, from `main`, inside a
+/// tokio runtime. An OTLP endpoint that cannot be used costs a warning,
+/// never the command.
 pub fn init(config: TelemetryConfig) -> Result<Telemetry> {
-    let mut provider = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(config.service_name.clone())
-            .build(),
-    );
+    let service_name = service_name(&config.service_name);
+    // `Resource::builder` reads `OTEL_RESOURCE_ATTRIBUTES`.
+    let resource = Resource::builder()
+        .with_service_name(service_name.clone())
+        .build();
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
     let capture = config.capture_spans.then(SpanCapture::new);
     if let Some(capture) = &capture {
         provider = provider.with_simple_exporter(capture.exporter());
     }
-    if let Some(endpoint) = &config.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|err| Error::Telemetry(format!("OTLP exporter for {endpoint}: {err}")))?;
-        provider = provider.with_batch_exporter(exporter);
+    let mut unusable = None;
+    if let Some(endpoint) = config
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    {
+        let endpoint = endpoint_url(endpoint);
+        match export::PerServiceExporter::new(&endpoint, resource, service_name.clone()) {
+            Ok(exporter) => provider = provider.with_batch_exporter(exporter),
+            Err(err) => unusable = Some(err),
+        }
     }
     let provider = provider.build();
     let log_filter = EnvFilter::try_from_default_env()
@@ -112,5 +158,12 @@ pub fn init(config: TelemetryConfig) -> Result<Telemetry> {
         .with(spans)
         .try_init()
         .map_err(|err| Error::Telemetry(err.to_string()))?;
-    Ok(Telemetry { provider, capture })
+    if let Some(err) = unusable {
+        tracing::warn!("not exporting spans: {err}");
+    }
+    Ok(Telemetry {
+        provider,
+        capture,
+        service_name,
+    })
 }
