@@ -94,7 +94,7 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "31, 4",
             module: "observability::rpc",
-            summary: "one RPC stack: spans, deadlines, limits, health, reflection",
+            summary: "one RPC stack: spans, deadlines, limits on what a client can make a server hold, health, reflection",
             tests: "-p observability rpc",
             demo: Some("trace-propagation"),
         },
@@ -110,6 +110,13 @@ pub fn topics() -> Vec<Topic> {
             module: "observability::sim",
             summary: "seeded simulation: partitions, crashes, replay",
             tests: "-p observability sim_",
+            demo: None,
+        },
+        Topic {
+            episodes: "34, 12",
+            module: "observability::fuzz",
+            summary: "a hostile client for every service: malformed, oversized and extreme requests",
+            tests: "--workspace fuzz_",
             demo: None,
         },
         Topic {
