@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use dslab::check::{CheckOptions, check_file};
 use dslab::registry;
-use dslab::serve::{SERVICES, ServeConfig, serve};
+use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
 use observability::demo::Narrator;
 use observability::telemetry::{self, TelemetryConfig};
@@ -49,7 +49,8 @@ enum Command {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: std::net::SocketAddr,
-        /// A peer to call (host:port or http://host:port); repeatable.
+        /// A peer: a relay's or Flaky's next hop (host:port), or another
+        /// Raft KV member (ID=host:port, its --listen address); repeatable.
         #[arg(long = "peer")]
         peers: Vec<String>,
         /// This instance's name (a relay's hop name).
@@ -59,6 +60,8 @@ enum Command {
         placement: PlacementArgs,
         #[command(flatten)]
         flaky: FlakyArgs,
+        #[command(flatten)]
+        raft: RaftKvArgs,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -140,6 +143,22 @@ struct PlacementArgs {
     /// Bounded loads: the most a node may hold, as a multiple of the mean.
     #[arg(long, default_value_t = patterns::hashing::bounded::DEFAULT_CAPACITY_FACTOR)]
     capacity_factor: f64,
+}
+
+/// A Raft KV member (`serve raft-kv`).
+#[derive(Args, Debug, Clone)]
+struct RaftKvArgs {
+    /// Raft KV: this member's id (1, 2, 3, …).
+    #[arg(long, default_value_t = 1)]
+    id: u64,
+    /// Raft KV: where the log and snapshots live (created if absent; the
+    /// same command on a non-empty directory restarts the member).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Raft KV: join an existing cluster (after `member add`) instead of
+    /// founding one with the --peer members.
+    #[arg(long)]
+    join: bool,
 }
 
 /// Flaky's starting script (the rest is set with its `Configure` RPC).
@@ -232,13 +251,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let serving = matches!(cli.command, Command::Serve { .. });
+    // A service binds before anything else, so that its names (and the
+    // service name it exports spans under) carry the port the OS chose.
+    let mut listener = None;
     let service_name = match &cli.command {
         Command::Serve {
             service,
             name,
             listen,
             ..
-        } => dslab::serve::default_service_name(service, name.as_deref(), *listen),
+        } => {
+            let bound = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let address = bound.local_addr().context("the listen address")?;
+            listener = Some(bound);
+            dslab::serve::default_service_name(service, name.as_deref(), address)
+        }
         _ => "dslab".to_owned(),
     };
     // Multi-threaded: the exporter's batches go out from its own thread
@@ -270,21 +298,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Tour => Ok(exit_code(tour(&mut out, &spans).await)),
             Command::Serve {
                 service,
-                listen,
                 peers,
                 name,
                 placement,
                 flaky,
+                raft,
+                ..
             } => {
+                let listener = listener.context("the listener bound above")?;
                 serve(ServeConfig {
                     service,
-                    listen,
+                    listener,
                     peers,
                     name,
                     service_name: exported_as,
                     placement: placement.config(placement.strategy),
                     nodes: placement.nodes,
                     script: flaky.script(),
+                    raft: RaftArgs {
+                        id: raft.id,
+                        data_dir: raft.data_dir,
+                        join: raft.join,
+                    },
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)

@@ -1,22 +1,40 @@
 //! `dslab serve`: one service on real TCP, so several processes (or
 //! machines) can form a system.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use anyhow::Context as _;
+use consensus::etcd::Services;
+use consensus::raft::{NodeConfig, RaftNode, Storage};
 use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
 use patterns::hashing::StrategyConfig;
 use patterns::shard_router::ShardRouter;
 
 /// The services `dslab serve` can run.
-pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky"];
+pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky", "raft-kv"];
+
+/// A Raft KV member's settings (`dslab serve raft-kv`).
+#[derive(Clone, Debug, Default)]
+pub struct RaftArgs {
+    /// This member's id.
+    pub id: u64,
+    /// Where its log and snapshots live; a temporary directory if absent.
+    pub data_dir: Option<PathBuf>,
+    /// Join an existing cluster (after `member add`) instead of founding one.
+    pub join: bool,
+}
 
 /// What `dslab serve` was asked to run.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ServeConfig {
     pub service: String,
-    pub listen: SocketAddr,
-    /// Peers to call (a relay's next hop).
+    /// Bound already, so that names can carry the port the OS chose.
+    pub listener: std::net::TcpListener,
+    /// Peers: a relay's or Flaky's next hop (`host:port`); a Raft KV's
+    /// other members (`ID=host:port`).
     pub peers: Vec<String>,
     /// A name for this instance (relay hop names); defaults to the address.
     pub name: Option<String>,
@@ -27,10 +45,11 @@ pub struct ServeConfig {
     pub nodes: Vec<String>,
     /// Flaky's starting script (change it later with its `Configure` RPC).
     pub script: resilience::flaky::proto::Script,
+    pub raft: RaftArgs,
 }
 
 /// The `service.name` a `dslab serve` process exports its spans under
-/// unless `OTEL_SERVICE_NAME` says otherwise: the service and its
+/// unless the OpenTelemetry variables say otherwise: the service and its
 /// instance name (`relay-hop-1`), or the service and its address.
 pub fn default_service_name(service: &str, name: Option<&str>, listen: SocketAddr) -> String {
     match name {
@@ -39,9 +58,30 @@ pub fn default_service_name(service: &str, name: Option<&str>, listen: SocketAdd
     }
 }
 
-/// Binds, prints the address it listens on, and serves until Ctrl-C or
-/// SIGTERM, then drains the calls in flight.
+/// `ID=host:port` → (id, address).
+fn raft_peer(text: &str) -> anyhow::Result<(u64, String)> {
+    let (id, address) = text
+        .split_once('=')
+        .with_context(|| format!("--peer {text:?}: a Raft KV peer is ID=host:port"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .with_context(|| format!("--peer {text:?}: the id must be a number"))?;
+    anyhow::ensure!(id != 0, "--peer {text:?}: member ids start at 1");
+    Ok((id, address.trim().to_owned()))
+}
+
+/// Serves until Ctrl-C or SIGTERM, then drains the calls in flight.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    config
+        .listener
+        .set_nonblocking(true)
+        .context("preparing the listener")?;
+    let local = config.listener.local_addr().context("the listen address")?;
+    let name = config.name.clone().unwrap_or_else(|| local.to_string());
+    let mut raft_node = None;
+    // Keeps a temporary data directory alive as long as the process.
+    let mut _temporary = None;
     let server = match config.service.as_str() {
         "relay" => {
             anyhow::ensure!(
@@ -53,10 +93,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 .first()
                 .map(|peer| ClientBuilder::new(Net::Tcp).dial(peer))
                 .transpose()?;
-            let name = config
-                .name
-                .clone()
-                .unwrap_or_else(|| config.listen.to_string());
             RpcServer::new().add_service(
                 Relay::new(name, next).into_service(),
                 observability::relay::proto::FILE_DESCRIPTOR_SET,
@@ -71,10 +107,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
         "flaky" => {
             let behaviour = resilience::flaky::Behaviour::from_script(&config.script)?;
-            let name = config
-                .name
-                .clone()
-                .unwrap_or_else(|| config.listen.to_string());
             let flaky = match config.peers.as_slice() {
                 [] => resilience::flaky::Flaky::new(name, behaviour),
                 [next] => resilience::flaky::Flaky::forwarding(
@@ -89,15 +121,42 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 resilience::flaky::proto::FILE_DESCRIPTOR_SET,
             )
         }
+        "raft-kv" => {
+            let id = config.raft.id;
+            anyhow::ensure!(id != 0, "a Raft KV member needs --id (1, 2, 3, …)");
+            let mut peers = BTreeMap::from([(id, local.to_string())]);
+            for peer in &config.peers {
+                let (peer_id, address) = raft_peer(peer)?;
+                anyhow::ensure!(peer_id != id, "--peer {peer:?} has this member's own id");
+                peers.insert(peer_id, address);
+            }
+            let dir = match &config.raft.data_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+                    let path = dir.path().to_owned();
+                    tracing::info!(path = %path.display(), "no --data-dir: keeping state in a temporary directory");
+                    _temporary = Some(dir);
+                    path
+                }
+            };
+            let mut node_config = NodeConfig::new(id, peers, Storage::Dir(dir), Net::Tcp);
+            node_config.join = config.raft.join;
+            let node = RaftNode::start(node_config).await?;
+            let server = Services::new(&node, Net::Tcp).into_server();
+            raft_node = Some(node);
+            server
+        }
         other => anyhow::bail!(
             "unknown service {other:?}; choose one of: {}",
             SERVICES.join(", ")
         ),
     };
+    let listener =
+        tokio::net::TcpListener::from_std(config.listener).context("adopting the listener")?;
     let bound = server
         .service_name(config.service_name.clone())
-        .bind(Net::Tcp, config.listen)
-        .await?;
+        .bind_tcp(listener)?;
     // Scripts (and the tests) read this line to learn a port chosen by the OS.
     println!(
         "dslab {} listening on {}",
@@ -105,6 +164,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         bound.local_addr()
     );
     bound.serve_until(shutdown_signal()).await?;
+    if let Some(node) = raft_node {
+        node.stop().await;
+    }
     Ok(())
 }
 

@@ -1,6 +1,17 @@
-//! Consensus and coordination: Module 3 of the course (Episodes 13–18:
-//! FLP and practical consensus, CAP, Byzantine fault tolerance, locking,
-//! leader election, distributed transactions).
+//! Consensus and coordination: Module 3 of the course (Episodes 13–18).
 //!
-//! The crate sits above `replication` and below the `dslab` binary; it
-//! holds no modules yet.
+//! | Episode | Module | What it holds |
+//! |---|---|---|
+//! | 13 Raft, 17 Leader Election, 19 Linearizability | [`raft`] | a durable, linearizable Raft KV on raft-rs: the Ready loop, raft-engine storage, snapshots, ReadIndex reads, membership changes, leader transfer, peer transport |
+//! | 13 etcd internals | [`mvcc`] | its state machine: etcd's multi-version store — revisions, ranges, transactions, compaction |
+//! | 13, 14 | [`etcd`] | the etcd v3 API it serves (KV, Cluster, Maintenance), wire compatible with `etcdctl` |
+//!
+//! The crate sits above `replication` and below the `dslab` binary.
+
+pub mod error;
+pub mod etcd;
+pub mod mvcc;
+pub mod proto;
+pub mod raft;
+
+pub use error::{Error, Result};

@@ -24,6 +24,9 @@ pub enum Error {
         "operation #{operation} read {value:?}, which is not a sequence of tokens appended to its key"
     )]
     UnparseableRead { operation: usize, value: String },
+    /// A read showed one append twice: the store applied it twice.
+    #[error("operation #{operation} read append #{append} twice")]
+    DuplicateInRead { operation: usize, append: usize },
     /// Session checks need each appended token to be told apart.
     #[error("appended tokens must be non-empty, unique and none a prefix of another: {reason}")]
     AmbiguousTokens { reason: String },
@@ -57,6 +60,7 @@ impl From<Error> for Status {
             | Error::ModelMismatch { .. }
             | Error::DuplicateOperationId { .. }
             | Error::UnparseableRead { .. }
+            | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
             | Error::TooLarge { .. } => Status::invalid_argument(message),
             Error::ValueFull { .. } => Status::failed_precondition(message),

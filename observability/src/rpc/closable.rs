@@ -19,12 +19,14 @@ use tonic::transport::server::Connected;
 pin_project! {
     /// A stream that fails every read and write once `closed` fires. It
     /// also holds the connection's slot (see
-    /// [`super::limits::gate_connections`]) until the connection ends.
+    /// [`super::limits::gate_connections`]) until the connection ends, and
+    /// fails if the client sends nothing within its first-byte deadline.
     pub struct Closable<IO> {
         #[pin]
         io: IO,
         closed: Pin<Box<WaitForCancellationFutureOwned>>,
         slot: Option<OwnedSemaphorePermit>,
+        first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
@@ -34,12 +36,22 @@ impl<IO> Closable<IO> {
             io,
             closed: Box::pin(token.cancelled_owned()),
             slot: None,
+            first_byte: None,
         }
     }
 
     /// Holds `slot` for as long as the connection lives.
     pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
         self.slot = Some(slot);
+        self
+    }
+
+    /// Closes the connection if its first byte has not arrived within
+    /// `timeout`. Pitfall: with a cap on connections, a client that opens
+    /// sockets and says nothing would otherwise hold every slot forever —
+    /// HTTP/2 keepalive only starts once the handshake has.
+    pub fn first_byte_within(mut self, timeout: std::time::Duration) -> Self {
+        self.first_byte = Some(Box::pin(tokio::time::sleep(timeout)));
         self
     }
 }
@@ -63,7 +75,19 @@ impl<IO: AsyncRead> AsyncRead for Closable<IO> {
         if this.closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(aborted()));
         }
-        this.io.poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = this.io.poll_read(cx, buf);
+        if let Some(deadline) = this.first_byte.as_mut() {
+            if buf.filled().len() > before {
+                *this.first_byte = None;
+            } else if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing after connecting",
+                )));
+            }
+        }
+        read
     }
 }
 

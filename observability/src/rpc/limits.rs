@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | request message size | `RpcServer::max_message_bytes` → `ResourceExhausted` | 4 MiB |
 //! | connections | [`ServerLimits::max_connections`]: the server stops accepting until one closes | 1024 |
+//! | a silent connection | [`ServerLimits::first_byte_timeout`]: closed if it sends nothing | 10 s |
+//! | a connection's age | [`ServerLimits::max_connection_age`]: then GOAWAY, and the client reconnects | 30 min |
 //! | streams per connection | [`ServerLimits::max_concurrent_streams`] (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`) | 256 |
 //! | a unary call's duration | [`ServerLimits::max_unary_duration`], whatever `grpc-timeout` says; per route with `RpcServer::route_max_duration` | 30 s |
 //! | a silent stream | [`ServerLimits::stream_idle_timeout`]: no message either way for this long ends it (`Cancelled`); per route with `RpcServer::route_idle_timeout` | 10 min |
@@ -39,6 +41,13 @@ pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
     pub max_connections: usize,
+    /// A connection that sends nothing for this long after it is accepted
+    /// is closed (it would hold a connection slot for nothing).
+    pub first_byte_timeout: Duration,
+    /// A connection older than this is asked to go away (HTTP/2 GOAWAY)
+    /// and closed after its calls finish, so idle but live connections do
+    /// not keep their slots forever; clients simply reconnect.
+    pub max_connection_age: Duration,
     pub max_concurrent_streams: u32,
     pub max_unary_duration: Duration,
     pub stream_idle_timeout: Duration,
@@ -50,6 +59,8 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            first_byte_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(30 * 60),
             max_concurrent_streams: 256,
             max_unary_duration: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(600),
@@ -59,7 +70,12 @@ impl Default for ServerLimits {
     }
 }
 
-/// The start of every message prost gives a request it cannot parse.
+/// The start of every message prost gives a message it cannot parse.
+///
+/// Simplified: the text does not say whose message failed. A handler that
+/// passes on a downstream peer's undecodable *reply* unchanged is read as
+/// a caller's bad request too; handlers that call peers should say whose
+/// fault it was (the Relay and Flaky pass the status on as it came).
 const DECODE_FAILURE: &str = "failed to decode Protobuf message";
 
 /// Makes the status in `headers` (response headers or trailers) fit to

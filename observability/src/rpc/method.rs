@@ -30,6 +30,16 @@ impl RpcMethod {
     }
 }
 
+impl RpcMethod {
+    /// Stands for every path a server does not host.
+    pub fn unknown() -> Self {
+        Self {
+            service: "unknown".to_owned(),
+            method: "unknown".to_owned(),
+        }
+    }
+}
+
 /// The span name OpenTelemetry's RPC conventions ask for: `package.Service/Method`.
 impl fmt::Display for RpcMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

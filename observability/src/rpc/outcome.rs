@@ -151,8 +151,9 @@ pub trait StatusSink: Send + 'static {
     fn finish(self, code: Code, message: &str);
 
     /// A layer between this one and the backend refused the call (see
-    /// [`LocalRefusal`]): the backend never saw it, so by default it
-    /// counts as nothing at all, like an abandoned call.
+    /// [`LocalRefusal`]): the backend never saw it, so by default the sink
+    /// is simply dropped — for the resilience layers, a call that counts
+    /// for nothing.
     fn refused_locally(self)
     where
         Self: Sized,

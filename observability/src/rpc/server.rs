@@ -157,6 +157,16 @@ impl RpcServer {
         self
     }
 
+    /// Serves on a TCP listener bound already (to learn a port chosen by
+    /// the OS before building the services, say).
+    pub fn bind_tcp(self, listener: tokio::net::TcpListener) -> Result<BoundServer> {
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        self.bound(Listener::Tcp(listener), local_addr)
+    }
+
     /// Binds the listen address. On TCP, port 0 picks a free port; read
     /// it back with [`BoundServer::local_addr`].
     pub async fn bind(self, net: Net, addr: SocketAddr) -> Result<BoundServer> {
@@ -180,6 +190,10 @@ impl RpcServer {
             Listener::Sim(listener) => listener.local_addr(),
         }
         .map_err(|source| Error::Bind { addr, source })?;
+        self.bound(listener, local_addr)
+    }
+
+    fn bound(self, listener: Listener, local_addr: SocketAddr) -> Result<BoundServer> {
         let routes = Arc::new(self.route_table()?);
         let metrics = RedMetrics::for_routes(routes.names().map(|name| name.to_string()));
         Ok(BoundServer {
@@ -318,6 +332,8 @@ impl BoundServer {
         let limits = server.limits;
         let builder = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_connection_age(limits.max_connection_age)
+            .max_connection_age_grace(DEFAULT_DRAIN_TIMEOUT)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .layer(
@@ -331,7 +347,7 @@ impl BoundServer {
                 Listener::Tcp(listener) => {
                     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                     let incoming = gate_connections(incoming, limits.max_connections)
-                        .map_ok(closable(&connections));
+                        .map_ok(closable(&connections, limits));
                     builder
                         .serve_with_incoming_shutdown(routes, incoming, shutdown)
                         .await
@@ -340,7 +356,7 @@ impl BoundServer {
                 Listener::Sim(listener) => {
                     let incoming = super::sim_adapter::incoming(listener);
                     let incoming = gate_connections(incoming, limits.max_connections)
-                        .map_ok(closable(&connections));
+                        .map_ok(closable(&connections, limits));
                     builder
                         .serve_with_incoming_shutdown(routes, incoming, shutdown)
                         .await
@@ -382,9 +398,14 @@ impl BoundServer {
 /// connection slot until it closes.
 fn closable<IO>(
     token: &CancellationToken,
+    limits: ServerLimits,
 ) -> impl FnMut((IO, OwnedSemaphorePermit)) -> Closable<IO> + use<IO> {
     let token = token.clone();
-    move |(io, slot)| Closable::new(io, token.clone()).holding(slot)
+    move |(io, slot)| {
+        Closable::new(io, token.clone())
+            .holding(slot)
+            .first_byte_within(limits.first_byte_timeout)
+    }
 }
 
 async fn report_not_serving(health: &HealthReporter, names: &[&'static str]) {

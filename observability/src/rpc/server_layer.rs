@@ -25,7 +25,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::limits::{ServerLimits, sanitize_status};
 use super::message_limit::LimitedBody;
 use super::method::RpcMethod;
-use super::outcome::{CallRecord, ObservedBody, Side, observe, refusal};
+use super::outcome::{CallRecord, LocalRefusal, ObservedBody, Side, observe, refusal};
 use super::routes::RouteTable;
 use super::stream_guard::{Activity, StreamGuard};
 use super::{deadline, trace_context};
@@ -105,8 +105,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let now = Instant::now();
-        let method = RpcMethod::from_path(request.uri().path());
         let route = self.layer.routes.get(request.uri().path());
+        // Span names and attributes come from the route table too: a path
+        // nobody hosts is `unknown`, however the client spelled it, or a
+        // scanner would fill the trace store with made-up names.
+        let method = match route {
+            Some(_) => RpcMethod::from_path(request.uri().path()),
+            None => RpcMethod::unknown(),
+        };
         let limits = &self.layer.limits;
         let asked = deadline::parse(request.headers()).map(|timeout| now + timeout);
         let streaming = route.is_some_and(|r| r.kind.is_streaming());
@@ -170,6 +176,9 @@ where
                 _ => handled.await?,
             };
             sanitize_status(response.headers_mut());
+            // A refusal made by a layer inside this server (a rate limit
+            // hosted with `Guarded`) is this server's answer to its caller.
+            response.extensions_mut().remove::<LocalRefusal>();
             let stream_deadline = if streaming { call_deadline } else { None };
             let guarded = response.map(|body| StreamGuard::new(body, stream_deadline, idle));
             Ok(observe(guarded, record, None))

@@ -137,13 +137,23 @@ fn by_service(batch: Vec<SpanData>, default: &str) -> HashMap<String, Vec<SpanDa
 }
 
 impl SpanExporter for PerServiceExporter {
+    /// Each service's spans go out at once, side by side: a collector that
+    /// is down then costs one round of retries, not one per service.
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let exports =
+            by_service(batch, &self.default_service)
+                .into_iter()
+                .map(|(service, spans)| {
+                    let exporter = self.exporter_for(&service);
+                    async move {
+                        match exporter {
+                            Ok(exporter) => exporter.export(spans).await,
+                            Err(err) => Err(OTelSdkError::InternalFailure(err.to_string())),
+                        }
+                    }
+                });
         let mut failure = None;
-        for (service, spans) in by_service(batch, &self.default_service) {
-            let exported = match self.exporter_for(&service) {
-                Ok(exporter) => exporter.export(spans).await,
-                Err(err) => Err(OTelSdkError::InternalFailure(err.to_string())),
-            };
+        for exported in futures_util::future::join_all(exports).await {
             if let Err(err) = exported {
                 self.warn_once(&err);
                 failure = Some(err);

@@ -85,11 +85,27 @@ impl Telemetry {
     }
 }
 
-/// The service name: `OTEL_SERVICE_NAME` if set, else the command's own.
+/// The service name, in the order OpenTelemetry's specification gives:
+/// `OTEL_SERVICE_NAME`, then `service.name` in `OTEL_RESOURCE_ATTRIBUTES`,
+/// then the command's own.
 fn service_name(default: &str) -> String {
+    let set = |name: String| Some(name.trim().to_owned()).filter(|n| !n.is_empty());
+    let from_attributes = || {
+        std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .ok()
+            .and_then(|attributes| {
+                attributes.split(',').find_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    (key.trim() == "service.name")
+                        .then(|| value.to_owned())
+                        .and_then(set)
+                })
+            })
+    };
     std::env::var("OTEL_SERVICE_NAME")
         .ok()
-        .filter(|name| !name.trim().is_empty())
+        .and_then(set)
+        .or_else(from_attributes)
         .unwrap_or_else(|| default.to_owned())
 }
 

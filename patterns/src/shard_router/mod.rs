@@ -23,7 +23,11 @@
 //! rendezvous hashing scores every node for every key, so its sample
 //! shrinks as the membership grows (the reply says how many keys it used).
 //! Routing takes the read lock; only a `bounded` key seen for the first
-//! time takes the write lock.
+//! time takes the write lock. The lock is tokio's, and a membership change
+//! rebuilds the placement on a blocking thread while it holds the write
+//! lock: routes wait (for up to the largest rebuild, a ring of
+//! `MAX_RING_POINTS`), but no async worker ever blocks, so health checks
+//! and everything else the server does carry on.
 //!
 //! Simplified: membership lives in one process; a production router keeps
 //! it in a consensus store (etcd, ZooKeeper) and pushes changes to clients.
@@ -32,9 +36,9 @@
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore};
 use tonic::{Request, Response, Status};
 
 use crate::hashing::analysis::{load, sample_keys};
@@ -124,33 +128,16 @@ impl ShardRouter {
         ShardRouterServer::new(self)
     }
 
-    // A panic while holding the lock leaves the placement as consistent as
-    // before it (every mutation validates first), so keep serving.
-    fn read(&self) -> RwLockReadGuard<'_, RouterState> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    async fn read(&self) -> RwLockReadGuard<'_, RouterState> {
+        self.state.read().await
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, RouterState> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn membership(&self, state: &RouterState) -> Membership {
-        Membership {
-            nodes: state
-                .weights
-                .iter()
-                .map(|(name, weight)| Node {
-                    name: name.clone(),
-                    weight: *weight,
-                })
-                .collect(),
-            version: state.version,
-            strategy: self.strategy.name().to_owned(),
-        }
+    async fn write(&self) -> RwLockWriteGuard<'_, RouterState> {
+        self.state.write().await
     }
 
     /// Routes `key` to its owner and `factor - 1` further replicas.
-    pub fn route(&self, key: &[u8], factor: u32) -> Result<RouteReply> {
+    pub async fn route(&self, key: &[u8], factor: u32) -> Result<RouteReply> {
         let factor = if factor == 0 { 1 } else { factor };
         if factor > MAX_REPLICATION_FACTOR {
             return Err(Error::InvalidReplicas {
@@ -165,9 +152,9 @@ impl ShardRouter {
             });
         }
         if self.strategy == Strategy::Bounded {
-            return self.route_sticky(key, factor);
+            return self.route_sticky(key, factor).await;
         }
-        let state = self.read();
+        let state = self.read().await;
         let replicas: Vec<String> = state
             .placement
             .replicas(key, factor as usize)?
@@ -182,15 +169,15 @@ impl ShardRouter {
         })
     }
 
-    fn route_sticky(&self, key: &[u8], factor: u32) -> Result<RouteReply> {
+    async fn route_sticky(&self, key: &[u8], factor: u32) -> Result<RouteReply> {
         // The common case, a key routed before, only reads.
         {
-            let state = self.read();
+            let state = self.read().await;
             if let Some(owner) = state.assigned.get(key) {
                 return Self::sticky_reply(&state, key, owner, factor);
             }
         }
-        let mut state = self.write();
+        let mut state = self.write().await;
         // Another caller may have assigned it between the two locks.
         if let Some(owner) = state.assigned.get(key) {
             return Self::sticky_reply(&state, key, owner, factor);
@@ -237,36 +224,60 @@ impl ShardRouter {
         })
     }
 
-    pub fn add_node(&self, name: &str, weight: u32) -> Result<Membership> {
+    /// Adds a member. The placement is rebuilt on a blocking thread.
+    pub async fn add_node(&self, name: &str, weight: u32) -> Result<Membership> {
         let weight = if weight == 0 { 1 } else { weight };
-        let mut state = self.write();
-        state.placement.add_node(name, weight)?;
-        state.weights.push((name.to_owned(), weight));
-        state.version += 1;
-        Ok(self.membership(&state))
+        let name = name.to_owned();
+        self.change(move |state| {
+            state.placement.add_node(&name, weight)?;
+            state.weights.push((name, weight));
+            Ok(())
+        })
+        .await
     }
 
-    pub fn remove_node(&self, name: &str) -> Result<Membership> {
-        let mut state = self.write();
-        state.placement.remove_node(name)?;
-        state.weights.retain(|(member, _)| member != name);
-        // Keys assigned to the departed node are routed afresh next time.
-        let mut freed = 0;
-        state.assigned.retain(|key, owner| {
-            let keep = &**owner != name;
-            if !keep {
-                freed += key.len() + owner.len() + ENTRY_OVERHEAD_BYTES;
-            }
-            keep
-        });
-        state.assigned_bytes -= freed;
-        state.version += 1;
-        Ok(self.membership(&state))
+    /// Removes a member. The placement is rebuilt on a blocking thread.
+    pub async fn remove_node(&self, name: &str) -> Result<Membership> {
+        let name = name.to_owned();
+        self.change(move |state| {
+            state.placement.remove_node(&name)?;
+            state.weights.retain(|(member, _)| *member != name);
+            // Keys assigned to the departed node are routed afresh next time.
+            let mut freed = 0;
+            state.assigned.retain(|key, owner| {
+                let keep = **owner != *name;
+                if !keep {
+                    freed += key.len() + owner.len() + ENTRY_OVERHEAD_BYTES;
+                }
+                keep
+            });
+            state.assigned_bytes -= freed;
+            Ok(())
+        })
+        .await
     }
 
-    /// Places `sample` keys on a copy of the current placement. CPU-bound:
-    /// call it from a blocking thread (the gRPC handler does).
-    pub fn stats(&self, sample: u64) -> Result<StatsReply> {
+    /// Runs a membership change under the write lock, on a blocking thread:
+    /// rebuilding a large ring is CPU work that must not stall an async
+    /// worker.
+    async fn change(
+        &self,
+        apply: impl FnOnce(&mut RouterState) -> Result<()> + Send + 'static,
+    ) -> Result<Membership> {
+        let mut state = self.state.clone().write_owned().await;
+        let strategy = self.strategy;
+        tokio::task::spawn_blocking(move || {
+            apply(&mut state)?;
+            state.version += 1;
+            Ok(membership(strategy, &state))
+        })
+        .await
+        .map_err(|err| Error::Rebuild(err.to_string()))?
+    }
+
+    /// Places `sample` keys on a copy of the current placement, on a
+    /// blocking thread (placing a million keys is CPU work).
+    pub async fn stats(&self, sample: u64) -> Result<StatsReply> {
         let sample = if sample == 0 {
             DEFAULT_SAMPLE_KEYS
         } else {
@@ -280,33 +291,65 @@ impl ShardRouter {
         }
         // Copy under the lock, measure without it: routing continues.
         let (mut copy, memory, assigned) = {
-            let state = self.read();
+            let state = self.read().await;
             (
                 state.placement.fresh_copy(),
                 state.placement.memory_bytes(),
                 state.assigned.len(),
             )
         };
-        // Rendezvous scores every node per key: fewer keys for more nodes.
-        let cost_per_key = match self.strategy {
-            Strategy::Rendezvous => copy.nodes().len().max(1) as u64,
-            _ => 1,
-        };
-        let sample = sample.min((MAX_STATS_WORK / cost_per_key).max(1));
-        let report = load(copy.as_mut(), sample_keys(sample))?;
-        Ok(StatsReply {
-            strategy: self.strategy.name().to_owned(),
-            sample_keys: report.keys,
-            nodes: report
-                .per_node
-                .into_iter()
-                .map(|(name, keys)| NodeLoad { name, keys })
-                .collect(),
-            max_over_mean: report.max_over_mean,
-            stddev_over_mean: report.stddev_over_mean,
-            memory_bytes: memory as u64,
-            assigned_keys: assigned as u64,
+        let strategy = self.strategy;
+        tokio::task::spawn_blocking(move || {
+            measure(strategy, copy.as_mut(), sample, memory, assigned)
         })
+        .await
+        .map_err(|err| Error::Rebuild(err.to_string()))?
+    }
+}
+
+/// Places the sample keys on `copy` and reports the spread.
+fn measure(
+    strategy: Strategy,
+    copy: &mut dyn Placement,
+    sample: u64,
+    memory: usize,
+    assigned: usize,
+) -> Result<StatsReply> {
+    // Rendezvous scores every node per key: fewer keys for more nodes.
+    let cost_per_key = match strategy {
+        Strategy::Rendezvous => copy.nodes().len().max(1) as u64,
+        _ => 1,
+    };
+    let sample = sample.min((MAX_STATS_WORK / cost_per_key).max(1));
+    let report = load(copy, sample_keys(sample))?;
+    Ok(StatsReply {
+        strategy: strategy.name().to_owned(),
+        sample_keys: report.keys,
+        nodes: report
+            .per_node
+            .into_iter()
+            .map(|(name, keys)| NodeLoad { name, keys })
+            .collect(),
+        max_over_mean: report.max_over_mean,
+        stddev_over_mean: report.stddev_over_mean,
+        memory_bytes: memory as u64,
+        assigned_keys: assigned as u64,
+    })
+}
+
+/// The members, their weights and the version, as the API reports them.
+fn membership(strategy: Strategy, state: &RouterState) -> Membership {
+    Membership {
+        nodes: state
+            .weights
+            .iter()
+            .map(|(name, weight)| Node {
+                name: name.clone(),
+                weight: *weight,
+            })
+            .collect(),
+        version: state.version,
+        strategy: strategy.name().to_owned(),
     }
 }
 
@@ -317,11 +360,9 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
             key,
             replication_factor,
         } = request.into_inner();
-        Ok(Response::new(ShardRouter::route(
-            self,
-            &key,
-            replication_factor,
-        )?))
+        Ok(Response::new(
+            ShardRouter::route(self, &key, replication_factor).await?,
+        ))
     }
 
     async fn add_node(
@@ -329,7 +370,7 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
         request: Request<AddNodeRequest>,
     ) -> Result<Response<Membership>, Status> {
         let AddNodeRequest { name, weight } = request.into_inner();
-        let membership = ShardRouter::add_node(self, &name, weight)?;
+        let membership = ShardRouter::add_node(self, &name, weight).await?;
         tracing::info!(node = %name, weight, version = membership.version, "node added");
         Ok(Response::new(membership))
     }
@@ -339,7 +380,7 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<Membership>, Status> {
         let name = request.into_inner().name;
-        let membership = ShardRouter::remove_node(self, &name)?;
+        let membership = ShardRouter::remove_node(self, &name).await?;
         tracing::info!(node = %name, version = membership.version, "node removed");
         Ok(Response::new(membership))
     }
@@ -349,7 +390,7 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
     /// so it runs on a blocking thread, at most `MAX_CONCURRENT_STATS` at
     /// a time.
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
-        let slot =
+        let _slot =
             self.stats_slots
                 .clone()
                 .try_acquire_owned()
@@ -357,14 +398,7 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
                     what: "concurrent Stats measurements",
                     limit: MAX_CONCURRENT_STATS as u64,
                 })?;
-        let router = self.clone();
         let sample = request.into_inner().sample_keys;
-        let measured = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            router.stats(sample)
-        })
-        .await
-        .map_err(|err| Status::internal(format!("the Stats measurement failed: {err}")))?;
-        Ok(Response::new(measured?))
+        Ok(Response::new(ShardRouter::stats(self, sample).await?))
     }
 }

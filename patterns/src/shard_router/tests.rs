@@ -271,15 +271,15 @@ fn shard_router_bounded_assignments_are_sticky_and_capped() {
 /// The memory a flood of new keys can take is bounded in bytes: past the
 /// limit new keys are ResourceExhausted, remembered keys still route, and
 /// a refused key was not counted against any node.
-#[test]
-fn shard_router_remembered_assignments_are_bounded_in_bytes() {
+#[tokio::test]
+async fn shard_router_remembered_assignments_are_bounded_in_bytes() {
     let router = ShardRouter::new(StrategyConfig::new(Strategy::Bounded), &["a", "b"])
         .expect("valid")
         .with_max_tracked_bytes(20 * 1024);
     let key = |i: usize| format!("{i:04}{}", "k".repeat(1020)).into_bytes();
     let mut remembered = 0;
     let refused = loop {
-        match router.route(&key(remembered), 1) {
+        match router.route(&key(remembered), 1).await {
             Ok(_) => remembered += 1,
             Err(err) => break err,
         }
@@ -288,8 +288,11 @@ fn shard_router_remembered_assignments_are_bounded_in_bytes() {
     assert!(matches!(refused, crate::Error::CapacityExceeded { .. }));
     assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
     assert_eq!(remembered, 18, "(1024 + 1 + 64) bytes a key, 20 KiB in all");
-    router.route(&key(0), 1).expect("known keys still route");
-    let stats = router.stats(100).expect("measured");
+    router
+        .route(&key(0), 1)
+        .await
+        .expect("known keys still route");
+    let stats = router.stats(100).await.expect("measured");
     assert_eq!(stats.assigned_keys, 18);
 }
 
@@ -303,7 +306,7 @@ async fn shard_router_stats_are_bounded_work() {
     let nodes: Vec<String> = (0..1000).map(|i| format!("node-{i}")).collect();
     let router =
         ShardRouter::new(StrategyConfig::new(Strategy::Rendezvous), &nodes).expect("valid");
-    let reply = router.stats(1_000_000).expect("measured");
+    let reply = router.stats(1_000_000).await.expect("measured");
     assert_eq!(reply.sample_keys, super::MAX_STATS_WORK / 1000);
 
     let held = router
@@ -337,32 +340,44 @@ async fn fuzz_shard_router_every_method_answers_precisely() {
 
     use observability::fuzz::{FuzzOptions, fuzz_service};
 
-    let config = StrategyConfig {
-        vnodes: 10,
-        ..StrategyConfig::new(Strategy::Ring)
-    };
-    let router = ShardRouter::new(config, &["a", "b", "c"]).expect("valid");
-    let server = RpcServer::new()
-        .add_service(router.into_service(), FILE_DESCRIPTOR_SET)
-        .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    for strategy in [
+        Strategy::Ring,
+        Strategy::Bounded,
+        Strategy::Maglev,
+        Strategy::Jump,
+    ] {
+        let config = StrategyConfig {
+            vnodes: 10,
+            ..StrategyConfig::new(strategy)
+        };
+        let router = ShardRouter::new(config, &["a", "b", "c"]).expect("valid");
+        let server = RpcServer::new()
+            .add_service(router.into_service(), FILE_DESCRIPTOR_SET)
+            .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("binds")
+            .spawn();
+        let options = FuzzOptions {
+            random_messages: 24,
+            seed: strategy as u64,
+            ..FuzzOptions::default()
+        };
+        let report = fuzz_service(
+            server.uri(),
+            FILE_DESCRIPTOR_SET,
+            "patterns.v1.ShardRouter",
+            &options,
+        )
         .await
-        .expect("binds")
-        .spawn();
-    let report = fuzz_service(
-        server.uri(),
-        FILE_DESCRIPTOR_SET,
-        "patterns.v1.ShardRouter",
-        &FuzzOptions::default(),
-    )
-    .await
-    .unwrap_or_else(|failure| panic!("{failure}"));
-    assert!(report.calls > 100, "{report:?}");
-    let mut client =
-        ShardRouterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
-    let reply = client
-        .route(route("after-the-storm", 1))
-        .await
-        .expect("still routing")
-        .into_inner();
-    assert!(!reply.owner.is_empty());
+        .unwrap_or_else(|failure| panic!("{strategy}: {failure}"));
+        assert!(report.calls > 60, "{report:?}");
+        let mut client =
+            ShardRouterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+        let reply = client
+            .route(route("after-the-storm", 1))
+            .await
+            .expect("still routing")
+            .into_inner();
+        assert!(!reply.owner.is_empty());
+    }
 }

@@ -253,16 +253,18 @@ impl History {
                     .ret
                     .ok_or_else(|| bad("a completed operation needs a return time".into()))?,
             };
-            let next_id = operations.last().map_or(0, |op| op.id + 1);
-            let id = match line.id {
-                None => next_id,
-                Some(id) if id >= next_id => id,
-                Some(id) => {
+            let previous = operations.last().map(|op| op.id);
+            let id = match (line.id, previous) {
+                (None, None) => 0,
+                (None, Some(previous)) => previous
+                    .checked_add(1)
+                    .ok_or_else(|| bad("no id after the largest possible one".into()))?,
+                (Some(id), Some(previous)) if id <= previous => {
                     return Err(bad(format!(
-                        "id {id} repeats or goes back: ids must increase down the file (the previous was {})",
-                        next_id - 1
+                        "id {id} repeats or goes back: ids must increase down the file (the previous was {previous})"
                     )));
                 }
+                (Some(id), _) => id,
             };
             operations.push(Operation {
                 id,
@@ -370,6 +372,15 @@ mod tests {
                 other => panic!("expected a bad-history error, got {other:?}"),
             }
         }
+        let largest = format!(
+            "{}\n{}",
+            r#"{"id":18446744073709551615,"client":1,"op":"put","key":"k","value":"v","output":"ok","call":1,"return":2}"#,
+            r#"{"client":1,"op":"put","key":"k","value":"v","output":"ok","call":3,"return":4}"#
+        );
+        assert!(matches!(
+            History::from_jsonl(&largest),
+            Err(Error::BadHistory { line: 2, .. })
+        ));
         let mut duplicated = history.clone();
         duplicated.operations[1].id = 3;
         assert_eq!(

@@ -150,13 +150,24 @@ struct Read<'h> {
 }
 
 impl<'h> Read<'h> {
-    fn new(op: &'h Operation, seen: Vec<usize>) -> Self {
-        let positions = seen.iter().enumerate().map(|(at, &id)| (id, at)).collect();
-        Self {
+    /// A read of the appends `seen`; a read that shows one append twice is
+    /// refused (the store applied it twice: no session guarantee covers
+    /// that, and the checks below would misread it).
+    fn new(op: &'h Operation, seen: Vec<usize>) -> Result<Self> {
+        let mut positions = HashMap::with_capacity(seen.len());
+        for (at, &id) in seen.iter().enumerate() {
+            if positions.insert(id, at).is_some() {
+                return Err(Error::DuplicateInRead {
+                    operation: op.id,
+                    append: id,
+                });
+            }
+        }
+        Ok(Self {
             op,
             seen,
             positions,
-        }
+        })
     }
 
     fn position(&self, append: usize) -> Option<usize> {
@@ -247,7 +258,7 @@ pub fn check_sessions(history: &History) -> Result<Vec<SessionViolation>> {
         if let (Command::Get, Reply::Value(value)) = (&op.command, &op.reply) {
             let key_tokens = tokens.get(&op.key).unwrap_or(&no_tokens);
             let seen = key_tokens.parse(op, text(value))?;
-            reads.push(Read::new(op, seen));
+            reads.push(Read::new(op, seen)?);
         }
     }
     let appends: BTreeMap<usize, &Operation> = history
@@ -399,8 +410,10 @@ pub fn check_sessions(history: &History) -> Result<Vec<SessionViolation>> {
     // observed through a session: a client that saw an append to y, and
     // then reads x, must find there what the appender had written to or
     // read from x before appending — Terry et al.'s "if W2 is in a
-    // server's database, so are the writes it follows". (This assumes the
-    // observer's own reads are monotonic, which is checked above.)
+    // server's database, so are the writes it follows". Pitfall: this
+    // reads the observer's later read as showing the state that held the
+    // append; if the observer's reads across keys are not monotonic, the
+    // missing write is blamed on the writer's guarantee.
     for (&observer, steps) in &sessions {
         // key x → the appends the observer must find there next time.
         let mut owed: BTreeMap<Option<Arc<str>>, BTreeMap<usize, Debt>> = BTreeMap::new();
@@ -684,6 +697,18 @@ mod tests {
             on("x", get(3, 2, "", 6)),
         ];
         assert_eq!(violated(ops), [Guarantee::MonotonicWrites]);
+    }
+
+    #[test]
+    fn session_a_read_showing_one_append_twice_is_refused() {
+        let ops = vec![append(0, 1, "[1]", 0), get(1, 1, "[1][1]", 2)];
+        assert!(matches!(
+            check_sessions(&History::new(ops)),
+            Err(Error::DuplicateInRead {
+                operation: 1,
+                append: 0
+            })
+        ));
     }
 
     #[test]

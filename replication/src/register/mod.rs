@@ -127,7 +127,14 @@ impl Store {
                 max: MAX_VALUE_BYTES,
             });
         }
-        let added = suffix.len() + if current == 0 { key.len() } else { 0 };
+        // The key costs bytes once, when it first appears — not whenever
+        // its value happens to be empty.
+        let added = suffix.len()
+            + if self.values.contains_key(key) {
+                0
+            } else {
+                key.len()
+            };
         if self.bytes + added > self.max_bytes {
             return Err(Error::RegisterFull {
                 max_bytes: self.max_bytes,

@@ -254,3 +254,23 @@ async fn fuzz_register_every_method_answers_precisely() {
             .expect("still serving");
     }
 }
+
+/// The byte count follows what is stored: appending nothing to a key, or
+/// re-putting an empty value, never charges the key again — a client
+/// cannot fill the register by repeating a no-op.
+#[test]
+fn register_repeated_empty_writes_do_not_grow_the_count() {
+    let mut store = Store::with_max_bytes(10 * 1024);
+    let key = "k".repeat(1000);
+    store.put(key.clone(), String::new()).expect("fits");
+    let after_put = store.bytes;
+    for _ in 0..1000 {
+        store.append(&key, "").expect("an empty append always fits");
+        store
+            .put(key.clone(), String::new())
+            .expect("re-putting the same value fits");
+    }
+    assert_eq!(store.bytes, after_put);
+    store.append(&key, "x").expect("fits");
+    assert_eq!(store.bytes, after_put + 1);
+}

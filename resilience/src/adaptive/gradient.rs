@@ -119,14 +119,15 @@ mod tests {
             min: 1,
             max: 200,
         });
-        for _ in 0..10 {
-            limit.update(sample(10));
+        // Five samples of 10 ms and five of 30 ms: the plain mean, 20 ms.
+        for millis in [10, 30, 10, 30, 10, 30, 10, 30, 10, 30] {
+            limit.update(sample(millis));
         }
         let warmed = limit.long_rtt().expect("measured").as_secs_f64();
-        assert!((warmed - 0.010).abs() < 1e-12, "{warmed}");
-        limit.update(sample(20));
+        assert!((warmed - 0.020).abs() < 1e-9, "{warmed}");
+        limit.update(sample(50));
         let after = limit.long_rtt().expect("measured").as_secs_f64();
-        let expected = 0.010 + (0.020 - 0.010) * 2.0 / 601.0;
+        let expected = 0.020 + (0.050 - 0.020) * 2.0 / 601.0;
         assert!((after - expected).abs() < 1e-9, "{after} vs {expected}");
     }
 }

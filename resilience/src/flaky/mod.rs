@@ -18,6 +18,12 @@
 //! With a downstream, a successful call is forwarded to the next Flaky
 //! through the RPC stack, which carries the remaining deadline: the
 //! two-hop setup deadline propagation is tested on.
+//!
+//! A scripted latency longer than the server's cap on unary calls (30 s by
+//! default, `observability::rpc::limits`) ends at the cap with
+//! `DeadlineExceeded`: the cap exists so that no call holds a server task
+//! for an hour. To script a longer hang, raise the cap for
+//! `/resilience.v1.Flaky/Call` with `RpcServer::route_max_duration`.
 
 mod script;
 

@@ -11,9 +11,12 @@ use crate::error::{Result, invalid};
 
 /// The longest latency or outage a script may ask for.
 pub const MAX_SCRIPTED_DURATION: Duration = Duration::from_secs(3600);
-/// Bounds on capacity, queue and per-call entries.
+/// Bounds on capacity, queue and the script's lists: every call copies
+/// the script, so its size is bounded too.
 pub const MAX_CAPACITY: u32 = 100_000;
 pub const MAX_PER_CALL: usize = 10_000;
+pub const MAX_ERROR_CODES: usize = 64;
+pub const MAX_OUTAGES: usize = 1_000;
 
 /// A validated script.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +65,13 @@ impl Behaviour {
                 "flaky",
                 "error_rate",
                 format!("must be in [0, 1], got {}", script.error_rate),
+            ));
+        }
+        if script.error_codes.len() > MAX_ERROR_CODES || script.outages.len() > MAX_OUTAGES {
+            return Err(invalid(
+                "flaky",
+                "error_codes",
+                format!("at most {MAX_ERROR_CODES} codes and {MAX_OUTAGES} outages"),
             ));
         }
         let mut error_codes = script
@@ -121,7 +131,7 @@ impl Behaviour {
             return Err(invalid(
                 "flaky",
                 "capacity",
-                format!("capacity and queue must be at most {MAX_CAPACITY}"),
+                format!("and queue must each be at most {MAX_CAPACITY}"),
             ));
         }
         if script.per_call.len() > MAX_PER_CALL {
@@ -332,6 +342,10 @@ mod tests {
             },
             proto::Script {
                 capacity: MAX_CAPACITY + 1,
+                ..Default::default()
+            },
+            proto::Script {
+                error_codes: vec![14; MAX_ERROR_CODES + 1],
                 ..Default::default()
             },
             proto::Script {

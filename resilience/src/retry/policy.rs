@@ -211,9 +211,15 @@ impl RetryPolicy {
         if budget.is_some_and(|b| !b.allows_retry()) {
             return NextStep::GiveUp(GiveUpReason::BudgetDrained);
         }
-        // The server knows its own recovery better than any backoff curve.
+        // The server knows its own recovery better than any backoff curve —
+        // within reason: a pushback longer than the policy's longest
+        // backoff means "not now", and the call gives up rather than
+        // sleep for whatever a server wrote.
         let delay = match pushback {
             Some(Pushback::Stop) => return NextStep::GiveUp(GiveUpReason::ServerPushback),
+            Some(Pushback::After(delay)) if delay > self.backoff.max => {
+                return NextStep::GiveUp(GiveUpReason::ServerPushback);
+            }
             Some(Pushback::After(delay)) => delay,
             None => self.backoff.delay(attempt, previous_delay, rng),
         };

@@ -406,6 +406,21 @@ mod http_level {
         assert_eq!(calls.load(Ordering::Relaxed), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(700));
 
+        for refused in ["-1", "18446744073709551615"] {
+            let (service, calls) = pushing_back(refused);
+            let mut service = RetryLayer::new(budget_policy())
+                .expect("valid")
+                .layer(service);
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(grpc_request(TonicBody::empty()))
+                .await
+                .expect("answers");
+            assert_eq!(response.headers()["grpc-status"], "14");
+            assert_eq!(calls.load(Ordering::Relaxed), 1, "{refused}: no retry");
+        }
         let (service, calls) = pushing_back("-1");
         let mut service = RetryLayer::new(budget_policy())
             .expect("valid")

@@ -1,0 +1,196 @@
+//! etcd's v3 API over the Raft KV, wire compatible with etcd 3.4.
+//!
+//! Episode: 13, "Raft" (etcd internals; also 14)
+//! Pattern: consensus / client API of a replicated store
+//! Try it:  cargo run -- serve raft-kv --listen 127.0.0.1:2379, then `etcdctl put k v`
+//! Test it: cargo test -p consensus etcd_
+//!
+//! The same packages, services, messages and field numbers as etcd's own
+//! protos, so `etcdctl` and etcd's client libraries talk to a dslab node as
+//! to an etcd member: `KV` (Range, Put, DeleteRange, Txn, Compact),
+//! `Cluster` (MemberAdd/Remove/Update/List/Promote) and `Maintenance`
+//! (Status, MoveLeader; Alarm, Defragment, Hash and HashKV in their
+//! simplest honest form). Every response header carries the cluster id,
+//! this member's id, the store's revision and the Raft term; every error
+//! carries etcd's exact text, which is what clients match on.
+//!
+//! Writes sent to a follower are forwarded to the leader (once: a node
+//! that receives a forwarded write and is no longer the leader answers
+//! "leader changed" rather than forwarding again). Linearizable reads are
+//! served on any node after a ReadIndex round; serializable ones from the
+//! local state.
+//!
+//! Simplified: no Watch, Lease or Auth service yet (they answer
+//! `Unimplemented`); `Maintenance.Snapshot` is unsupported (etcd streams a
+//! bbolt file, which this store does not have).
+
+mod cluster;
+mod kv;
+mod maintenance;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use observability::rpc::{ClientBuilder, Net, RpcChannel, peer_uri};
+use tonic::metadata::MetadataMap;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use maintenance::MaintenanceService;
+
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::raft::{RaftNode, Role};
+use crate::{Error, Result};
+
+/// The version `Maintenance.Status` reports: the etcd API it speaks, and
+/// who speaks it.
+pub const VERSION: &str = concat!("3.4.0-dslab.", env!("CARGO_PKG_VERSION"));
+
+/// Metadata marking a request a follower forwarded to the leader.
+const FORWARDED: &str = "dslab-forwarded";
+
+/// What every etcd service of one node shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Api {
+    node: RaftNode,
+    net: Net,
+    /// Channels to leaders, by URL.
+    channels: Arc<Mutex<HashMap<String, RpcChannel>>>,
+}
+
+/// Where a request that must reach the leader goes.
+pub(crate) enum Route {
+    Here,
+    Leader(RpcChannel),
+}
+
+impl Api {
+    pub(crate) fn new(node: RaftNode, net: Net) -> Self {
+        Self {
+            node,
+            net,
+            channels: Arc::default(),
+        }
+    }
+
+    /// A full response header at `revision`.
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
+        let status = self.node.status();
+        ResponseHeader {
+            cluster_id: self.node.cluster_id(),
+            member_id: self.node.id(),
+            revision,
+            raft_term: status.term,
+        }
+    }
+
+    /// Completes a header the state machine filled with a revision only.
+    pub(crate) fn fill(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.header(header.map_or(0, |h| h.revision)))
+    }
+
+    /// Refuses requests a learner or a removed member must not serve.
+    pub(crate) fn check_serving(&self, learner_ok: bool) -> Result<()> {
+        let status = self.node.status();
+        if status.removed || status.stopped {
+            return Err(Error::Stopped);
+        }
+        if status.is_learner && !learner_ok {
+            return Err(Error::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
+    /// Decides where a request for the leader goes, waiting (up to the
+    /// request timeout) for a leader to be known.
+    pub(crate) async fn route(&self, metadata: &MetadataMap) -> Result<Route> {
+        let status = self.node.status();
+        if status.role == Role::Leader {
+            return Ok(Route::Here);
+        }
+        if metadata.contains_key(FORWARDED) {
+            // Forwarded here by a node that thought we lead; we do not any
+            // more. One hop only: two nodes with stale views must not pass
+            // a request back and forth.
+            return Err(Error::LeaderChanged);
+        }
+        let leader = match status.leader {
+            0 => self
+                .node
+                .wait_for_leader(self.node.request_timeout())
+                .await
+                .ok_or(Error::NoLeader)?,
+            leader => leader,
+        };
+        if leader == self.node.id() {
+            return Ok(Route::Here);
+        }
+        let url = self
+            .node
+            .read_state(|state| {
+                state.members.get(&leader).and_then(|m| {
+                    m.client_urls
+                        .first()
+                        .or_else(|| m.peer_urls.first())
+                        .cloned()
+                })
+            })
+            .ok_or(Error::NoLeader)?;
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(&url) {
+            return Ok(Route::Leader(channel.clone()));
+        }
+        let uri = peer_uri(&url).map_err(|_| Error::NoLeader)?;
+        let channel = ClientBuilder::new(self.net)
+            .default_deadline(self.node.request_timeout())
+            .connect_lazy(uri);
+        channels.insert(url, channel.clone());
+        Ok(Route::Leader(channel))
+    }
+}
+
+/// `request`, marked as forwarded to the leader.
+pub(crate) fn forwarded<T>(request: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+/// Everything a Raft KV node serves, ready to add to an `RpcServer`.
+#[derive(Debug)]
+pub struct Services {
+    pub kv: crate::proto::etcdserverpb::kv_server::KvServer<KvService>,
+    pub cluster: crate::proto::etcdserverpb::cluster_server::ClusterServer<ClusterService>,
+    pub maintenance:
+        crate::proto::etcdserverpb::maintenance_server::MaintenanceServer<MaintenanceService>,
+    pub transport:
+        crate::proto::v1::raft_transport_server::RaftTransportServer<crate::raft::TransportService>,
+}
+
+impl Services {
+    /// The etcd API and the peer transport of `node`; forwarded requests
+    /// travel over `net`.
+    pub fn new(node: &RaftNode, net: Net) -> Self {
+        let api = Api::new(node.clone(), net);
+        Self {
+            kv: KvService::new(api.clone()).into_service(),
+            cluster: ClusterService::new(api.clone()).into_service(),
+            maintenance: MaintenanceService::new(api).into_service(),
+            transport: node.transport().into_service(),
+        }
+    }
+
+    /// An `RpcServer` hosting them all.
+    pub fn into_server(self) -> observability::rpc::RpcServer {
+        use crate::proto::FILE_DESCRIPTOR_SET;
+        observability::rpc::RpcServer::new()
+            .add_service(self.kv, FILE_DESCRIPTOR_SET)
+            .add_service(self.cluster, FILE_DESCRIPTOR_SET)
+            .add_service(self.maintenance, FILE_DESCRIPTOR_SET)
+            .add_service(self.transport, FILE_DESCRIPTOR_SET)
+    }
+}

@@ -1,0 +1,411 @@
+//! etcd's MVCC semantics, case by case (each observed against etcd 3.4).
+
+use super::*;
+use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::proto::etcdserverpb::request_op::Request;
+use crate::proto::etcdserverpb::response_op::Response;
+use crate::proto::etcdserverpb::{Compare, RequestOp, TxnRequest};
+
+fn put(store: &mut Mvcc, key: &str, value: &str) -> i64 {
+    store
+        .put(&PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..PutRequest::default()
+        })
+        .expect("put")
+        .header
+        .expect("header")
+        .revision
+}
+
+fn get(store: &Mvcc, key: &str, revision: i64) -> Result<Vec<(String, String, i64)>> {
+    Ok(store
+        .range(&RangeRequest {
+            key: key.into(),
+            revision,
+            ..RangeRequest::default()
+        })?
+        .kvs
+        .into_iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+                kv.version,
+            )
+        })
+        .collect())
+}
+
+fn prefix(key: &str) -> Vec<u8> {
+    let mut end = key.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// Episode 13. A new store is at revision 1; each write makes the next
+/// revision; a key's version counts its changes and restarts after a
+/// delete, with a new create revision.
+#[test]
+fn mvcc_revisions_and_versions_follow_etcd() {
+    let mut store = Mvcc::new();
+    assert_eq!(store.revision(), 1);
+    assert_eq!(put(&mut store, "k", "a"), 2);
+    assert_eq!(put(&mut store, "k", "b"), 3);
+    let kv = &store
+        .range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..RangeRequest::default()
+        })
+        .expect("range")
+        .kvs[0];
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
+    let deleted = store
+        .delete_range(&DeleteRangeRequest {
+            key: b"k".to_vec(),
+            prev_kv: true,
+            ..DeleteRangeRequest::default()
+        })
+        .expect("delete");
+    assert_eq!(deleted.deleted, 1);
+    assert_eq!(deleted.prev_kvs[0].value, b"b");
+    assert_eq!(deleted.header.expect("header").revision, 4);
+    // Deleting nothing makes no revision.
+    let nothing = store
+        .delete_range(&DeleteRangeRequest {
+            key: b"k".to_vec(),
+            ..DeleteRangeRequest::default()
+        })
+        .expect("delete");
+    assert_eq!(
+        (nothing.deleted, nothing.header.expect("h").revision),
+        (0, 4)
+    );
+    assert_eq!(put(&mut store, "k", "c"), 5);
+    let kv = &store
+        .range(&RangeRequest {
+            key: b"k".to_vec(),
+            ..RangeRequest::default()
+        })
+        .expect("range")
+        .kvs[0];
+    assert_eq!((kv.create_revision, kv.version), (5, 1), "a fresh life");
+}
+
+/// Old revisions stay readable until compacted; reading *at* the
+/// compaction revision still works; the future is refused.
+#[test]
+fn mvcc_history_reads_and_compaction() {
+    let mut store = Mvcc::new();
+    put(&mut store, "k", "v1"); // 2
+    put(&mut store, "k", "v2"); // 3
+    put(&mut store, "other", "x"); // 4
+    assert_eq!(get(&store, "k", 2).expect("ok")[0].1, "v1");
+    assert_eq!(get(&store, "k", 3).expect("ok")[0].1, "v2");
+    assert_eq!(get(&store, "k", 5), Err(Error::FutureRevision));
+    store
+        .compact(&CompactionRequest {
+            revision: 3,
+            physical: true,
+        })
+        .expect("compact");
+    assert_eq!(get(&store, "k", 2), Err(Error::Compacted));
+    assert_eq!(get(&store, "k", 3).expect("ok")[0].1, "v2");
+    assert_eq!(
+        store.compact(&CompactionRequest {
+            revision: 3,
+            physical: false
+        }),
+        Err(Error::Compacted)
+    );
+    assert_eq!(
+        store.compact(&CompactionRequest {
+            revision: 99,
+            physical: false
+        }),
+        Err(Error::FutureRevision)
+    );
+}
+
+/// Compaction drops keys whose latest version is a deletion, and frees
+/// what they held.
+#[test]
+fn mvcc_compaction_frees_deleted_keys() {
+    let mut store = Mvcc::new();
+    put(&mut store, "gone", &"x".repeat(1000));
+    store
+        .delete_range(&DeleteRangeRequest {
+            key: b"gone".to_vec(),
+            ..DeleteRangeRequest::default()
+        })
+        .expect("delete");
+    let before = store.bytes();
+    store
+        .compact(&CompactionRequest {
+            revision: store.revision(),
+            physical: false,
+        })
+        .expect("compact");
+    assert!(
+        store.bytes() < before - 1000,
+        "{} vs {before}",
+        store.bytes()
+    );
+    assert_eq!(store.bytes(), 0);
+}
+
+/// Ranges: prefixes, `"\0"` for everything from a key, an end before the
+/// start (empty, not an error), limits with `more` and `count` counting
+/// every key in range.
+#[test]
+fn mvcc_ranges_count_limit_and_encode_ends() {
+    let mut store = Mvcc::new();
+    for key in ["a", "s/a", "s/b", "s/c", "t"] {
+        put(&mut store, key, key);
+    }
+    let range = |key: &str, end: &[u8], limit: i64| {
+        store
+            .range(&RangeRequest {
+                key: key.into(),
+                range_end: end.to_vec(),
+                limit,
+                ..RangeRequest::default()
+            })
+            .expect("range")
+    };
+    let all = range("s/", &prefix("s/"), 0);
+    assert_eq!((all.kvs.len(), all.count, all.more), (3, 3, false));
+    let limited = range("s/", &prefix("s/"), 1);
+    assert_eq!(
+        (limited.kvs.len(), limited.count, limited.more),
+        (1, 3, true)
+    );
+    assert_eq!(range("s/b", &[0], 0).kvs.len(), 3, "s/b, s/c, t");
+    assert!(range("s/c", b"s/a", 0).kvs.is_empty());
+    let count_only = store
+        .range(&RangeRequest {
+            key: b"\0".to_vec(),
+            range_end: vec![0],
+            count_only: true,
+            ..RangeRequest::default()
+        })
+        .expect("range");
+    assert_eq!((count_only.count, count_only.kvs.len()), (5, 0));
+}
+
+/// etcd's quirk, kept: a sort target without an order sorts ascending,
+/// but only the first limit + 1 keys in key order.
+#[test]
+fn mvcc_sort_without_order_sorts_only_the_limited_keys() {
+    let mut store = Mvcc::new();
+    // s/a has version 3, s/b version 2, s/c version 1.
+    for (key, times) in [("s/a", 3), ("s/b", 2), ("s/c", 1)] {
+        for _ in 0..times {
+            put(&mut store, key, "v");
+        }
+    }
+    let first = |order: SortOrder| {
+        store
+            .range(&RangeRequest {
+                key: b"s/".to_vec(),
+                range_end: prefix("s/"),
+                limit: 1,
+                sort_target: SortTarget::Version as i32,
+                sort_order: order as i32,
+                ..RangeRequest::default()
+            })
+            .expect("range")
+            .kvs[0]
+            .key
+            .clone()
+    };
+    assert_eq!(first(SortOrder::None), b"s/b");
+    assert_eq!(first(SortOrder::Ascend), b"s/c");
+    assert_eq!(first(SortOrder::Descend), b"s/a");
+}
+
+fn op_put(key: &str, value: &str) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestPut(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..PutRequest::default()
+        })),
+    }
+}
+
+fn op_get(key: &str) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestRange(RangeRequest {
+            key: key.into(),
+            ..RangeRequest::default()
+        })),
+    }
+}
+
+fn version_is(key: &str, version: i64) -> Compare {
+    Compare {
+        result: CompareResult::Equal as i32,
+        target: CompareTarget::Version as i32,
+        key: key.into(),
+        target_union: Some(TargetUnion::Version(version)),
+        ..Compare::default()
+    }
+}
+
+/// A transaction: compares against the state before it, one revision for
+/// all its writes, later operations see earlier ones; a missing key
+/// compares as version 0 and its value compare is false.
+#[test]
+fn mvcc_txn_compares_then_writes_one_revision() {
+    let mut store = Mvcc::new();
+    let create_if_absent = TxnRequest {
+        compare: vec![version_is("lock", 0)],
+        success: vec![op_put("lock", "me"), op_put("owner", "me"), op_get("lock")],
+        failure: vec![op_get("lock")],
+    };
+    let first = store.txn(&create_if_absent).expect("txn");
+    assert!(first.succeeded);
+    assert_eq!(first.header.expect("header").revision, 2, "one revision");
+    let Some(Response::ResponseRange(seen)) = &first.responses[2].response else {
+        panic!("a range response")
+    };
+    assert_eq!(
+        seen.kvs[0].value, b"me",
+        "the put is visible later in the txn"
+    );
+    let second = store.txn(&create_if_absent).expect("txn");
+    assert!(!second.succeeded);
+    assert_eq!(second.header.expect("header").revision, 2, "read-only path");
+    let value_of_missing = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::NotEqual as i32,
+            target: CompareTarget::Value as i32,
+            key: b"missing".to_vec(),
+            target_union: Some(TargetUnion::Value(b"x".to_vec())),
+            ..Compare::default()
+        }],
+        ..TxnRequest::default()
+    };
+    assert!(!store.txn(&value_of_missing).expect("txn").succeeded);
+}
+
+/// A failing check on the branch that would run leaves the store as it
+/// was: nothing of the transaction is applied.
+#[test]
+fn mvcc_txn_that_fails_its_checks_changes_nothing() {
+    let mut store = Mvcc::new();
+    let before = store.clone();
+    let txn = TxnRequest {
+        success: vec![
+            op_put("a", "1"),
+            RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: b"missing".to_vec(),
+                    ignore_value: true,
+                    ..PutRequest::default()
+                })),
+            },
+        ],
+        ..TxnRequest::default()
+    };
+    assert_eq!(store.txn(&txn), Err(Error::KeyNotFound));
+    assert_eq!(store, before);
+    let future = TxnRequest {
+        success: vec![
+            op_put("a", "1"),
+            RequestOp {
+                request: Some(Request::RequestRange(RangeRequest {
+                    key: b"a".to_vec(),
+                    revision: 50,
+                    ..RangeRequest::default()
+                })),
+            },
+        ],
+        ..TxnRequest::default()
+    };
+    assert_eq!(store.txn(&future), Err(Error::FutureRevision));
+    assert_eq!(store, before);
+}
+
+/// The request checks etcd makes before proposing.
+#[test]
+fn mvcc_validation_refuses_what_etcd_refuses() {
+    assert_eq!(
+        validate::range(&RangeRequest::default()),
+        Err(Error::EmptyKey)
+    );
+    assert_eq!(
+        validate::put(&PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ignore_value: true,
+            ..PutRequest::default()
+        }),
+        Err(Error::ValueProvided)
+    );
+    let many = TxnRequest {
+        success: (0..129).map(|i| op_put(&format!("k{i}"), "v")).collect(),
+        ..TxnRequest::default()
+    };
+    assert_eq!(validate::txn(&many), Err(Error::TooManyOps));
+    let twice = TxnRequest {
+        success: vec![op_put("d1", "a"), op_put("d1", "b")],
+        ..TxnRequest::default()
+    };
+    assert_eq!(validate::txn(&twice), Err(Error::DuplicateKey));
+    let put_into_delete = TxnRequest {
+        success: vec![
+            op_put("d1", "a"),
+            RequestOp {
+                request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
+                    key: b"d".to_vec(),
+                    range_end: prefix("d"),
+                    ..DeleteRangeRequest::default()
+                })),
+            },
+        ],
+        ..TxnRequest::default()
+    };
+    assert_eq!(validate::txn(&put_into_delete), Err(Error::DuplicateKey));
+    let exclusive_branches = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(Request::RequestTxn(TxnRequest {
+                success: vec![op_put("x", "1")],
+                failure: vec![op_put("x", "2")],
+                ..TxnRequest::default()
+            })),
+        }],
+        ..TxnRequest::default()
+    };
+    assert_eq!(validate::txn(&exclusive_branches), Ok(()));
+    let empty_op = TxnRequest {
+        success: vec![RequestOp { request: None }],
+        ..TxnRequest::default()
+    };
+    assert_eq!(validate::txn(&empty_op), Err(Error::KeyNotFound));
+}
+
+/// A snapshot round trip gives the same store, history included.
+#[test]
+fn mvcc_snapshot_round_trips() {
+    let mut store = Mvcc::new();
+    put(&mut store, "a", "1");
+    put(&mut store, "a", "2");
+    put(&mut store, "b", "3");
+    store
+        .delete_range(&DeleteRangeRequest {
+            key: b"b".to_vec(),
+            ..DeleteRangeRequest::default()
+        })
+        .expect("delete");
+    let copy = Mvcc::from_histories(
+        store.revision(),
+        store.compact_revision(),
+        store.to_histories(),
+    );
+    assert_eq!(copy, store);
+}

@@ -1,0 +1,897 @@
+//! The Ready loop: one task that owns the raft-rs node and drives it.
+//!
+//! raft-rs is a pure state machine: it never touches a clock, a disk or a
+//! socket. It is ticked, fed messages and proposals, and asked for a
+//! `Ready` — what it needs done: messages to send, entries and a hard
+//! state to persist, a snapshot to install, entries to apply. Doing those
+//! in the right order is the whole art, and every rule below prevents a
+//! specific failure:
+//!
+//! 1. A leader sends its messages *before* persisting its own entries
+//!    (Raft thesis §10.2.1): followers write in parallel with the leader,
+//!    and an entry still commits only once a majority has it on disk.
+//! 2. A received snapshot replaces the log and the state machine before
+//!    anything else, so the entries that follow apply on top of it.
+//! 3. Committed entries are applied; raft-rs only hands out entries that
+//!    are already durable here.
+//! 4. New entries and the hard state (term, vote, commit) are written in
+//!    one batch, with one fsync per Ready however many entries it holds —
+//!    group commit.
+//! 5. Only then go the *persisted* messages — a follower's votes and
+//!    append acknowledgements. A vote sent before it is on disk lets a
+//!    node that crashes and restarts vote twice in one term, and two
+//!    leaders can win it; an acknowledgement sent early lets the leader
+//!    count an entry as replicated on a node that then loses it.
+//! 6. `advance`, then the light ready (a newer commit index, more
+//!    messages, more entries to apply), then `advance_apply`.
+//!
+//! raft-rs also drops some requests without a word: a proposal when no
+//! leader is known or a transfer is under way, a ReadIndex before the new
+//! leader has committed an entry of its own term. So every request waits
+//! here with a deadline, reads are re-asked until answered, and proposals
+//! whose log slot went to someone else's entry fail instead of hanging.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType, Message};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::state_machine::{Applied, StateMachine, decode_command};
+use super::storage::RaftStorage;
+use super::transport::Peers;
+use super::wire;
+use super::{MembershipChange, NodeStatus, ReadMode, Role, Timing};
+use crate::proto::v1::{Command, ConfChangeContext, Member, command};
+use crate::{Error, Result};
+
+/// What the loop is asked to do.
+pub(crate) enum Event {
+    /// A message from a peer.
+    Step(Message),
+    /// A peer's stream broke.
+    Unreachable(u64),
+    /// A snapshot was (or was not) delivered.
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
+    Propose {
+        op: command::Op,
+        reply: oneshot::Sender<Result<Applied>>,
+    },
+    /// Wait until a linearizable read may be served here.
+    Read {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Membership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<Applied>>,
+    },
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Stop,
+}
+
+/// The most proposals waiting for their entries to apply.
+pub const MAX_PENDING_PROPOSALS: usize = 10_000;
+/// The most reads waiting for a read index.
+pub const MAX_PENDING_READS: usize = 100_000;
+/// Events handled before the loop looks at raft's Ready again.
+const EVENTS_PER_ROUND: usize = 1024;
+
+/// A proposal waiting for its entry.
+struct Proposal {
+    index: u64,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// Reads waiting, each with its deadline.
+type WaitingReads = Vec<(Instant, oneshot::Sender<Result<()>>)>;
+
+/// Reads waiting on one ReadIndex request.
+struct ReadBatch {
+    issued_tick: u64,
+    replies: WaitingReads,
+}
+
+pub(crate) struct Settings {
+    pub timing: Timing,
+    pub read_mode: ReadMode,
+    pub snapshot_entries: u64,
+    pub keep_entries: u64,
+    pub max_log_bytes: usize,
+}
+
+pub(crate) struct Loop {
+    pub id: u64,
+    pub raw: RawNode<RaftStorage>,
+    pub state: Arc<RwLock<StateMachine>>,
+    pub cluster_id: Arc<AtomicU64>,
+    pub events: mpsc::Receiver<Event>,
+    pub peers: Peers,
+    pub status: watch::Sender<NodeStatus>,
+    pub settings: Settings,
+    proposals: HashMap<u64, Proposal>,
+    next_proposal: u64,
+    /// Reads not yet given a read index.
+    waiting_reads: WaitingReads,
+    /// ReadIndex requests in flight, by context.
+    read_batches: HashMap<u64, ReadBatch>,
+    next_read: u64,
+    /// Reads that know their index, waiting for it to be applied.
+    indexed_reads: Vec<(u64, WaitingReads)>,
+    transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
+    ticks: u64,
+    snapshot_index: u64,
+    removed: bool,
+    /// Bytes on disk, refreshed every second or so (listing files is not
+    /// free).
+    disk_bytes: u64,
+}
+
+fn lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    // The loop is the only writer and completes each update before it
+    // releases the lock.
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Loop {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        raw: RawNode<RaftStorage>,
+        state: Arc<RwLock<StateMachine>>,
+        cluster_id: Arc<AtomicU64>,
+        events: mpsc::Receiver<Event>,
+        peers: Peers,
+        status: watch::Sender<NodeStatus>,
+        settings: Settings,
+    ) -> Self {
+        let snapshot_index = raw.store().snapshot_metadata().map_or(0, |meta| meta.index);
+        Self {
+            id,
+            raw,
+            state,
+            cluster_id,
+            events,
+            peers,
+            status,
+            settings,
+            proposals: HashMap::new(),
+            // Proposal ids: this member's id in the high bits, so two
+            // members' proposals never share one.
+            next_proposal: id << 40,
+            waiting_reads: Vec::new(),
+            read_batches: HashMap::new(),
+            next_read: 0,
+            indexed_reads: Vec::new(),
+            transfers: Vec::new(),
+            ticks: 0,
+            snapshot_index,
+            removed: false,
+            disk_bytes: 0,
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.sync_peers();
+        self.publish();
+        let mut ticker = tokio::time::interval(self.settings.timing.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick(),
+                event = self.events.recv() => {
+                    let Some(event) = event else { break };
+                    if !self.handle(event) {
+                        break;
+                    }
+                    for _ in 0..EVENTS_PER_ROUND {
+                        match self.events.try_recv() {
+                            Ok(event) => {
+                                if !self.handle(event) {
+                                    self.stop(Error::Stopped);
+                                    return;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.issue_reads();
+            if let Err(err) = self.on_ready() {
+                // A node that cannot write its log must not go on: it
+                // would acknowledge what it may lose.
+                tracing::error!(node = self.id, %err, "the Raft loop stops");
+                self.stop(err);
+                return;
+            }
+            self.publish();
+        }
+        self.stop(Error::Stopped);
+    }
+
+    /// Fails everything still waiting and marks the node stopped.
+    fn stop(&mut self, reason: Error) {
+        for (_, proposal) in self.proposals.drain() {
+            let _ = proposal.reply.send(Err(reason.clone()));
+        }
+        for (_, reply) in self.waiting_reads.drain(..) {
+            let _ = reply.send(Err(reason.clone()));
+        }
+        for (_, batch) in self.read_batches.drain() {
+            for (_, reply) in batch.replies {
+                let _ = reply.send(Err(reason.clone()));
+            }
+        }
+        for (_, replies) in self.indexed_reads.drain(..) {
+            for (_, reply) in replies {
+                let _ = reply.send(Err(reason.clone()));
+            }
+        }
+        self.status.send_modify(|status| status.stopped = true);
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Why a request that needs the leader cannot be served here.
+    fn not_leader(&self) -> Error {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            Error::NoLeader
+        } else {
+            Error::LeaderChanged
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.settings.timing.request_timeout
+    }
+
+    /// Handles one event; false means stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Stop => return false,
+            Event::Step(message) => {
+                if !self.removed
+                    && let Err(err) = self.raw.step(message)
+                {
+                    tracing::debug!(node = self.id, %err, "message not stepped");
+                }
+            }
+            Event::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Event::SnapshotSent { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            Event::Propose { op, reply } => self.propose(op, reply),
+            Event::Read { reply } => self.read(reply),
+            Event::Membership { change, reply } => self.propose_membership(change, reply),
+            Event::TransferLeader { target, reply } => self.transfer(target, reply),
+        }
+        true
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_proposal += 1;
+        self.next_proposal
+    }
+
+    fn propose(&mut self, op: command::Op, reply: oneshot::Sender<Result<Applied>>) {
+        if self.removed {
+            let _ = reply.send(Err(Error::Stopped));
+            return;
+        }
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.proposals.len() >= MAX_PENDING_PROPOSALS {
+            let _ = reply.send(Err(Error::TooManyRequests));
+            return;
+        }
+        let id = self.next_id();
+        let data = Command { id, op: Some(op) }.encode_to_vec();
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) if self.raw.raft.raft_log.last_index() > before => {
+                let index = self.raw.raft.raft_log.last_index();
+                let deadline = self.deadline();
+                self.proposals.insert(
+                    id,
+                    Proposal {
+                        index,
+                        deadline,
+                        reply,
+                    },
+                );
+            }
+            // Dropped: a leader transfer is under way, or the node was
+            // removed, or the uncommitted log is full.
+            _ => {
+                let _ = reply.send(Err(Error::LeaderChanged));
+            }
+        }
+    }
+
+    fn read(&mut self, reply: oneshot::Sender<Result<()>>) {
+        if self.removed {
+            let _ = reply.send(Err(Error::Stopped));
+            return;
+        }
+        if self.settings.read_mode == ReadMode::UnsafeLocal {
+            // The broken twin: whatever this node has applied, leader or
+            // not, current or not.
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let waiting: usize = self.waiting_reads.len()
+            + self
+                .read_batches
+                .values()
+                .map(|b| b.replies.len())
+                .sum::<usize>();
+        if waiting >= MAX_PENDING_READS {
+            let _ = reply.send(Err(Error::TooManyRequests));
+            return;
+        }
+        let deadline = self.deadline();
+        self.waiting_reads.push((deadline, reply));
+    }
+
+    /// Asks raft for one read index covering every read that arrived since
+    /// the last: one heartbeat round answers them all.
+    fn issue_reads(&mut self) {
+        if self.waiting_reads.is_empty() {
+            return;
+        }
+        self.next_read += 1;
+        let context = self.next_read;
+        let replies = std::mem::take(&mut self.waiting_reads);
+        self.raw.read_index(context.to_be_bytes().to_vec());
+        self.read_batches.insert(
+            context,
+            ReadBatch {
+                issued_tick: self.ticks,
+                replies,
+            },
+        );
+    }
+
+    fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<Applied>>,
+    ) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        match self.membership_change(change) {
+            Ok((id, index)) => {
+                let deadline = self.deadline();
+                self.proposals.insert(
+                    id,
+                    Proposal {
+                        index,
+                        deadline,
+                        reply,
+                    },
+                );
+            }
+            Err(err) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+
+    /// Checks a membership change against the cluster as it is, and
+    /// proposes it; returns the proposal id and its log index.
+    fn membership_change(&mut self, change: MembershipChange) -> Result<(u64, u64)> {
+        if self.raw.raft.has_pending_conf() {
+            // One change at a time: raft-rs would silently turn a second
+            // one into an empty entry.
+            return Err(Error::Unhealthy);
+        }
+        let (change_type, member) = {
+            let state = read(&self.state);
+            match change {
+                MembershipChange::Add { member, learner } => {
+                    if state.members.contains_key(&member.id) || state.removed.contains(&member.id)
+                    {
+                        return Err(Error::MemberExists);
+                    }
+                    let taken = state
+                        .members
+                        .values()
+                        .any(|m| m.peer_urls.iter().any(|url| member.peer_urls.contains(url)));
+                    if taken {
+                        return Err(Error::PeerUrlExists);
+                    }
+                    let learners = state.members.values().filter(|m| m.is_learner).count();
+                    if learner && learners >= super::MAX_LEARNERS {
+                        return Err(Error::TooManyLearners);
+                    }
+                    let kind = if learner {
+                        ConfChangeType::AddLearnerNode
+                    } else {
+                        ConfChangeType::AddNode
+                    };
+                    (kind, member)
+                }
+                MembershipChange::Remove { id } => {
+                    let member = state
+                        .members
+                        .get(&id)
+                        .cloned()
+                        .ok_or(Error::MemberNotFound)?;
+                    let voters = state.members.values().filter(|m| !m.is_learner).count();
+                    if !member.is_learner && voters <= 1 {
+                        return Err(Error::NotEnoughStartedMembers);
+                    }
+                    (ConfChangeType::RemoveNode, member)
+                }
+                MembershipChange::Promote { id } => {
+                    let member = state
+                        .members
+                        .get(&id)
+                        .cloned()
+                        .ok_or(Error::MemberNotFound)?;
+                    if !member.is_learner {
+                        return Err(Error::MemberNotLearner);
+                    }
+                    // etcd's rule: a learner whose log is within 90 % of the
+                    // leader's may vote; one further behind would only slow
+                    // every commit down while it catches up.
+                    let leader_match = self.raw.raft.raft_log.last_index();
+                    let ready = self
+                        .raw
+                        .raft
+                        .prs()
+                        .get(id)
+                        .is_some_and(|p| p.matched as f64 >= leader_match as f64 * 0.9);
+                    if !ready {
+                        return Err(Error::LearnerNotReady);
+                    }
+                    (ConfChangeType::AddNode, member)
+                }
+            }
+        };
+        let id = self.next_id();
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = member.id;
+        let mut change = ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        change.context = ConfChangeContext {
+            proposal_id: id,
+            member: Some(member),
+        }
+        .encode_to_vec()
+        .into();
+        let before = self.raw.raft.raft_log.last_index();
+        match self.raw.propose_conf_change(Vec::new(), change) {
+            Ok(()) if self.raw.raft.raft_log.last_index() > before => {
+                Ok((id, self.raw.raft.raft_log.last_index()))
+            }
+            _ => Err(Error::LeaderChanged),
+        }
+    }
+
+    fn transfer(&mut self, target: u64, reply: oneshot::Sender<Result<()>>) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(Error::NotLeader));
+            return;
+        }
+        let voter = self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .any(|id| id == target);
+        if !voter {
+            let _ = reply.send(Err(Error::BadLeaderTransferee));
+            return;
+        }
+        if target == self.id {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.raw.transfer_leader(target);
+        let deadline = self.deadline();
+        self.transfers.push((target, deadline, reply));
+    }
+
+    fn tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks % 10 == 1 {
+            self.disk_bytes = self.raw.store().disk_bytes();
+        }
+        if !self.removed {
+            self.raw.tick();
+        }
+        let now = Instant::now();
+        // Requests past their deadline.
+        let expired: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(proposal) = self.proposals.remove(&id) {
+                let _ = proposal.reply.send(Err(Error::Timeout));
+            }
+        }
+        let timeout = if self.raw.raft.leader_id == raft::INVALID_ID {
+            Error::NoLeader
+        } else {
+            Error::Timeout
+        };
+        let expire = |replies: &mut WaitingReads| {
+            let (late, on_time): (Vec<_>, Vec<_>) = std::mem::take(replies)
+                .into_iter()
+                .partition(|(d, _)| *d <= now);
+            *replies = on_time;
+            for (_, reply) in late {
+                let _ = reply.send(Err(timeout.clone()));
+            }
+        };
+        expire(&mut self.waiting_reads);
+        for (_, replies) in &mut self.indexed_reads {
+            expire(replies);
+        }
+        // raft-rs drops ReadIndex requests it cannot serve yet (no leader,
+        // or a leader without an entry of its term); ask again.
+        let retry_after = self.settings.timing.election_ticks as u64;
+        let stale: Vec<u64> = self
+            .read_batches
+            .iter()
+            .filter(|(_, b)| self.ticks - b.issued_tick >= retry_after)
+            .map(|(context, _)| *context)
+            .collect();
+        for context in stale {
+            if let Some(mut batch) = self.read_batches.remove(&context) {
+                expire(&mut batch.replies);
+                self.waiting_reads.extend(batch.replies);
+            }
+        }
+        // Leader transfers: done, or too slow.
+        let leader = self.raw.raft.leader_id;
+        for (target, deadline, reply) in std::mem::take(&mut self.transfers) {
+            if leader == target {
+                let _ = reply.send(Ok(()));
+            } else if deadline <= now {
+                let _ = reply.send(Err(Error::LeaderTransferTimeout));
+            } else {
+                self.transfers.push((target, deadline, reply));
+            }
+        }
+        self.leave_joint_if_needed();
+    }
+
+    /// raft-rs leaves a joint configuration by itself only if the leader
+    /// that entered it is still leading when it applies; a new leader
+    /// must propose the (empty) leaving change itself.
+    fn leave_joint_if_needed(&mut self) {
+        if !self.is_leader() || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let joint = !self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .voters_outgoing
+            .is_empty();
+        if joint
+            && let Err(err) = self
+                .raw
+                .propose_conf_change(Vec::new(), ConfChangeV2::default())
+        {
+            tracing::debug!(node = self.id, %err, "leaving the joint configuration");
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        // 1. A leader's messages go out before its own fsync.
+        self.peers.send(ready.take_messages());
+        // 2. A snapshot from the leader replaces everything.
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        // 3. Apply what is committed (and already durable here).
+        self.apply(ready.take_committed_entries())?;
+        // 4. Persist new entries and the hard state: one batch, one fsync.
+        let must_sync = ready.must_sync();
+        let entries = ready.take_entries();
+        self.raw
+            .mut_store()
+            .persist(entries, ready.hs(), must_sync)?;
+        // 5. Votes and acknowledgements only now that they are durable.
+        self.peers.send(ready.take_persisted_messages());
+        self.handle_read_states(ready.take_read_states());
+        // A read index at or below what is already applied can be served
+        // now; later ones wait for `apply`.
+        self.serve_reads();
+        // 6. Advance, then the light ready.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        self.peers.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.maybe_snapshot()
+    }
+
+    fn handle_read_states(&mut self, read_states: Vec<raft::ReadState>) {
+        for read_state in read_states {
+            let Ok(context) = <[u8; 8]>::try_from(read_state.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(context)) {
+                self.indexed_reads.push((read_state.index, batch.replies));
+            }
+        }
+    }
+
+    fn install_snapshot(&mut self, snapshot: raft::eraftpb::Snapshot) -> Result<()> {
+        let index = snapshot.get_metadata().index;
+        let state = StateMachine::decode(&snapshot.data, index)?;
+        self.raw.mut_store().install_snapshot(&snapshot)?;
+        self.cluster_id.store(state.cluster_id, Ordering::Release);
+        *lock(&self.state) = state;
+        self.snapshot_index = index;
+        self.sync_peers();
+        tracing::info!(
+            node = self.id,
+            index,
+            "installed a snapshot from the leader"
+        );
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut completed: Vec<(u64, Result<Applied>)> = Vec::new();
+        for entry in entries {
+            let index = entry.index;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    // An empty entry is a new leader's no-op.
+                    if !entry.data.is_empty() {
+                        match decode_command(&entry.data) {
+                            Ok(Command { id, op: Some(op) }) => {
+                                let result = lock(&self.state).apply(&op);
+                                completed.push((id, result));
+                            }
+                            Ok(Command { op: None, .. }) => {}
+                            Err(err) => {
+                                tracing::error!(node = self.id, index, %err, "skipping an entry")
+                            }
+                        }
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    if let Some(done) = self.apply_conf_change(&entry)? {
+                        completed.push(done);
+                    }
+                }
+            }
+            lock(&self.state).applied = index;
+        }
+        for (id, result) in completed {
+            if let Some(proposal) = self.proposals.remove(&id) {
+                let _ = proposal.reply.send(result);
+            }
+        }
+        let applied = read(&self.state).applied;
+        // A proposal whose slot is applied but was not its entry lost its
+        // place to another leader's: it will never apply.
+        let lost: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.index <= applied)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(proposal) = self.proposals.remove(&id) {
+                let _ = proposal.reply.send(Err(Error::LeaderChanged));
+            }
+        }
+        self.serve_reads();
+        Ok(())
+    }
+
+    /// Answers the reads whose read index is applied.
+    fn serve_reads(&mut self) {
+        if self.indexed_reads.is_empty() {
+            return;
+        }
+        let applied = read(&self.state).applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.indexed_reads)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.indexed_reads = waiting;
+        for (_, replies) in ready {
+            for (_, reply) in replies {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    /// Applies a membership change; returns the waiting proposal's result.
+    fn apply_conf_change(
+        &mut self,
+        entry: &raft::eraftpb::Entry,
+    ) -> Result<Option<(u64, Result<Applied>)>> {
+        let change = match wire::decode_conf_change(entry) {
+            Ok(change) => change,
+            Err(err) => {
+                tracing::error!(node = self.id, index = entry.index, %err, "a malformed membership change");
+                return Ok(None);
+            }
+        };
+        let context = ConfChangeContext::decode(change.get_context()).unwrap_or_default();
+        if let Err(err) = self.raw.apply_conf_change(&change) {
+            tracing::warn!(node = self.id, %err, "raft refused a membership change");
+            return Ok(Some((
+                context.proposal_id,
+                Err(Error::Config(err.to_string())),
+            )));
+        }
+        let mut removed_self = false;
+        {
+            let mut state = lock(&self.state);
+            for single in change.get_changes() {
+                let id = single.node_id;
+                match single.get_change_type() {
+                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                        let learner = single.get_change_type() == ConfChangeType::AddLearnerNode;
+                        let mut member = state.members.get(&id).cloned().unwrap_or_else(|| {
+                            context
+                                .member
+                                .clone()
+                                .filter(|m| m.id == id)
+                                .unwrap_or(Member {
+                                    id,
+                                    ..Member::default()
+                                })
+                        });
+                        member.is_learner = learner;
+                        state.members.insert(id, member);
+                    }
+                    ConfChangeType::RemoveNode => {
+                        state.members.remove(&id);
+                        state.removed.insert(id);
+                        removed_self |= id == self.id;
+                    }
+                }
+            }
+        }
+        self.sync_peers();
+        if removed_self {
+            // A removed member must stop: it is no longer part of any
+            // majority, and it would campaign forever, disrupting the rest.
+            tracing::info!(node = self.id, "removed from the cluster; stopping");
+            self.removed = true;
+        }
+        let members = read(&self.state).member_list();
+        Ok(Some((context.proposal_id, Ok(Applied::Members(members)))))
+    }
+
+    /// Points the transport at the members' current addresses.
+    fn sync_peers(&mut self) {
+        let state = read(&self.state);
+        let addresses: Vec<(u64, String)> = state
+            .members
+            .values()
+            .filter_map(|m| m.peer_urls.first().map(|url| (m.id, url.clone())))
+            .collect();
+        drop(state);
+        self.peers
+            .set_members(addresses.iter().map(|(id, url)| (*id, url.as_str())));
+    }
+
+    /// Snapshots the state machine every few thousand entries (or log
+    /// megabytes), so the log — and the memory holding it — stays short.
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        let applied = read(&self.state).applied;
+        let due = applied >= self.snapshot_index + self.settings.snapshot_entries
+            || (self.raw.store().log_bytes() > self.settings.max_log_bytes
+                && applied > self.snapshot_index);
+        if !due {
+            return Ok(());
+        }
+        let data = read(&self.state).encode();
+        let mut meta = raft::eraftpb::SnapshotMetadata {
+            index: applied,
+            term: self.raw.raft.raft_log.term(applied).unwrap_or(0),
+            ..Default::default()
+        };
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        let keep = self.settings.keep_entries;
+        self.raw.mut_store().record_snapshot(meta, data, keep)?;
+        self.snapshot_index = applied;
+        tracing::debug!(
+            node = self.id,
+            index = applied,
+            "snapshot taken; log truncated"
+        );
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let raft = &self.raw.raft;
+        let conf = raft.prs().conf().to_conf_state();
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Follower => Role::Follower,
+        };
+        let state = read(&self.state);
+        let status = NodeStatus {
+            id: self.id,
+            cluster_id: self.cluster_id.load(Ordering::Acquire),
+            leader: raft.leader_id,
+            term: raft.term,
+            vote: raft.vote,
+            role,
+            commit: raft.raft_log.committed,
+            applied: state.applied,
+            last_index: raft.raft_log.last_index(),
+            first_index: raft.raft_log.first_index(),
+            log_entries: (raft.raft_log.last_index() + 1)
+                .saturating_sub(raft.raft_log.first_index()),
+            snapshot_index: self.snapshot_index,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
+            is_learner: conf.learners.contains(&self.id),
+            removed: self.removed,
+            stopped: false,
+            disk_bytes: self.disk_bytes,
+            revision: state.mvcc.revision(),
+        };
+        drop(state);
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+}
