@@ -11,10 +11,13 @@
 //!
 //! [`registry`] is the episode map; [`tour`] runs the demos; [`serve`]
 //! runs one service on real TCP; [`check`] judges recorded histories;
-//! [`hash`] compares placement strategies.
+//! [`hash`] compares placement strategies; [`kv`] is a client for the Raft
+//! KV (or etcd) and [`bench`] its load generator.
 
+pub mod bench;
 pub mod check;
 pub mod hash;
+pub mod kv;
 pub mod registry;
 pub mod serve;
 pub mod tour;

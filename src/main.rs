@@ -1,10 +1,14 @@
 //! The `dslab` command line. Parsing only; the work is in the library.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+
+use dslab::bench::{BenchOptions, bench_kv};
 use dslab::check::{CheckOptions, check_file};
+use dslab::kv::{Endpoints, GetOptions, MemberChange};
 use dslab::registry;
 use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
@@ -66,6 +70,16 @@ enum Command {
     /// Consistent hashing from the command line.
     #[command(subcommand)]
     Hash(HashCommand),
+    /// Talk to a Raft KV cluster (or etcd) over the etcd v3 API.
+    Kv {
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+        #[command(subcommand)]
+        command: KvCommand,
+    },
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Check a recorded history for linearizability (exit 0: linearizable,
     /// 1: not, 2: unknown within the budget, 3: bad input).
     Check {
@@ -106,6 +120,136 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         other => return Err(format!("unknown unit {other:?}: use ms, s or m")),
     };
     std::time::Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
+}
+
+/// Where `kv` and `bench` send requests.
+#[derive(Args, Debug, Clone)]
+struct EndpointArgs {
+    /// Members' addresses, comma separated (host:port).
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    endpoints: Vec<String>,
+    /// How long one request may take, e.g. 5s.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    command_timeout: std::time::Duration,
+}
+
+#[derive(Subcommand, Debug)]
+enum KvCommand {
+    /// Write a key.
+    Put {
+        key: String,
+        value: String,
+        /// Print the value it replaced.
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Read a key, a prefix or a range.
+    Get {
+        key: String,
+        /// Up to (not including) this key.
+        range_end: Option<String>,
+        /// Every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// As of this revision (0: the latest).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// At most this many keys (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+        #[arg(long)]
+        keys_only: bool,
+        #[arg(long)]
+        count_only: bool,
+        /// l (linearizable, through the leader) or s (this node's state).
+        #[arg(long, default_value = "l", value_parser = ["l", "s"])]
+        consistency: String,
+    },
+    /// Delete a key or a prefix.
+    Del {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+        /// Print what was deleted.
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// A transaction in etcdctl's syntax on stdin: compares, a blank line,
+    /// operations on success, a blank line, operations on failure.
+    Txn,
+    /// List members; add, remove or promote one first.
+    Members {
+        /// Add a member with this peer URL (http://host:port).
+        #[arg(long)]
+        add: Option<String>,
+        /// With --add: as a learner.
+        #[arg(long)]
+        learner: bool,
+        #[arg(long)]
+        remove: Option<u64>,
+        #[arg(long)]
+        promote: Option<u64>,
+    },
+    /// Each endpoint's member id, leader, term, indexes and size.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Closed-loop load over the etcd v3 API against dslab or etcd.
+    Kv(BenchKvArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchKvArgs {
+    #[command(flatten)]
+    endpoints: EndpointArgs,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// HTTP/2 connections per endpoint, shared by the clients.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// Keys are drawn uniformly from this many.
+    #[arg(long, default_value_t = 10_000)]
+    key_space: u64,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Share of requests that are puts (the rest read one key).
+    #[arg(long, default_value_t = 1.0)]
+    put_ratio: f64,
+    /// Reads served by the contacted member alone.
+    #[arg(long)]
+    serializable: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// End with one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchKvArgs {
+    fn options(self) -> BenchOptions {
+        BenchOptions {
+            endpoints: self.endpoints.endpoints,
+            clients: self.clients,
+            connections: self.connections,
+            duration: self.duration,
+            key_space: self.key_space,
+            value_size: self.value_size,
+            put_ratio: self.put_ratio,
+            serializable: self.serializable,
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +371,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Hash(command) => return hash(command),
+        Command::Kv { endpoints, command } => return kv(endpoints, command),
+        Command::Bench(BenchCommand::Kv(args)) => {
+            let json = args.json;
+            return bench(&args.options(), json);
+        }
         Command::Check {
             file,
             model,
@@ -324,9 +473,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::List { .. } | Command::Hash(_) | Command::Check { .. } => {
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::List { .. }
+            | Command::Hash(_)
+            | Command::Check { .. }
+            | Command::Kv { .. }
+            | Command::Bench(_) => Ok(ExitCode::SUCCESS),
         }
     });
     // Flush exported spans even when the command failed; a collector
@@ -378,6 +529,89 @@ fn hash(command: HashCommand) -> anyhow::Result<ExitCode> {
                 .collect();
             dslab::hash::analyze(&configs, &placement.nodes, keys, &mut Narrator::stdout())?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plain runtime for client commands (no telemetry: their output is
+/// the answer).
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the tokio runtime")
+}
+
+fn kv(args: EndpointArgs, command: KvCommand) -> anyhow::Result<ExitCode> {
+    let endpoints = Endpoints {
+        addresses: args.endpoints,
+        timeout: args.command_timeout,
+    };
+    let out = &mut std::io::stdout().lock();
+    client_runtime()?.block_on(async {
+        match command {
+            KvCommand::Put {
+                key,
+                value,
+                prev_kv,
+            } => dslab::kv::put(&endpoints, &key, &value, prev_kv, out).await?,
+            KvCommand::Get {
+                key,
+                range_end,
+                prefix,
+                rev,
+                limit,
+                keys_only,
+                count_only,
+                consistency,
+            } => {
+                let options = GetOptions {
+                    prefix,
+                    range_end,
+                    revision: rev,
+                    limit,
+                    keys_only,
+                    count_only,
+                    serializable: consistency == "s",
+                };
+                dslab::kv::get(&endpoints, &key, &options, out).await?
+            }
+            KvCommand::Del {
+                key,
+                prefix,
+                prev_kv,
+            } => dslab::kv::del(&endpoints, &key, prefix, prev_kv, out).await?,
+            KvCommand::Txn => {
+                let request = dslab::kv::parse_txn(std::io::stdin().lock())?;
+                dslab::kv::txn(&endpoints, request, out).await?
+            }
+            KvCommand::Members {
+                add,
+                learner,
+                remove,
+                promote,
+            } => {
+                let change = MemberChange {
+                    add,
+                    learner,
+                    remove,
+                    promote,
+                };
+                dslab::kv::members(&endpoints, &change, out).await?
+            }
+            KvCommand::Status => {
+                if !dslab::kv::status(&endpoints, out).await? {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn bench(options: &BenchOptions, json: bool) -> anyhow::Result<ExitCode> {
+    let report = client_runtime()?.block_on(bench_kv(options, &mut std::io::stderr()))?;
+    let out = &mut std::io::stdout().lock();
+    report.print(out)?;
+    if json {
+        writeln!(out, "{}", report.to_json(options))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,11 @@ pub fn demos() -> Vec<Demo> {
             episodes: "19, 4",
             run: |out, spans| Box::pin(replication::register::linearizability_demo(out, spans)),
         },
+        Demo {
+            name: "raft-failover",
+            episodes: "17, 13",
+            run: |out, spans| Box::pin(consensus::raft::raft_failover_demo(out, spans)),
+        },
     ]
 }
 
@@ -223,6 +228,27 @@ pub fn topics() -> Vec<Topic> {
             summary: "a linearizable register and its stale-reading twin",
             tests: "-p replication register",
             demo: Some("linearizability"),
+        },
+        Topic {
+            episodes: "13, 17, 14, 19",
+            module: "consensus::raft",
+            summary: "a durable, linearizable Raft KV on raft-rs: Ready loop, raft-engine log, snapshots, ReadIndex, membership, transfer; its broken twin (`dslab serve raft-kv`)",
+            tests: "-p consensus raft_",
+            demo: Some("raft-failover"),
+        },
+        Topic {
+            episodes: "13",
+            module: "consensus::mvcc",
+            summary: "etcd's multi-version store: revisions, ranges, transactions, compaction",
+            tests: "-p consensus mvcc_",
+            demo: None,
+        },
+        Topic {
+            episodes: "13, 14",
+            module: "consensus::etcd",
+            summary: "the etcd v3 API (KV, Cluster, Maintenance) with etcd's errors; `etcdctl` and `dslab kv` drive it, `dslab bench kv` loads it",
+            tests: "-p consensus etcd_",
+            demo: Some("raft-failover"),
         },
     ]
 }

@@ -127,8 +127,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let mut peers = BTreeMap::from([(id, local.to_string())]);
             for peer in &config.peers {
                 let (peer_id, address) = raft_peer(peer)?;
-                anyhow::ensure!(peer_id != id, "--peer {peer:?} has this member's own id");
-                peers.insert(peer_id, address);
+                // The same --peer list on every member is fine: this one's
+                // own entry is its --listen address.
+                if peer_id != id {
+                    peers.insert(peer_id, address);
+                }
             }
             let dir = match &config.raft.data_dir {
                 Some(dir) => dir.clone(),
@@ -163,10 +166,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.service,
         bound.local_addr()
     );
-    bound.serve_until(shutdown_signal()).await?;
-    if let Some(node) = raft_node {
-        node.stop().await;
-    }
+    bound
+        .serve_until(async {
+            shutdown_signal().await;
+            // A Raft member stops first: calls in flight are answered
+            // "server stopped" at once, and its peer streams end, so the
+            // drain that follows does not wait for them.
+            if let Some(node) = &raft_node {
+                node.stop().await;
+            }
+        })
+        .await?;
     Ok(())
 }
 

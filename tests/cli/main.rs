@@ -3,6 +3,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod raft_kv;
+
 use support::{OtlpReceiver, Served, run, stdout};
 
 /// The README's episode map is exactly what `dslab list --markdown` prints.

@@ -175,10 +175,7 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         self.api.check_serving(false)?;
         let compact = *request.get_ref();
-        let mut response = match self
-            .write(&request, command::Op::Compact(compact))
-            .await?
-        {
+        let mut response = match self.write(&request, command::Op::Compact(compact)).await? {
             Written::Applied(Applied::Compact(response)) => response,
             Written::Applied(other) => return Err(unexpected(&other)),
             Written::Forwarded(mut leader) => {

@@ -122,6 +122,17 @@ impl MemDisk {
     pub fn entry_count(&self) -> usize {
         self.state().entries.len()
     }
+
+    /// The committed entries still in the log, as index → (term, data)
+    /// (for tests comparing replicas' logs).
+    pub fn committed_log(&self) -> BTreeMap<u64, (u64, Vec<u8>)> {
+        let state = self.state();
+        state
+            .entries
+            .range(..=state.hard_state.commit)
+            .map(|(index, entry)| (*index, (entry.term, entry.data.to_vec())))
+            .collect()
+    }
 }
 
 impl Disk for MemDisk {

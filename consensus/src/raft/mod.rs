@@ -35,6 +35,7 @@
 //! machine lives in memory and is rebuilt from the last snapshot and the
 //! log at start-up; no leases or watches yet.
 
+mod demo;
 pub mod disk;
 pub(crate) mod node;
 pub mod state_machine;
@@ -43,6 +44,8 @@ pub mod transport;
 pub mod wire;
 
 mod logger;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,6 +57,7 @@ use observability::rpc::Net;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use demo::raft_failover_demo;
 pub use disk::{Disk, EngineDisk, MemDisk};
 pub use state_machine::{Applied, StateMachine};
 pub use transport::{TransportFaults, TransportService};
@@ -338,6 +342,7 @@ impl RaftNode {
             snapshot_entries: config.snapshot_entries.max(1),
             keep_entries: config.keep_entries,
             max_log_bytes: config.max_log_bytes,
+            initial_peers: config.peers.clone(),
         };
         let node_loop = Loop::new(
             config.id,
@@ -380,7 +385,12 @@ impl RaftNode {
 
     /// The peer transport service to host beside the client API.
     pub fn transport(&self) -> TransportService {
-        TransportService::new(self.id, self.cluster_id.clone(), self.events.clone())
+        TransportService::new(
+            self.id,
+            self.cluster_id.clone(),
+            self.events.clone(),
+            self.state.clone(),
+        )
     }
 
     pub fn status(&self) -> NodeStatus {

@@ -31,7 +31,7 @@
 //! here with a deadline, reads are re-asked until answered, and proposals
 //! whose log slot went to someone else's entry fail instead of hanging.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -55,6 +55,8 @@ pub(crate) enum Event {
     Step(Message),
     /// A peer's stream broke.
     Unreachable(u64),
+    /// A peer says this member was removed from the cluster.
+    Removed,
     /// A snapshot was (or was not) delivered.
     SnapshotSent {
         to: u64,
@@ -108,6 +110,10 @@ pub(crate) struct Settings {
     pub snapshot_entries: u64,
     pub keep_entries: u64,
     pub max_log_bytes: usize,
+    /// Addresses from the command line, used until the state machine knows
+    /// the members (a joining node, before the leader's snapshot: without
+    /// them it could not answer the leader at all).
+    pub initial_peers: BTreeMap<u64, String>,
 }
 
 pub(crate) struct Loop {
@@ -276,6 +282,15 @@ impl Loop {
                 }
             }
             Event::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Event::Removed => {
+                if !self.removed {
+                    tracing::info!(
+                        node = self.id,
+                        "a peer says this member was removed; stopping"
+                    );
+                    self.removed = true;
+                }
+            }
             Event::SnapshotSent { to, ok } => {
                 let status = if ok {
                     SnapshotStatus::Finish
@@ -290,6 +305,39 @@ impl Loop {
             Event::TransferLeader { target, reply } => self.transfer(target, reply),
         }
         true
+    }
+
+    /// A member added by `MemberAdd` is nameless in the cluster's records
+    /// until it runs; once it knows the leader, it proposes its name and
+    /// client URL (raft-rs forwards a follower's proposal to the leader),
+    /// and again every ten ticks until the record shows them.
+    fn publish_self(&mut self) {
+        let nameless = read(&self.state)
+            .members
+            .get(&self.id)
+            .is_some_and(|member| member.name.is_empty());
+        let Some(address) = self.settings.initial_peers.get(&self.id) else {
+            return;
+        };
+        if !nameless || self.raw.raft.leader_id == raft::INVALID_ID {
+            return;
+        }
+        let url = super::peer_url(address);
+        let op = command::Op::Publish(Member {
+            id: self.id,
+            name: format!("node-{}", self.id),
+            client_urls: vec![url],
+            ..Member::default()
+        });
+        // Nobody waits for this entry: id 0.
+        let data = Command {
+            id: 0,
+            op: Some(op),
+        }
+        .encode_to_vec();
+        if let Err(err) = self.raw.propose(Vec::new(), data) {
+            tracing::debug!(node = self.id, %err, "publishing this member's name failed; will retry");
+        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -532,6 +580,9 @@ impl Loop {
         }
         if !self.removed {
             self.raw.tick();
+            if self.ticks.is_multiple_of(10) {
+                self.publish_self();
+            }
         }
         let now = Instant::now();
         // Requests past their deadline.
@@ -565,8 +616,9 @@ impl Loop {
             expire(replies);
         }
         // raft-rs drops ReadIndex requests it cannot serve yet (no leader,
-        // or a leader without an entry of its term); ask again.
-        let retry_after = self.settings.timing.election_ticks as u64;
+        // or a leader without an entry of its term) without a word; ask
+        // again after a few heartbeats' time.
+        let retry_after = 3 * self.settings.timing.heartbeat_ticks.max(1) as u64;
         let stale: Vec<u64> = self
             .read_batches
             .iter()
@@ -619,7 +671,8 @@ impl Loop {
 
     fn on_ready(&mut self) -> Result<()> {
         if !self.raw.has_ready() {
-            return Ok(());
+            // Nothing new, but a follower may be waiting for a snapshot.
+            return self.maybe_snapshot();
         }
         let mut ready = self.raw.ready();
         // 1. A leader's messages go out before its own fsync.
@@ -814,22 +867,32 @@ impl Loop {
     /// Points the transport at the members' current addresses.
     fn sync_peers(&mut self) {
         let state = read(&self.state);
-        let addresses: Vec<(u64, String)> = state
-            .members
-            .values()
-            .filter_map(|m| m.peer_urls.first().map(|url| (m.id, url.clone())))
-            .collect();
+        let addresses: Vec<(u64, String)> = if state.members.is_empty() {
+            self.settings
+                .initial_peers
+                .iter()
+                .map(|(id, address)| (*id, super::peer_url(address)))
+                .collect()
+        } else {
+            state
+                .members
+                .values()
+                .filter_map(|m| m.peer_urls.first().map(|url| (m.id, url.clone())))
+                .collect()
+        };
         drop(state);
         self.peers
             .set_members(addresses.iter().map(|(id, url)| (*id, url.as_str())));
     }
 
     /// Snapshots the state machine every few thousand entries (or log
-    /// megabytes), so the log — and the memory holding it — stays short.
+    /// megabytes), so the log — and the memory holding it — stays short;
+    /// and when a follower needs a newer snapshot than the latest.
     fn maybe_snapshot(&mut self) -> Result<()> {
         let applied = read(&self.state).applied;
+        let requested = self.raw.store().take_snapshot_request();
         let due = applied >= self.snapshot_index + self.settings.snapshot_entries
-            || (self.raw.store().log_bytes() > self.settings.max_log_bytes
+            || ((requested || self.raw.store().log_bytes() > self.settings.max_log_bytes)
                 && applied > self.snapshot_index);
         if !due {
             return Ok(());

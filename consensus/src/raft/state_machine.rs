@@ -89,6 +89,14 @@ impl StateMachine {
                 member.peer_urls = update.peer_urls.clone();
                 Applied::Members(self.member_list())
             }
+            command::Op::Publish(published) => {
+                let Some(member) = self.members.get_mut(&published.id) else {
+                    return Err(Error::MemberNotFound);
+                };
+                member.name = published.name.clone();
+                member.client_urls = published.client_urls.clone();
+                Applied::Members(self.member_list())
+            }
         })
     }
 

@@ -13,6 +13,7 @@
 #![allow(clippy::field_reassign_with_default)]
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -33,6 +34,9 @@ pub struct RaftStorage {
     truncated: (u64, u64),
     entries: VecDeque<Entry>,
     entry_bytes: usize,
+    /// raft-rs asked for a snapshot the latest one cannot serve; the Raft
+    /// loop takes a fresh one.
+    snapshot_wanted: AtomicBool,
 }
 
 impl std::fmt::Debug for RaftStorage {
@@ -66,7 +70,14 @@ impl RaftStorage {
             truncated: recovered.truncated,
             entries: recovered.entries.into(),
             entry_bytes,
+            snapshot_wanted: AtomicBool::new(false),
         })
+    }
+
+    /// Whether raft-rs needs a newer snapshot than the latest (and clears
+    /// the request).
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.swap(false, Ordering::Relaxed)
     }
 
     /// Whether the disk held nothing (a new member).
@@ -311,15 +322,26 @@ impl raft::Storage for RaftStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let Some(meta) = &self.snapshot else {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         };
-        // A follower asked for one newer than ours: the next snapshot the
-        // node takes will do.
-        if meta.index < request_index {
+        // A follower asked for one newer than ours, or the recipient is not
+        // in our snapshot's configuration — a member added since, which
+        // raft-rs would refuse to restore from it. Either way the next
+        // snapshot the node takes will do; raft-rs asks again.
+        let conf = meta.get_conf_state();
+        let knows_recipient = conf
+            .get_voters()
+            .iter()
+            .chain(conf.get_learners())
+            .chain(conf.get_voters_outgoing())
+            .chain(conf.get_learners_next())
+            .any(|id| *id == to);
+        if meta.index < request_index || !knows_recipient {
+            self.snapshot_wanted.store(true, Ordering::Relaxed);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

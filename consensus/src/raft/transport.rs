@@ -23,8 +23,8 @@
 //! one snapshot in flight per peer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,13 +36,18 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::StateMachine;
 use super::node::Event;
 use super::wire::decode_message;
 use crate::proto::v1::raft_transport_client::RaftTransportClient;
 use crate::proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::proto::v1::{MessageBatch, SnapshotChunk, SnapshotInstalled, StreamClosed};
+
+/// What a node tells a member that was removed from the cluster (etcd's
+/// words), which then stops: it may have missed the entry that removed it.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
 
 /// Messages waiting to be sent to one peer.
 pub const PEER_QUEUE: usize = 4096;
@@ -88,14 +93,22 @@ pub struct TransportService {
     /// 0 until a joining node learns it from the leader's snapshot.
     cluster_id: Arc<AtomicU64>,
     inbox: mpsc::Sender<Event>,
+    /// To refuse members that were removed.
+    state: Arc<RwLock<StateMachine>>,
 }
 
 impl TransportService {
-    pub(crate) fn new(id: u64, cluster_id: Arc<AtomicU64>, inbox: mpsc::Sender<Event>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        cluster_id: Arc<AtomicU64>,
+        inbox: mpsc::Sender<Event>,
+        state: Arc<RwLock<StateMachine>>,
+    ) -> Self {
         Self {
             id,
             cluster_id,
             inbox,
+            state,
         }
     }
 
@@ -124,12 +137,34 @@ impl RaftTransport for TransportService {
         request: Request<Streaming<MessageBatch>>,
     ) -> Result<Response<StreamClosed>, Status> {
         let mut batches = request.into_inner();
-        while let Some(batch) = batches.message().await? {
+        loop {
+            // A stream lives as long as both nodes do; when this one
+            // stops, so do its streams, or a server draining before exit
+            // would wait for them.
+            let batch = tokio::select! {
+                batch = batches.message() => batch?,
+                () = self.inbox.closed() => {
+                    return Err(Status::unavailable("etcdserver: server stopped"));
+                }
+            };
+            let Some(batch) = batch else { break };
             self.check_cluster(batch.cluster_id)?;
             for bytes in &batch.messages {
                 let message = decode_message(bytes).map_err(Status::from)?;
                 if message.to != self.id {
                     continue;
+                }
+                // A removed member never hears of the entry that removed it
+                // once the others stop talking to it; it learns here, when
+                // it calls them.
+                let removed = self
+                    .state
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .removed
+                    .contains(&message.from);
+                if removed {
+                    return Err(Status::failed_precondition(REMOVED));
                 }
                 // A full inbox drops the message: raft retransmits.
                 let _ = self.inbox.try_send(Event::Step(message));
@@ -347,7 +382,12 @@ async fn stream_to_peer(
         let mut call = Box::pin(async move { client.stream(ReceiverStream::new(stream)).await });
         loop {
             let first = tokio::select! {
-                _ = &mut call => break,
+                result = &mut call => {
+                    if result.is_err_and(|s| s.code() == Code::FailedPrecondition && s.message() == REMOVED) {
+                        let _ = inbox.send(Event::Removed).await;
+                    }
+                    break;
+                }
                 next = outgoing.recv() => match next {
                     Some(message) => message,
                     None => return,

@@ -71,8 +71,22 @@ pub trait KvClient: Send {
 #[derive(Debug)]
 struct Log {
     origin: Instant,
+    /// The last timestamp handed out.
+    last: u64,
     /// In invocation order; `None` once a definite failure voids a call.
     operations: Vec<Option<Operation>>,
+}
+
+impl Log {
+    /// A timestamp later than every one before it. Clocks tick coarsely
+    /// (a simulated clock stands still within a step), and a call made
+    /// right after another returned must not look concurrent with it: the
+    /// lock orders events as they happened, so ties are broken that way.
+    fn stamp(&mut self) -> u64 {
+        let now = (self.origin.elapsed().as_micros() as u64).max(self.last + 1);
+        self.last = now;
+        now
+    }
 }
 
 /// Collects the operations of every client it wraps into one history.
@@ -92,6 +106,7 @@ impl Recorder {
         Self {
             log: Arc::new(Mutex::new(Log {
                 origin: Instant::now(),
+                last: 0,
                 operations: Vec::new(),
             })),
         }
@@ -114,7 +129,7 @@ impl Recorder {
     /// Logs an invocation now, with an outcome still unknown.
     fn invoke(&self, client: u64, key: &str, command: Command) -> Pending {
         let mut log = self.log();
-        let call = log.origin.elapsed().as_micros() as u64;
+        let call = log.stamp();
         let slot = log.operations.len();
         log.operations.push(Some(Operation {
             id: slot,
@@ -158,13 +173,12 @@ struct Pending {
 impl Pending {
     fn complete(self, reply: Option<Reply>) {
         let mut log = self.recorder.log();
-        let now = log.origin.elapsed().as_micros() as u64;
-        let entry = &mut log.operations[self.slot];
         match reply {
             // Refused before taking effect: it never happened.
-            None => *entry = None,
+            None => log.operations[self.slot] = None,
             Some(reply) => {
-                if let Some(op) = entry {
+                let now = log.stamp();
+                if let Some(op) = &mut log.operations[self.slot] {
                     op.ret = now.max(op.call);
                     op.reply = reply;
                 }
@@ -306,6 +320,36 @@ mod tests {
             ]
         );
         assert_eq!(history.operations[0].ret, u64::MAX);
-        assert!(history.operations[1].ret >= history.operations[1].call + 1_000_000);
+        // Took the store's full second (less the microseconds by which
+        // ties between events are broken).
+        assert!(history.operations[1].ret >= history.operations[1].call + 999_990);
+    }
+
+    /// A clock that stands still (simulated time within one step) must not
+    /// make a call issued after another returned look concurrent with it.
+    #[tokio::test(start_paused = true)]
+    async fn recorder_orders_events_at_the_same_instant() {
+        let recorder = Recorder::new();
+        let mut first = recorder.client(
+            1,
+            Slow {
+                delay: Duration::ZERO,
+            },
+        );
+        let mut second = recorder.client(
+            2,
+            Slow {
+                delay: Duration::ZERO,
+            },
+        );
+        first.put("k", "a").await.expect("acknowledged");
+        second.get("k").await.expect("answered");
+        let history = recorder.history();
+        let (put, get) = (&history.operations[0], &history.operations[1]);
+        assert!(put.call < put.ret, "{put:?}");
+        assert!(
+            put.ret < get.call,
+            "the get looks concurrent with the put: {put:?} {get:?}"
+        );
     }
 }
