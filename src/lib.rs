@@ -12,7 +12,7 @@
 //! [`registry`] is the episode map; [`tour`] runs the demos; [`serve`]
 //! runs one service on real TCP; [`check`] judges recorded histories;
 //! [`hash`] compares placement strategies; [`kv`] is a client for the Raft
-//! KV (or etcd) and [`bench`] its load generator.
+//! KV (or etcd) and [`bench`](mod@bench) its load generator.
 
 pub mod bench;
 pub mod check;

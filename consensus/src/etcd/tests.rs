@@ -10,12 +10,14 @@ use observability::rpc::{ClientBuilder, Net, RpcChannel, ServerHandle};
 use tonic::Code;
 
 use super::Services;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, Compare, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    CompactionRequest, Compare, MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest,
+    PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use crate::raft::{MemDisk, NodeConfig, RaftNode, Storage, Timing};
 
@@ -199,13 +201,79 @@ async fn etcd_bad_input_gets_etcds_errors_and_changes_nothing() {
             "etcdserver: mvcc: required revision is a future revision",
         ),
     ];
-    for (status, code, text) in cases {
+    let mut members = ClusterClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    let add = |url: &str| MemberAddRequest {
+        peer_ur_ls: vec![url.to_owned()],
+        is_learner: true,
+    };
+    let membership_cases: Vec<(tonic::Status, Code, &str)> = vec![
+        (
+            members
+                .member_remove(MemberRemoveRequest { id: 99 })
+                .await
+                .expect_err("unknown member"),
+            Code::NotFound,
+            "etcdserver: member not found",
+        ),
+        (
+            members
+                .member_promote(MemberPromoteRequest { id: 99 })
+                .await
+                .expect_err("unknown member"),
+            Code::NotFound,
+            "etcdserver: member not found",
+        ),
+        (
+            members
+                .member_add(add("not a url"))
+                .await
+                .expect_err("bad URL"),
+            Code::InvalidArgument,
+            "etcdserver: given member URLs are invalid",
+        ),
+        (
+            members
+                .member_add(add(&format!("http://{}", server.local_addr())))
+                .await
+                .expect_err("taken URL"),
+            Code::FailedPrecondition,
+            "etcdserver: Peer URLs already exists",
+        ),
+    ];
+    for (status, code, text) in cases.into_iter().chain(membership_cases) {
         assert_eq!((status.code(), status.message()), (code, text));
     }
     assert_eq!(
         node.read_state(|state| state.mvcc.revision()),
         revision,
         "no refused request changed the store"
+    );
+    assert_eq!(
+        node.read_state(|state| state.members.keys().copied().collect::<Vec<_>>()),
+        [1],
+        "no refused change touched the membership"
+    );
+    // A revision compacted away is refused with etcd's words.
+    client
+        .compact(CompactionRequest {
+            revision,
+            physical: true,
+        })
+        .await
+        .expect("compacts");
+    let compacted = client
+        .range(RangeRequest {
+            revision: revision - 1,
+            ..get("k")
+        })
+        .await
+        .expect_err("compacted");
+    assert_eq!(
+        (compacted.code(), compacted.message()),
+        (
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted"
+        )
     );
     let status = MaintenanceClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()))
         .status(StatusRequest {})

@@ -18,7 +18,7 @@
 //! is everything raft-rs leaves to its user, which is where real systems
 //! get Raft wrong:
 //!
-//! - [`node`]: the Ready loop, and the order its steps must happen in;
+//! - `node`: the Ready loop, and the order its steps must happen in;
 //! - [`storage`] and [`disk`]: the log, hard state and snapshots on disk
 //!   (raft-engine), with group commit — one fsync per Ready;
 //! - [`transport`]: peer messages over gRPC, batched per peer; snapshots
@@ -30,6 +30,14 @@
 //! heartbeat round that it still leads, notes its commit index, and the
 //! read is served once that index is applied — on any node. Serializable
 //! reads (`--consistency=s`) skip that and read the local state.
+//!
+//! Bounds: at most [`MAX_PENDING_PROPOSALS`] writes and
+//! [`MAX_PENDING_READS`] reads wait on the Raft loop (beyond them:
+//! "etcdserver: too many requests"); raft-rs refuses proposals past 256 MiB
+//! of uncommitted log; the transport's queues are bounded
+//! ([`transport`]); the store refuses writes past its quota
+//! ([`NodeConfig::quota_bytes`]); the log is cut to a snapshot every
+//! [`NodeConfig::snapshot_entries`] entries or [`NodeConfig::max_log_bytes`].
 //!
 //! Simplified: one Raft group (no sharding, no multi-raft); the state
 //! machine lives in memory and is rebuilt from the last snapshot and the
@@ -59,6 +67,7 @@ use tokio::task::JoinHandle;
 
 pub use demo::raft_failover_demo;
 pub use disk::{Disk, EngineDisk, MemDisk};
+pub use node::{MAX_PENDING_PROPOSALS, MAX_PENDING_READS};
 pub use state_machine::{Applied, StateMachine};
 pub use transport::{TransportFaults, TransportService};
 

@@ -187,4 +187,36 @@ mod tests {
         assert!(decode_message(&bytes).is_err());
         assert!(decode_message(&[0xff, 0xff, 0xff]).is_err());
     }
+
+    /// A membership change that does not decode, or names a change type
+    /// raft-rs does not have, is refused rather than applied as something
+    /// else.
+    #[test]
+    fn raft_wire_refuses_malformed_membership_changes() {
+        let entry = |kind, data: &[u8]| {
+            let mut e = eraftpb::Entry::default();
+            e.set_entry_type(kind);
+            e.data = data.to_vec().into();
+            e
+        };
+        use eraftpb::EntryType::{EntryConfChange, EntryConfChangeV2, EntryNormal};
+        let unknown_type = wire::ConfChangeV2 {
+            changes: vec![wire::ConfChangeSingle {
+                change_type: 9,
+                node_id: 2,
+            }],
+            ..wire::ConfChangeV2::default()
+        }
+        .encode_to_vec();
+        for bad in [
+            entry(EntryConfChangeV2, &[0xff, 0xff, 0xff]),
+            entry(EntryConfChange, &[0x08]),
+            entry(EntryConfChangeV2, &unknown_type),
+            entry(EntryNormal, b""),
+        ] {
+            assert!(decode_conf_change(&bad).is_err(), "{bad:?} decoded");
+        }
+        // The empty V2 change is raft-rs's "leave joint": valid.
+        assert!(decode_conf_change(&entry(EntryConfChangeV2, b"")).is_ok());
+    }
 }
