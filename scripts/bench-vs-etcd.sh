@@ -90,11 +90,13 @@ def load(system, clients):
     with open(f"{work}/{system}-{clients}.json") as f:
         return json.load(f)
 print()
-print(f"{'clients':>7}  {'etcd ops/s':>10}  {'dslab ops/s':>11}  {'ratio':>6}  {'etcd p50':>8}  {'dslab p50':>9}  {'etcd p99':>8}  {'dslab p99':>9}  {'p99 ratio':>9}  errors (etcd/dslab)")
+print(f"{'clients':>7}  {'etcd ops/s':>10}  {'dslab ops/s':>11}  {'ratio':>6}  "
+      f"{'p50 etcd/dslab':>16}  {'p99 etcd/dslab':>16}  {'p99 ratio':>9}  {'p99.9 etcd/dslab':>18}  {'max etcd/dslab':>18}  errors")
 for clients in (1, 64):
     e, d = load("etcd", clients), load("dslab", clients)
+    pair = lambda key: f"{e[key]:.2f}/{d[key]:.2f}ms"
     print(f"{clients:>7}  {e['throughput_ops_per_s']:>10.0f}  {d['throughput_ops_per_s']:>11.0f}  "
           f"{d['throughput_ops_per_s'] / e['throughput_ops_per_s']:>5.2f}x  "
-          f"{e['p50_ms']:>6.2f}ms  {d['p50_ms']:>7.2f}ms  {e['p99_ms']:>6.2f}ms  {d['p99_ms']:>7.2f}ms  "
-          f"{d['p99_ms'] / e['p99_ms']:>8.2f}x  {e['errors']}/{d['errors']}")
+          f"{pair('p50_ms'):>16}  {pair('p99_ms'):>16}  {d['p99_ms'] / e['p99_ms']:>8.2f}x  "
+          f"{pair('p999_ms'):>18}  {pair('max_ms'):>18}  {e['errors']}/{d['errors']}")
 PY

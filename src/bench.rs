@@ -7,7 +7,10 @@
 //! there; reads (linearizable unless `--serializable`) spread over every
 //! endpoint. `--clients` concurrent workers share `--connections` HTTP/2
 //! connections per endpoint, each issuing one request at a time, closed
-//! loop, for `--duration`.
+//! loop, for `--duration`. The leader is looked up again twice a second,
+//! so writes follow it through a failover; a member that is down is
+//! dialled again when needed, and a client pauses 100 ms after an error
+//! rather than counting a storm of instant refusals.
 //!
 //! Counting is honest: nothing is written before the clock starts, every
 //! request that completes is counted in `ops` — errors included, and also
@@ -21,7 +24,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -40,6 +43,10 @@ pub const MAX_CONNECTIONS: usize = 1_000;
 const MAX_VALUE_BYTES: usize = 1536 * 1024;
 /// Distinct error messages shown at the end.
 const ERROR_SAMPLES: usize = 5;
+/// How often the leader is looked up again during a run.
+const LEADER_CHECK: Duration = Duration::from_millis(500);
+/// How long a client waits after an error before its next request.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -64,8 +71,11 @@ pub struct BenchReport {
     pub errors: u64,
     pub duration: Duration,
     pub latency: Histogram<u64>,
+    /// The leader at the end of the run.
     pub leader: u64,
     pub leader_endpoint: String,
+    /// How often the leader changed during the run.
+    pub leader_changes: u64,
     pub error_samples: Vec<String>,
 }
 
@@ -98,6 +108,7 @@ impl BenchReport {
             "key_space": options.key_space,
             "leader": self.leader,
             "leader_endpoint": self.leader_endpoint,
+            "leader_changes": self.leader_changes,
             "endpoints": options.endpoints,
         })
     }
@@ -228,19 +239,49 @@ pub async fn bench_kv(
 ) -> anyhow::Result<BenchReport> {
     options.validate()?;
     let (leader, leader_index) = find_leader(&options.endpoints).await?;
-    // `connections` channels per endpoint, each its own HTTP/2 connection.
+    // `connections` channels per endpoint, each its own HTTP/2 connection,
+    // opened before the clock starts; a member that is down is dialled
+    // again when a request needs it.
     let mut channels: Vec<Vec<Channel>> = Vec::new();
     for address in &options.endpoints {
         let mut per_endpoint = Vec::new();
         for _ in 0..options.connections {
-            let channel = endpoint(address)?
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {address}"))?;
+            let channel = match endpoint(address)?.connect().await {
+                Ok(channel) => channel,
+                Err(err) => {
+                    let _ = writeln!(progress, "warning: {address}: {err}; will retry it");
+                    endpoint(address)?.connect_lazy()
+                }
+            };
             per_endpoint.push(channel);
         }
         channels.push(per_endpoint);
     }
+    let channels = Arc::new(channels);
+    // Who leads, as (id, endpoint index), re-asked while the run lasts so
+    // that writes follow a new leader after a failover.
+    let leader_id = Arc::new(AtomicU64::new(leader));
+    let current = Arc::new(AtomicUsize::new(leader_index));
+    let leader_changes = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (endpoints, current, leader_id, changes) = (
+            options.endpoints.clone(),
+            current.clone(),
+            leader_id.clone(),
+            leader_changes.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEADER_CHECK).await;
+                if let Ok((id, index)) = ask_for_leader(&endpoints).await {
+                    current.store(index, Ordering::Relaxed);
+                    if leader_id.swap(id, Ordering::Relaxed) != id {
+                        changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
     let value: Arc<[u8]> = {
         let mut rng = SmallRng::seed_from_u64(options.seed);
         (0..options.value_size)
@@ -254,13 +295,14 @@ pub async fn bench_kv(
     let workers: Vec<_> = (0..options.clients)
         .map(|c| {
             let connection = c % options.connections;
-            let writes = KvClient::new(channels[leader_index][connection].clone());
             let reads = KvClient::new(channels[c % channels.len()][connection].clone());
             let (ops, errors, value) = (ops.clone(), errors.clone(), value.clone());
+            let (channels, current) = (channels.clone(), current.clone());
             let options = options.clone();
             tokio::spawn(async move {
-                let mut writes = writes;
                 let mut reads = reads;
+                let mut writing_to = usize::MAX;
+                let mut writes = KvClient::new(channels[0][connection].clone());
                 let mut rng = SmallRng::seed_from_u64(
                     options.seed ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9),
                 );
@@ -271,6 +313,11 @@ pub async fn bench_kv(
                 while Instant::now() < deadline {
                     let key = format!("bench-{:010}", rng.random_range(0..options.key_space))
                         .into_bytes();
+                    let leader_index = current.load(Ordering::Relaxed);
+                    if leader_index != writing_to {
+                        writing_to = leader_index;
+                        writes = KvClient::new(channels[leader_index][connection].clone());
+                    }
                     let sent = Instant::now();
                     let result = if rng.random_bool(options.put_ratio) {
                         writes
@@ -300,6 +347,9 @@ pub async fn bench_kv(
                         if tally.errors.len() < ERROR_SAMPLES && !tally.errors.contains(&sample) {
                             tally.errors.push(sample);
                         }
+                        // A member that is down fails at once; without a
+                        // pause the run would count little but refusals.
+                        tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
                 tally
@@ -334,6 +384,11 @@ pub async fn bench_kv(
         }
     };
     let duration = started.elapsed();
+    watcher.abort();
+    let (leader, leader_index) = (
+        leader_id.load(Ordering::Relaxed),
+        current.load(Ordering::Relaxed),
+    );
     if terminal {
         let _ = writeln!(progress);
     }
@@ -355,6 +410,7 @@ pub async fn bench_kv(
         latency,
         leader,
         leader_endpoint: options.endpoints[leader_index].clone(),
+        leader_changes: leader_changes.load(Ordering::Relaxed),
         error_samples,
     })
 }

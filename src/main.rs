@@ -303,6 +303,10 @@ struct RaftKvArgs {
     /// founding one with the --peer members.
     #[arg(long)]
     join: bool,
+    /// Raft KV: a secret every member shares (16+ characters); peers
+    /// without it are refused. Prefer the environment variable.
+    #[arg(long, env = "DSLAB_PEER_SECRET", hide_env_values = true)]
+    peer_secret: Option<String>,
 }
 
 /// Flaky's starting script (the rest is set with its `Configure` RPC).
@@ -468,6 +472,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         id: raft.id,
                         data_dir: raft.data_dir,
                         join: raft.join,
+                        peer_secret: raft.peer_secret,
                     },
                 })
                 .await?;

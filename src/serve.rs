@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use consensus::etcd::Services;
-use consensus::raft::{NodeConfig, RaftNode, Storage};
+use consensus::raft::{NodeConfig, PeerSecret, RaftNode, Storage};
 use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
 use patterns::hashing::StrategyConfig;
@@ -25,6 +25,9 @@ pub struct RaftArgs {
     pub data_dir: Option<PathBuf>,
     /// Join an existing cluster (after `member add`) instead of founding one.
     pub join: bool,
+    /// The secret every member shares; without it any caller of the peer
+    /// transport is believed.
+    pub peer_secret: Option<String>,
 }
 
 /// What `dslab serve` was asked to run.
@@ -145,6 +148,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             };
             let mut node_config = NodeConfig::new(id, peers, Storage::Dir(dir), Net::Tcp);
             node_config.join = config.raft.join;
+            match &config.raft.peer_secret {
+                Some(secret) => node_config.peer_secret = Some(PeerSecret::new(secret)?),
+                None => tracing::warn!(
+                    "no peer secret (--peer-secret or DSLAB_PEER_SECRET): anyone who can reach \
+                     this port can send Raft messages; set one on every member outside a lab"
+                ),
+            }
             let node = RaftNode::start(node_config).await?;
             let server = Services::new(&node, Net::Tcp).into_server();
             raft_node = Some(node);
@@ -166,17 +176,31 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.service,
         bound.local_addr()
     );
+    let failed = std::sync::atomic::AtomicBool::new(false);
     bound
         .serve_until(async {
-            shutdown_signal().await;
+            let Some(node) = &raft_node else {
+                return shutdown_signal().await;
+            };
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = node.stopped() => {
+                    // The Raft loop ended by itself (a disk error, a panic
+                    // in raft-rs): the process must not linger serving
+                    // refusals as if it were a member.
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             // A Raft member stops first: calls in flight are answered
             // "server stopped" at once, and its peer streams end, so the
             // drain that follows does not wait for them.
-            if let Some(node) = &raft_node {
-                node.stop().await;
-            }
+            node.stop().await;
         })
         .await?;
+    anyhow::ensure!(
+        !failed.into_inner(),
+        "the Raft loop stopped on its own; the log above says why"
+    );
     Ok(())
 }
 

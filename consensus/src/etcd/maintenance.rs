@@ -88,6 +88,9 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        // A removed or failed member answers as a stopped etcd would not
+        // at all: it reports nothing it might still believe.
+        self.api.check_serving(true)?;
         let status = self.api.node.status();
         let in_use = self.api.node.read_state(|state| state.mvcc.bytes()) as i64;
         let mut errors = Vec::new();

@@ -80,6 +80,13 @@ pub trait Disk: Send + 'static {
     fn snapshot_data(&self, metadata: &SnapshotMetadata) -> Result<Vec<u8>>;
     /// Bytes on disk (for `Maintenance.Status`).
     fn size_bytes(&self) -> u64;
+    /// Where snapshot files go, if this disk keeps them in files: the Raft
+    /// loop writes a new snapshot's file off its thread, before the batch
+    /// that records it (which then finds it written).
+    fn snapshot_files(&self) -> Option<SnapshotFiles> {
+        None
+    }
+
     /// Reclaims space the log no longer needs; call from the Raft loop.
     fn purge(&mut self) -> Result<()> {
         Ok(())
@@ -216,7 +223,58 @@ const TRUNCATED: &[u8] = b"truncated";
 /// A data directory: `log/` (raft-engine) and `snap/` (snapshot files).
 pub struct EngineDisk {
     engine: Engine,
-    snapshots: PathBuf,
+    snapshots: SnapshotFiles,
+}
+
+/// A directory of snapshot files, one per snapshot, named by term and
+/// index. Cheap to clone: a snapshot's file can be written on another
+/// thread before the batch that records it.
+#[derive(Clone, Debug)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn path(&self, metadata: &SnapshotMetadata) -> PathBuf {
+        self.dir
+            .join(format!("{:020}-{:020}.snap", metadata.term, metadata.index))
+    }
+
+    /// Whether the snapshot's file is complete on disk (files appear only
+    /// once written and synced).
+    pub fn has(&self, metadata: &SnapshotMetadata) -> bool {
+        self.path(metadata).exists()
+    }
+
+    /// Writes a snapshot file durably: a temporary file, fsynced, renamed,
+    /// and the directory fsynced, so a crash leaves the old file or the new
+    /// one, never half of one.
+    pub fn write(&self, metadata: &SnapshotMetadata, data: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        let path = self.path(metadata);
+        let partial = path.with_extension("partial");
+        let mut file =
+            std::fs::File::create(&partial).map_err(|e| storage("creating a snapshot file", e))?;
+        file.write_all(data)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| storage("writing a snapshot file", e))?;
+        std::fs::rename(&partial, &path).map_err(|e| storage("renaming a snapshot file", e))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| storage("syncing the snapshot directory", e))
+    }
+
+    /// Removes snapshot files other than `keep`'s (and unfinished ones).
+    fn remove_all_but(&self, keep: &SnapshotMetadata) {
+        let keep = self.path(keep);
+        if let Ok(listing) = std::fs::read_dir(&self.dir) {
+            for entry in listing.flatten() {
+                if entry.path() != keep {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineDisk {
@@ -242,42 +300,10 @@ impl EngineDisk {
             ..EngineConfig::default()
         };
         let engine = Engine::open(config).map_err(|e| storage("opening the Raft log", e))?;
-        Ok(Self { engine, snapshots })
-    }
-
-    fn snapshot_path(&self, metadata: &SnapshotMetadata) -> PathBuf {
-        self.snapshots
-            .join(format!("{:020}-{:020}.snap", metadata.term, metadata.index))
-    }
-
-    /// Writes a snapshot file durably: a temporary file, fsynced, renamed,
-    /// and the directory fsynced, so a crash leaves the old file or the new
-    /// one, never half of one.
-    fn write_snapshot_file(&self, metadata: &SnapshotMetadata, data: &[u8]) -> Result<()> {
-        use std::io::Write as _;
-        let path = self.snapshot_path(metadata);
-        let partial = path.with_extension("partial");
-        let mut file =
-            std::fs::File::create(&partial).map_err(|e| storage("creating a snapshot file", e))?;
-        file.write_all(data)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| storage("writing a snapshot file", e))?;
-        std::fs::rename(&partial, &path).map_err(|e| storage("renaming a snapshot file", e))?;
-        std::fs::File::open(&self.snapshots)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| storage("syncing the snapshot directory", e))
-    }
-
-    /// Removes snapshot files other than `keep`'s.
-    fn remove_old_snapshots(&self, keep: &SnapshotMetadata) {
-        let keep = self.snapshot_path(keep);
-        if let Ok(listing) = std::fs::read_dir(&self.snapshots) {
-            for entry in listing.flatten() {
-                if entry.path() != keep {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
+        Ok(Self {
+            engine,
+            snapshots: SnapshotFiles { dir: snapshots },
+        })
     }
 }
 
@@ -327,8 +353,10 @@ impl Disk for EngineDisk {
     }
 
     fn write(&mut self, batch: DiskBatch) -> Result<()> {
-        if let Some((metadata, data)) = &batch.snapshot {
-            self.write_snapshot_file(metadata, data)?;
+        if let Some((metadata, data)) = &batch.snapshot
+            && !self.snapshots.has(metadata)
+        {
+            self.snapshots.write(metadata, data)?;
         }
         let mut log = LogBatch::default();
         if batch.clean {
@@ -359,18 +387,22 @@ impl Disk for EngineDisk {
                 .map_err(|e| storage("writing the Raft log", e))?;
         }
         if let Some((metadata, _)) = &batch.snapshot {
-            self.remove_old_snapshots(metadata);
+            self.snapshots.remove_all_but(metadata);
         }
         Ok(())
     }
 
+    fn snapshot_files(&self) -> Option<SnapshotFiles> {
+        Some(self.snapshots.clone())
+    }
+
     fn snapshot_data(&self, metadata: &SnapshotMetadata) -> Result<Vec<u8>> {
-        std::fs::read(self.snapshot_path(metadata))
+        std::fs::read(self.snapshots.path(metadata))
             .map_err(|e| storage("reading a snapshot file", e))
     }
 
     fn size_bytes(&self) -> u64 {
-        let snapshots: u64 = std::fs::read_dir(&self.snapshots)
+        let snapshots: u64 = std::fs::read_dir(&self.snapshots.dir)
             .map(|listing| {
                 listing
                     .flatten()

@@ -69,7 +69,7 @@ pub use demo::raft_failover_demo;
 pub use disk::{Disk, EngineDisk, MemDisk};
 pub use node::{MAX_PENDING_PROPOSALS, MAX_PENDING_READS};
 pub use state_machine::{Applied, StateMachine};
-pub use transport::{TransportFaults, TransportService};
+pub use transport::{PeerSecret, TransportFaults, TransportService};
 
 use crate::proto::v1::{Member, command};
 use crate::{Error, Result};
@@ -149,6 +149,9 @@ pub struct NodeConfig {
     /// Writes that would grow the store past this many bytes are refused.
     pub quota_bytes: usize,
     pub faults: TransportFaults,
+    /// Shared by every member; peers without it are refused. `None`
+    /// believes any caller (see [`transport`]).
+    pub peer_secret: Option<PeerSecret>,
     pub net: Net,
 }
 
@@ -162,11 +165,13 @@ impl NodeConfig {
             join: false,
             timing: Timing::default(),
             read_mode: ReadMode::ReadIndex,
-            snapshot_entries: 10_000,
+            // etcd's --snapshot-count and its catch-up entries.
+            snapshot_entries: 100_000,
             keep_entries: 5_000,
             max_log_bytes: 64 * 1024 * 1024,
             quota_bytes: 512 * 1024 * 1024,
             faults: TransportFaults::none(),
+            peer_secret: None,
             net,
         }
     }
@@ -230,6 +235,7 @@ pub struct RaftNode {
     cluster_id: Arc<AtomicU64>,
     quota_bytes: usize,
     request_timeout: Duration,
+    peer_secret: Option<PeerSecret>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -344,6 +350,7 @@ impl RaftNode {
             config.net,
             events.clone(),
             config.faults,
+            config.peer_secret.clone(),
         );
         let settings = Settings {
             timing: config.timing,
@@ -358,7 +365,7 @@ impl RaftNode {
             raw,
             state.clone(),
             cluster_id.clone(),
-            inbox,
+            (events.clone(), inbox),
             peers,
             status_tx,
             settings,
@@ -372,6 +379,7 @@ impl RaftNode {
             cluster_id,
             quota_bytes: config.quota_bytes,
             request_timeout: config.timing.request_timeout,
+            peer_secret: config.peer_secret,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         })
     }
@@ -399,6 +407,7 @@ impl RaftNode {
             self.cluster_id.clone(),
             self.events.clone(),
             self.state.clone(),
+            self.peer_secret.clone(),
         )
     }
 
@@ -409,6 +418,12 @@ impl RaftNode {
     /// Status updates, as they happen.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// Completes when the Raft loop has stopped, for whatever reason.
+    pub async fn stopped(&self) {
+        let mut status = self.status.clone();
+        let _ = status.wait_for(|s| s.stopped).await;
     }
 
     /// Reads the applied state (briefly: the Raft loop waits to apply).

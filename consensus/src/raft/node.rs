@@ -38,6 +38,7 @@ use std::sync::{Arc, RwLock};
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -57,6 +58,11 @@ pub(crate) enum Event {
     Unreachable(u64),
     /// A peer says this member was removed from the cluster.
     Removed,
+    /// A snapshot of the state machine, encoded off the loop.
+    SnapshotEncoded {
+        meta: raft::eraftpb::SnapshotMetadata,
+        data: Vec<u8>,
+    },
     /// A snapshot was (or was not) delivered.
     SnapshotSent {
         to: u64,
@@ -80,6 +86,10 @@ pub(crate) enum Event {
     },
     Stop,
 }
+
+/// A step of the Raft loop slower than this is logged: every request
+/// waits for the loop.
+const SLOW_STEP: Duration = Duration::from_millis(100);
 
 /// The most proposals waiting for their entries to apply.
 pub const MAX_PENDING_PROPOSALS: usize = 10_000;
@@ -137,6 +147,10 @@ pub(crate) struct Loop {
     transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
     ticks: u64,
     snapshot_index: u64,
+    /// A snapshot being encoded off the loop.
+    encoding: bool,
+    /// To hand this loop an encoded snapshot.
+    own_events: mpsc::Sender<Event>,
     removed: bool,
     /// Bytes on disk, refreshed every second or so (listing files is not
     /// free).
@@ -155,6 +169,15 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Drop for Loop {
+    /// However the loop ends — stopped, failed, or a panic inside raft-rs
+    /// — the node reports itself stopped, so the API refuses requests
+    /// instead of serving a frozen state.
+    fn drop(&mut self) {
+        self.status.send_modify(|status| status.stopped = true);
+    }
+}
+
 impl Loop {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -162,11 +185,12 @@ impl Loop {
         raw: RawNode<RaftStorage>,
         state: Arc<RwLock<StateMachine>>,
         cluster_id: Arc<AtomicU64>,
-        events: mpsc::Receiver<Event>,
+        events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
         peers: Peers,
         status: watch::Sender<NodeStatus>,
         settings: Settings,
     ) -> Self {
+        let (own_events, events) = events;
         let snapshot_index = raw.store().snapshot_metadata().map_or(0, |meta| meta.index);
         Self {
             id,
@@ -178,9 +202,13 @@ impl Loop {
             status,
             settings,
             proposals: HashMap::new(),
-            // Proposal ids: this member's id in the high bits, so two
-            // members' proposals never share one.
-            next_proposal: id << 40,
+            // Proposal ids start at random, so that entries replayed from
+            // an earlier run are unlikely to carry one this run hands out
+            // (and completion checks the index too).
+            next_proposal: std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                id,
+            ),
             waiting_reads: Vec::new(),
             read_batches: HashMap::new(),
             next_read: 0,
@@ -188,6 +216,8 @@ impl Loop {
             transfers: Vec::new(),
             ticks: 0,
             snapshot_index,
+            encoding: false,
+            own_events,
             removed: false,
             disk_bytes: 0,
         }
@@ -220,7 +250,15 @@ impl Loop {
                 }
             }
             self.issue_reads();
-            if let Err(err) = self.on_ready() {
+            let started = Instant::now();
+            let ready = self.on_ready();
+            let took = started.elapsed();
+            if took > SLOW_STEP {
+                // etcd warns the same way ("apply request took too long"):
+                // every request waits for this loop.
+                tracing::warn!(node = self.id, ?took, "a Ready took too long");
+            }
+            if let Err(err) = ready {
                 // A node that cannot write its log must not go on: it
                 // would acknowledge what it may lose.
                 tracing::error!(node = self.id, %err, "the Raft loop stops");
@@ -291,6 +329,12 @@ impl Loop {
                     self.removed = true;
                 }
             }
+            Event::SnapshotEncoded { meta, data } => {
+                if let Err(err) = self.record_snapshot(meta, data) {
+                    tracing::error!(node = self.id, %err, "the Raft loop stops: a snapshot could not be written");
+                    return false;
+                }
+            }
             Event::SnapshotSent { to, ok } => {
                 let status = if ok {
                     SnapshotStatus::Finish
@@ -341,7 +385,8 @@ impl Loop {
     }
 
     fn next_id(&mut self) -> u64 {
-        self.next_proposal += 1;
+        // 0 means "nobody waits for this entry".
+        self.next_proposal = self.next_proposal.wrapping_add(1).max(1);
         self.next_proposal
     }
 
@@ -737,7 +782,8 @@ impl Loop {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut completed: Vec<(u64, Result<Applied>)> = Vec::new();
+        // (proposal id, entry index, result)
+        let mut completed: Vec<(u64, u64, Result<Applied>)> = Vec::new();
         for entry in entries {
             let index = entry.index;
             match entry.get_entry_type() {
@@ -747,7 +793,7 @@ impl Loop {
                         match decode_command(&entry.data) {
                             Ok(Command { id, op: Some(op) }) => {
                                 let result = lock(&self.state).apply(&op);
-                                completed.push((id, result));
+                                completed.push((id, index, result));
                             }
                             Ok(Command { op: None, .. }) => {}
                             Err(err) => {
@@ -757,15 +803,19 @@ impl Loop {
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    if let Some(done) = self.apply_conf_change(&entry)? {
-                        completed.push(done);
+                    if let Some((id, result)) = self.apply_conf_change(&entry)? {
+                        completed.push((id, index, result));
                     }
                 }
             }
             lock(&self.state).applied = index;
         }
-        for (id, result) in completed {
-            if let Some(proposal) = self.proposals.remove(&id) {
+        for (id, index, result) in completed {
+            // The id and the index must both match: an entry replayed from
+            // before a restart may carry an id this run handed out again.
+            if self.proposals.get(&id).is_some_and(|p| p.index == index)
+                && let Some(proposal) = self.proposals.remove(&id)
+            {
                 let _ = proposal.reply.send(result);
             }
         }
@@ -885,10 +935,18 @@ impl Loop {
             .set_members(addresses.iter().map(|(id, url)| (*id, url.as_str())));
     }
 
-    /// Snapshots the state machine every few thousand entries (or log
+    /// Snapshots the state machine every so many entries (or log
     /// megabytes), so the log — and the memory holding it — stays short;
     /// and when a follower needs a newer snapshot than the latest.
+    ///
+    /// Encoding a large store and writing it take a while, and every
+    /// request waits for this loop: the loop only copies the state (a
+    /// memory copy); a blocking thread encodes it and writes its file; the
+    /// loop then records it in the log's metadata.
     fn maybe_snapshot(&mut self) -> Result<()> {
+        if self.encoding {
+            return Ok(());
+        }
         let applied = read(&self.state).applied;
         let requested = self.raw.store().take_snapshot_request();
         let due = applied >= self.snapshot_index + self.settings.snapshot_entries
@@ -897,21 +955,68 @@ impl Loop {
         if !due {
             return Ok(());
         }
-        let data = read(&self.state).encode();
+        let state = read(&self.state).clone();
         let mut meta = raft::eraftpb::SnapshotMetadata {
-            index: applied,
-            term: self.raw.raft.raft_log.term(applied).unwrap_or(0),
+            index: state.applied,
+            term: self.raw.raft.raft_log.term(state.applied).unwrap_or(0),
             ..Default::default()
         };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        self.encoding = true;
+        let events = self.own_events.clone();
+        let files = self.raw.store().snapshot_files();
+        let node = self.id;
+        tokio::spawn(async move {
+            let encoded = tokio::task::spawn_blocking(move || {
+                let data = state.encode();
+                // The file too, if the disk keeps files; if this fails the
+                // loop writes it when it records the snapshot.
+                if let Some(files) = files
+                    && let Err(err) = files.write(&meta, &data)
+                {
+                    tracing::warn!(node, %err, "writing a snapshot file off the loop");
+                }
+                (meta, data)
+            });
+            let Ok((meta, data)) = encoded.await else {
+                return;
+            };
+            let _ = events.send(Event::SnapshotEncoded { meta, data }).await;
+        });
+        Ok(())
+    }
+
+    /// Writes an encoded snapshot and cuts the log behind it.
+    fn record_snapshot(
+        &mut self,
+        meta: raft::eraftpb::SnapshotMetadata,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        self.encoding = false;
+        let index = meta.index;
+        // A snapshot from the leader may have overtaken this one.
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        let started = Instant::now();
         let keep = self.settings.keep_entries;
         self.raw.mut_store().record_snapshot(meta, data, keep)?;
-        self.snapshot_index = applied;
+        self.snapshot_index = index;
+        let took = started.elapsed();
         tracing::debug!(
             node = self.id,
-            index = applied,
-            "snapshot taken; log truncated"
+            index,
+            ?took,
+            "snapshot written; log truncated"
         );
+        if took > SLOW_STEP {
+            tracing::warn!(
+                node = self.id,
+                index,
+                ?took,
+                "writing a snapshot held up the Raft loop"
+            );
+        }
         Ok(())
     }
 
@@ -928,10 +1033,11 @@ impl Loop {
         let status = NodeStatus {
             id: self.id,
             cluster_id: self.cluster_id.load(Ordering::Acquire),
-            leader: raft.leader_id,
+            // A removed member follows nobody, whatever it last believed.
+            leader: if self.removed { 0 } else { raft.leader_id },
             term: raft.term,
             vote: raft.vote,
-            role,
+            role: if self.removed { Role::Follower } else { role },
             commit: raft.raft_log.committed,
             applied: state.applied,
             last_index: raft.raft_log.last_index(),

@@ -101,6 +101,11 @@ impl RaftStorage {
         self.entry_bytes
     }
 
+    /// Where snapshot files can be written off the Raft loop, if anywhere.
+    pub fn snapshot_files(&self) -> Option<super::disk::SnapshotFiles> {
+        self.disk.snapshot_files()
+    }
+
     pub fn disk_bytes(&self) -> u64 {
         self.disk.size_bytes()
     }

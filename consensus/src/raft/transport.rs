@@ -18,9 +18,15 @@
 //! layer, for simulations (turmoil's network does not retransmit after a
 //! random loss, so loss must be injected above TCP).
 //!
+//! Peers prove they belong with a [`PeerSecret`] every member shares,
+//! sent with every call: the transport shares the client port, and a
+//! forged Raft message can do anything a leader can. Without one (the
+//! default, as etcd's peer port without TLS) any caller is believed.
+//!
 //! Bounds: [`PEER_QUEUE`] messages waiting per peer, [`INBOX`] messages
-//! waiting for the Raft loop, [`MAX_SNAPSHOT_BYTES`] per received snapshot,
-//! one snapshot in flight per peer.
+//! waiting for the Raft loop, [`MAX_BATCH_BYTES`] per batch sent (one
+//! message may be larger), [`MAX_SNAPSHOT_BYTES`] per received snapshot,
+//! one snapshot sent per peer and one received at a time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,7 +39,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -59,6 +65,59 @@ pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 const CHUNK_BYTES: usize = 1 << 20;
 /// Messages in one batch at most.
 const MAX_BATCH: usize = 512;
+/// A batch stops growing past this many bytes. One append carries at most
+/// 1 MiB of entries plus one entry (≤ 1.5 MiB), so no batch a peer sends
+/// exceeds the receiver's limit, [`MAX_RECEIVED_BATCH_BYTES`].
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// The largest batch (or snapshot chunk) a node decodes.
+const MAX_RECEIVED_BATCH_BYTES: usize = 8 << 20;
+/// Metadata carrying the peer secret.
+const SECRET_HEADER: &str = "dslab-peer-secret";
+
+/// A secret the members of a cluster share, to tell peers from anyone else
+/// who can reach the port.
+#[derive(Clone)]
+pub struct PeerSecret(Arc<str>);
+
+impl std::fmt::Debug for PeerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerSecret(…)")
+    }
+}
+
+impl PeerSecret {
+    /// The shortest secret accepted.
+    pub const MIN_BYTES: usize = 16;
+
+    /// A secret of at least [`Self::MIN_BYTES`] visible ASCII characters
+    /// (it travels as gRPC metadata).
+    pub fn new(secret: &str) -> crate::Result<Self> {
+        if secret.len() < Self::MIN_BYTES || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(crate::Error::Config(format!(
+                "a peer secret is at least {} visible ASCII characters",
+                Self::MIN_BYTES
+            )));
+        }
+        Ok(Self(secret.into()))
+    }
+
+    fn attach<T>(&self, request: &mut Request<T>) {
+        if let Ok(value) = self.0.parse() {
+            request.metadata_mut().insert(SECRET_HEADER, value);
+        }
+    }
+
+    /// Compares in time independent of where the bytes differ.
+    fn matches(&self, given: &[u8]) -> bool {
+        let ours = self.0.as_bytes();
+        ours.len() == given.len()
+            && ours
+                .iter()
+                .zip(given)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
 /// How long a broken stream waits before it is reopened.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a snapshot may take to send.
@@ -95,6 +154,9 @@ pub struct TransportService {
     inbox: mpsc::Sender<Event>,
     /// To refuse members that were removed.
     state: Arc<RwLock<StateMachine>>,
+    secret: Option<PeerSecret>,
+    /// One snapshot received at a time.
+    receiving: Arc<Semaphore>,
 }
 
 impl TransportService {
@@ -103,17 +165,36 @@ impl TransportService {
         cluster_id: Arc<AtomicU64>,
         inbox: mpsc::Sender<Event>,
         state: Arc<RwLock<StateMachine>>,
+        secret: Option<PeerSecret>,
     ) -> Self {
         Self {
             id,
             cluster_id,
             inbox,
             state,
+            secret,
+            receiving: Arc::new(Semaphore::new(1)),
         }
     }
 
     pub fn into_service(self) -> RaftTransportServer<Self> {
-        RaftTransportServer::new(self).max_decoding_message_size(2 * CHUNK_BYTES)
+        RaftTransportServer::new(self).max_decoding_message_size(MAX_RECEIVED_BATCH_BYTES)
+    }
+
+    /// Refuses callers without the cluster's peer secret, if it has one.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        let given = request
+            .metadata()
+            .get(SECRET_HEADER)
+            .map_or(&[][..], |value| value.as_bytes());
+        if secret.matches(given) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("not a peer of this cluster"))
+        }
     }
 
     /// Refuses peers of another cluster (a misconfigured address). A
@@ -136,6 +217,7 @@ impl RaftTransport for TransportService {
         &self,
         request: Request<Streaming<MessageBatch>>,
     ) -> Result<Response<StreamClosed>, Status> {
+        self.authenticate(&request)?;
         let mut batches = request.into_inner();
         loop {
             // A stream lives as long as both nodes do; when this one
@@ -177,6 +259,12 @@ impl RaftTransport for TransportService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotInstalled>, Status> {
+        self.authenticate(&request)?;
+        let Ok(_receiving) = self.receiving.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(
+                "a snapshot is already being received",
+            ));
+        };
         let mut chunks = request.into_inner();
         let mut data = Vec::new();
         while let Some(chunk) = chunks.message().await? {
@@ -223,6 +311,7 @@ pub struct Peers {
     net: Net,
     inbox: mpsc::Sender<Event>,
     faults: TransportFaults,
+    secret: Option<PeerSecret>,
     peers: HashMap<u64, Peer>,
 }
 
@@ -233,6 +322,7 @@ impl Peers {
         net: Net,
         inbox: mpsc::Sender<Event>,
         faults: TransportFaults,
+        secret: Option<PeerSecret>,
     ) -> Self {
         Self {
             id,
@@ -240,6 +330,7 @@ impl Peers {
             net,
             inbox,
             faults,
+            secret,
             peers: HashMap::new(),
         }
     }
@@ -275,6 +366,7 @@ impl Peers {
                 id,
                 self.cluster_id.clone(),
                 channel,
+                self.secret.clone(),
                 outgoing,
                 self.inbox.clone(),
                 faults,
@@ -328,8 +420,9 @@ impl Peers {
             .default_deadline(SNAPSHOT_DEADLINE)
             .connect_lazy(uri);
         let cluster_id = self.cluster_id.load(Ordering::Acquire);
+        let secret = self.secret.clone();
         tokio::spawn(async move {
-            let ok = send_snapshot(channel, cluster_id, &message).await;
+            let ok = send_snapshot(channel, cluster_id, secret, &message).await;
             if let Err(err) = &ok {
                 tracing::warn!(peer = to, %err, "sending a snapshot failed");
             }
@@ -342,6 +435,7 @@ impl Peers {
 async fn send_snapshot(
     channel: RpcChannel,
     cluster_id: u64,
+    secret: Option<PeerSecret>,
     message: &Message,
 ) -> Result<(), Status> {
     let bytes = Bytes::from(
@@ -358,8 +452,12 @@ async fn send_snapshot(
                 .to_vec(),
         })
         .collect();
+    let mut request = Request::new(futures_util::stream::iter(chunks));
+    if let Some(secret) = &secret {
+        secret.attach(&mut request);
+    }
     RaftTransportClient::new(channel)
-        .snapshot(futures_util::stream::iter(chunks))
+        .snapshot(request)
         .await
         .map(drop)
 }
@@ -370,21 +468,35 @@ async fn stream_to_peer(
     to: u64,
     cluster_id: Arc<AtomicU64>,
     channel: RpcChannel,
+    secret: Option<PeerSecret>,
     mut outgoing: mpsc::Receiver<Message>,
     inbox: mpsc::Sender<Event>,
     faults: TransportFaults,
 ) {
     let mut rng = SmallRng::seed_from_u64(faults.seed);
     let mut held_back: Vec<Vec<u8>> = Vec::new();
+    // Why the stream last failed, so a lasting refusal is logged once.
+    let mut last_failure = String::new();
     loop {
         let (batches, stream) = mpsc::channel::<MessageBatch>(16);
         let mut client = RaftTransportClient::new(channel.clone());
-        let mut call = Box::pin(async move { client.stream(ReceiverStream::new(stream)).await });
+        let mut request = Request::new(ReceiverStream::new(stream));
+        if let Some(secret) = &secret {
+            secret.attach(&mut request);
+        }
+        let mut call = Box::pin(async move { client.stream(request).await });
         loop {
             let first = tokio::select! {
                 result = &mut call => {
-                    if result.is_err_and(|s| s.code() == Code::FailedPrecondition && s.message() == REMOVED) {
-                        let _ = inbox.send(Event::Removed).await;
+                    if let Err(status) = result {
+                        if status.code() == Code::FailedPrecondition && status.message() == REMOVED {
+                            let _ = inbox.send(Event::Removed).await;
+                        }
+                        let failure = format!("{:?}: {}", status.code(), status.message());
+                        if status.code() != Code::Unavailable && failure != last_failure {
+                            tracing::warn!(peer = to, %failure, "a peer refused this node's messages");
+                        }
+                        last_failure = failure;
                     }
                     break;
                 }
@@ -393,32 +505,7 @@ async fn stream_to_peer(
                     None => return,
                 },
             };
-            let mut messages = vec![first];
-            while messages.len() < MAX_BATCH {
-                match outgoing.try_recv() {
-                    Ok(message) => messages.push(message),
-                    Err(_) => break,
-                }
-            }
-            let mut encoded: Vec<Vec<u8>> = std::mem::take(&mut held_back);
-            for message in messages {
-                let Ok(bytes) = message.write_to_bytes() else {
-                    continue;
-                };
-                if faults.any() {
-                    if rng.random_bool(faults.loss.clamp(0.0, 1.0)) {
-                        continue;
-                    }
-                    if rng.random_bool(faults.reorder.clamp(0.0, 1.0)) {
-                        held_back.push(bytes);
-                        continue;
-                    }
-                    if rng.random_bool(faults.duplicate.clamp(0.0, 1.0)) {
-                        encoded.push(bytes.clone());
-                    }
-                }
-                encoded.push(bytes);
-            }
+            let encoded = fill_batch(first, &mut outgoing, &mut held_back, &faults, &mut rng);
             let batch = MessageBatch {
                 cluster_id: cluster_id.load(Ordering::Acquire),
                 messages: encoded,
@@ -431,5 +518,103 @@ async fn stream_to_peer(
         // this peer until it answers again.
         let _ = inbox.try_send(Event::Unreachable(to));
         tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+/// `first` and whatever else is waiting, encoded, up to [`MAX_BATCH`]
+/// messages and about [`MAX_BATCH_BYTES`]: a backlog (after a slow or
+/// broken link) must not become one message larger than the peer accepts.
+fn fill_batch(
+    first: Message,
+    outgoing: &mut mpsc::Receiver<Message>,
+    held_back: &mut Vec<Vec<u8>>,
+    faults: &TransportFaults,
+    rng: &mut SmallRng,
+) -> Vec<Vec<u8>> {
+    let mut batch: Vec<Vec<u8>> = std::mem::take(held_back);
+    let mut bytes: usize = batch.iter().map(Vec::len).sum();
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(message) = next.take() {
+        taken += 1;
+        if let Ok(encoded) = message.write_to_bytes() {
+            bytes += encoded.len();
+            push_with_faults(&mut batch, held_back, encoded, faults, rng);
+        }
+        if taken < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            next = outgoing.try_recv().ok();
+        }
+    }
+    batch
+}
+
+/// Adds one encoded message to the batch, or loses, holds back or
+/// duplicates it as the injected faults say.
+fn push_with_faults(
+    batch: &mut Vec<Vec<u8>>,
+    held_back: &mut Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    faults: &TransportFaults,
+    rng: &mut SmallRng,
+) {
+    if faults.any() {
+        if rng.random_bool(faults.loss.clamp(0.0, 1.0)) {
+            return;
+        }
+        if rng.random_bool(faults.reorder.clamp(0.0, 1.0)) {
+            held_back.push(bytes);
+            return;
+        }
+        if rng.random_bool(faults.duplicate.clamp(0.0, 1.0)) {
+            batch.push(bytes.clone());
+        }
+    }
+    batch.push(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::Entry;
+
+    use super::*;
+
+    /// A backlog of large appends leaves in batches the receiver accepts,
+    /// the rest staying queued for the next.
+    #[test]
+    fn raft_transport_batches_stay_under_the_receivers_limit() {
+        let append = || {
+            let entry = Entry {
+                data: vec![7; 1400 * 1024].into(),
+                ..Entry::default()
+            };
+            let mut message = Message::default();
+            message.set_msg_type(MessageType::MsgAppend);
+            message.set_entries(vec![entry].into());
+            message
+        };
+        let (queue, mut outgoing) = mpsc::channel(64);
+        for _ in 0..20 {
+            queue.try_send(append()).expect("room in the queue");
+        }
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut held_back = Vec::new();
+        let mut sizes = Vec::new();
+        while let Ok(first) = outgoing.try_recv() {
+            let batch = fill_batch(
+                first,
+                &mut outgoing,
+                &mut held_back,
+                &TransportFaults::none(),
+                &mut rng,
+            );
+            let bytes: usize = batch.iter().map(Vec::len).sum();
+            assert!(
+                bytes <= MAX_RECEIVED_BATCH_BYTES,
+                "a batch of {bytes} bytes"
+            );
+            sizes.push(batch.len());
+        }
+        // Three 1.4 MiB appends pass 4 MiB: batches of three, then the rest.
+        assert_eq!(sizes, [3, 3, 3, 3, 3, 3, 2]);
     }
 }

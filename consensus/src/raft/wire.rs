@@ -29,10 +29,22 @@ fn enum_value<E: ProtobufEnum>(value: i32, what: &str) -> Result<E> {
     E::from_i32(value).ok_or_else(|| malformed(what))
 }
 
+/// The highest term a message may carry. Each election adds one; no
+/// cluster reaches 2^48 of them, and raft-rs computes `term + 1` unchecked
+/// (a term of `u64::MAX` wraps and panics every node it reaches).
+pub const MAX_TERM: u64 = 1 << 48;
+
 /// Decodes one peer message.
 pub fn decode_message(bytes: &[u8]) -> Result<eraftpb::Message> {
     let decoded = wire::Message::decode(bytes).map_err(|e| Error::Transport(e.to_string()))?;
     message(decoded)
+}
+
+fn term(term: u64) -> Result<u64> {
+    if term > MAX_TERM {
+        return Err(Error::Transport(format!("term {term} is out of range")));
+    }
+    Ok(term)
 }
 
 fn message(m: wire::Message) -> Result<eraftpb::Message> {
@@ -40,8 +52,8 @@ fn message(m: wire::Message) -> Result<eraftpb::Message> {
     out.set_msg_type(enum_value(m.msg_type, "message type")?);
     out.to = m.to;
     out.from = m.from;
-    out.term = m.term;
-    out.log_term = m.log_term;
+    out.term = term(m.term)?;
+    out.log_term = term(m.log_term)?;
     out.index = m.index;
     out.set_entries(
         m.entries
@@ -51,7 +63,7 @@ fn message(m: wire::Message) -> Result<eraftpb::Message> {
             .into(),
     );
     out.commit = m.commit;
-    out.commit_term = m.commit_term;
+    out.commit_term = term(m.commit_term)?;
     if let Some(s) = m.snapshot {
         out.set_snapshot(snapshot(s)?);
     }
@@ -67,7 +79,7 @@ fn message(m: wire::Message) -> Result<eraftpb::Message> {
 fn entry(e: wire::Entry) -> Result<eraftpb::Entry> {
     let mut out = eraftpb::Entry::default();
     out.set_entry_type(enum_value(e.entry_type, "entry type")?);
-    out.term = e.term;
+    out.term = term(e.term)?;
     out.index = e.index;
     out.data = e.data.into();
     out.context = e.context.into();
@@ -81,7 +93,7 @@ fn snapshot(s: wire::Snapshot) -> Result<eraftpb::Snapshot> {
     if let Some(meta) = s.metadata {
         let mut m = eraftpb::SnapshotMetadata::default();
         m.index = meta.index;
-        m.term = meta.term;
+        m.term = term(meta.term)?;
         if let Some(cs) = meta.conf_state {
             m.set_conf_state(conf_state(cs));
         }
@@ -186,6 +198,21 @@ mod tests {
         bytes.extend(std::iter::repeat_n(0x0b, 1 << 20)); // start-group, forever
         assert!(decode_message(&bytes).is_err());
         assert!(decode_message(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// A term no cluster could reach is refused before raft-rs computes
+    /// `term + 1` with it.
+    #[test]
+    fn raft_wire_refuses_impossible_terms() {
+        let heartbeat = |term: u64| {
+            let mut m = eraftpb::Message::default();
+            m.set_msg_type(eraftpb::MessageType::MsgHeartbeat);
+            m.term = term;
+            m.write_to_bytes().expect("encodes")
+        };
+        assert!(decode_message(&heartbeat(MAX_TERM)).is_ok());
+        assert!(decode_message(&heartbeat(MAX_TERM + 1)).is_err());
+        assert!(decode_message(&heartbeat(u64::MAX)).is_err());
     }
 
     /// A membership change that does not decode, or names a change type

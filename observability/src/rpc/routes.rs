@@ -105,6 +105,16 @@ impl RouteTable {
             .ok_or_else(|| Error::UnknownRoute(path.to_owned()))
     }
 
+    /// Whether any route belongs to `service` (`package.Service`).
+    pub fn hosts_service(&self, service: &str) -> bool {
+        self.routes.values().any(|route| {
+            route
+                .name
+                .split_once('/')
+                .is_some_and(|(s, _)| s == service)
+        })
+    }
+
     /// Every route's name (`package.Service/Method`).
     pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
         self.routes.values().map(|route| &route.name)

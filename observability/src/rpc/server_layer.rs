@@ -160,20 +160,26 @@ where
             .with_metrics(self.layer.metrics.clone());
         let max = self.layer.max_message_bytes;
         let activity = idle.as_ref().map(|(_, activity)| activity.clone());
+        // A path nobody hosts is answered here, with the words grpc-go
+        // uses (clients and people both read them), not passed on.
+        let unknown = route
+            .is_none()
+            .then(|| unhosted(&self.layer.routes, request.uri().path()));
         let handled = self
             .inner
             .call(request.map(|body| LimitedBody::new(body, max).with_activity(activity)));
         Box::pin(async move {
             let handled =
                 service::scope(service, deadline::scope(call_deadline, handled)).instrument(span);
-            let mut response = match (streaming, call_deadline) {
-                (false, Some(at)) => match tokio::time::timeout_at(at, handled).await {
+            let mut response = match (unknown, streaming, call_deadline) {
+                (Some(status), _, _) => refusal(&status),
+                (None, false, Some(at)) => match tokio::time::timeout_at(at, handled).await {
                     Ok(response) => response?,
                     Err(_elapsed) => refusal(&Status::deadline_exceeded(
                         "the call ran past its deadline (or the server's cap on unary calls)",
                     )),
                 },
-                _ => handled.await?,
+                (None, _, _) => handled.await?,
             };
             sanitize_status(response.headers_mut());
             // A refusal made by a layer inside this server (a rate limit
@@ -183,5 +189,18 @@ where
             let guarded = response.map(|body| StreamGuard::new(body, stream_deadline, idle));
             Ok(observe(guarded, record, None))
         })
+    }
+}
+
+/// `Unimplemented` for a path the server does not host, worded as grpc-go
+/// words it.
+fn unhosted(routes: &RouteTable, path: &str) -> Status {
+    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+        return Status::unimplemented(format!("malformed method name: {path:?}"));
+    };
+    if routes.hosts_service(service) {
+        Status::unimplemented(format!("unknown method {method} for service {service}"))
+    } else {
+        Status::unimplemented(format!("unknown service {service}"))
     }
 }

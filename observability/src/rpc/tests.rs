@@ -128,6 +128,13 @@ async fn rpc_made_up_method_names_share_one_metrics_label() {
             .await
             .expect_err("no such method");
         assert_eq!(status.code(), Code::Unimplemented);
+        // grpc-go's words, so a caller learns what was missing.
+        let expected = if i % 2 == 0 {
+            format!("unknown method Made{i} for service observability.v1.Relay")
+        } else {
+            format!("unknown service scan{i}.v1.X")
+        };
+        assert_eq!(status.message(), expected);
     }
     forward_at(channel, FORWARD).await.expect("the real one");
     let rows: Vec<String> = server

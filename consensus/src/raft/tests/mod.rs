@@ -14,6 +14,7 @@ mod election;
 mod linearizability;
 mod membership;
 mod snapshots;
+mod transport;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,8 @@ use observability::rpc::{ClientBuilder, Net, RpcChannel};
 use observability::sim::{self, SimResult, Simulation};
 
 use super::{
-    MemDisk, NodeConfig, NodeStatus, RaftNode, ReadMode, Role, Storage, Timing, TransportFaults,
+    MemDisk, NodeConfig, NodeStatus, PeerSecret, RaftNode, ReadMode, Role, Storage, Timing,
+    TransportFaults,
 };
 use crate::etcd::Services;
 use crate::proto::etcdserverpb::kv_client::KvClient;
@@ -43,6 +45,7 @@ pub(crate) struct Options {
     pub keep_entries: u64,
     pub faults: TransportFaults,
     pub read_mode: ReadMode,
+    pub peer_secret: Option<PeerSecret>,
 }
 
 impl Options {
@@ -55,6 +58,7 @@ impl Options {
             keep_entries: 5_000,
             faults: TransportFaults::none(),
             read_mode: ReadMode::ReadIndex,
+            peer_secret: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl<'a> Cluster<'a> {
                         ..options.faults
                     };
                     config.read_mode = options.read_mode;
+                    config.peer_secret = options.peer_secret.clone();
                     let node = RaftNode::start(config).await?;
                     *slot.node.borrow_mut() = Some(node.clone());
                     Services::new(&node, Net::Sim)
