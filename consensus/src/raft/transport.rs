@@ -70,7 +70,7 @@ const MAX_BATCH: usize = 512;
 /// exceeds the receiver's limit, [`MAX_RECEIVED_BATCH_BYTES`].
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The largest batch (or snapshot chunk) a node decodes.
-const MAX_RECEIVED_BATCH_BYTES: usize = 8 << 20;
+pub const MAX_RECEIVED_BATCH_BYTES: usize = 8 << 20;
 /// Metadata carrying the peer secret.
 const SECRET_HEADER: &str = "dslab-peer-secret";
 
