@@ -32,6 +32,7 @@ use consensus::proto::etcdserverpb::kv_client::KvClient;
 use consensus::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use consensus::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 use hdrhistogram::Histogram;
+use observability::rpc::peer_uri;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -170,13 +171,7 @@ impl BenchOptions {
 }
 
 fn endpoint(address: &str) -> anyhow::Result<Endpoint> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .with_context(|| format!("{address:?} is not an endpoint"))?
+    Ok(Endpoint::from(peer_uri(address)?)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5)))
 }

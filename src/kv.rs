@@ -5,6 +5,13 @@
 //! the other: `put` prints `OK`, `get` prints key and value lines, `del`
 //! the number deleted, `txn` `SUCCESS` or `FAILURE` and then each response.
 //! `txn` reads etcdctl's `txn` syntax from stdin.
+//!
+//! Given several endpoints, a read moves on to the next while one answers
+//! Unavailable; a write goes to the first that accepts a connection and
+//! stops there, as etcd's client does: a write that failed after reaching
+//! a member may still apply, and sending it again could apply it twice.
+//! `--endpoints` and `--command-timeout` also come from etcdctl's
+//! variables, `ETCDCTL_ENDPOINTS` and `ETCDCTL_COMMAND_TIMEOUT`.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -21,7 +28,7 @@ use consensus::proto::etcdserverpb::{
     MemberRemoveRequest, PutRequest, RangeRequest, RequestOp, ResponseOp, StatusRequest,
     TxnRequest,
 };
-use observability::rpc::{ClientBuilder, Net, RpcChannel};
+use observability::rpc::{ClientBuilder, Net, RpcChannel, peer_uri};
 
 /// The most bytes `txn` reads from stdin.
 const MAX_TXN_INPUT: u64 = 4 * 1024 * 1024;
@@ -40,17 +47,43 @@ impl Endpoints {
             .dial(address)?)
     }
 
-    /// Runs `call` against each endpoint in turn until one answers with
+    /// A read: tried on each endpoint in turn until one answers with
     /// anything but Unavailable.
-    async fn first<T, F>(&self, mut call: impl FnMut(RpcChannel) -> F) -> anyhow::Result<T>
+    async fn read<T, F>(&self, call: impl FnMut(RpcChannel) -> F) -> anyhow::Result<T>
+    where
+        F: Future<Output = Result<T, tonic::Status>>,
+    {
+        self.send(call, true).await
+    }
+
+    /// A write or a membership change: sent to the first endpoint that
+    /// accepts a connection, and only there. A write that failed after
+    /// reaching a member (a timeout, a lost leader) may still be applied;
+    /// sending it again elsewhere could apply it twice.
+    async fn write<T, F>(&self, call: impl FnMut(RpcChannel) -> F) -> anyhow::Result<T>
+    where
+        F: Future<Output = Result<T, tonic::Status>>,
+    {
+        self.send(call, false).await
+    }
+
+    async fn send<T, F>(
+        &self,
+        mut call: impl FnMut(RpcChannel) -> F,
+        repeatable: bool,
+    ) -> anyhow::Result<T>
     where
         F: Future<Output = Result<T, tonic::Status>>,
     {
         let mut last = None;
         for address in &self.addresses {
+            if !repeatable && let Err(err) = self.reachable(address).await {
+                last = Some(format!("{address}: {err}"));
+                continue;
+            }
             match call(self.channel(address)?).await {
                 Ok(value) => return Ok(value),
-                Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(status) if repeatable && status.code() == tonic::Code::Unavailable => {
                     last = Some(format!("{address}: {}", status.message()));
                 }
                 Err(status) => bail!("{}", status.message()),
@@ -60,6 +93,19 @@ impl Endpoints {
             "no endpoint answered ({})",
             last.unwrap_or_else(|| "no endpoints given".into())
         )
+    }
+
+    /// Whether `address` accepts a TCP connection within the timeout.
+    async fn reachable(&self, address: &str) -> anyhow::Result<()> {
+        let uri = peer_uri(address)?;
+        let authority = uri
+            .authority()
+            .context("an endpoint without host:port")?
+            .as_str();
+        tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(authority))
+            .await
+            .context("timed out connecting")??;
+        Ok(())
     }
 }
 
@@ -111,7 +157,7 @@ pub async fn put(
         ..PutRequest::default()
     };
     let response = endpoints
-        .first(|channel| {
+        .write(|channel| {
             let request = request.clone();
             async move { KvClient::new(channel).put(request).await }
         })
@@ -154,7 +200,7 @@ pub async fn get(
         ..RangeRequest::default()
     };
     let response = endpoints
-        .first(|channel| {
+        .read(|channel| {
             let request = request.clone();
             async move { KvClient::new(channel).range(request).await }
         })
@@ -186,7 +232,7 @@ pub async fn del(
         prev_kv,
     };
     let response = endpoints
-        .first(|channel| {
+        .write(|channel| {
             let request = request.clone();
             async move { KvClient::new(channel).delete_range(request).await }
         })
@@ -357,7 +403,7 @@ pub async fn txn(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let response = endpoints
-        .first(|channel| {
+        .write(|channel| {
             let request = request.clone();
             async move { KvClient::new(channel).txn(request).await }
         })
@@ -408,7 +454,7 @@ pub async fn members(
             is_learner: change.learner,
         };
         let added = endpoints
-            .first(|channel| {
+            .write(|channel| {
                 let request = request.clone();
                 async move { ClusterClient::new(channel).member_add(request).await }
             })
@@ -423,7 +469,7 @@ pub async fn members(
     }
     if let Some(id) = change.remove {
         endpoints
-            .first(|channel| async move {
+            .write(|channel| async move {
                 ClusterClient::new(channel)
                     .member_remove(MemberRemoveRequest { id })
                     .await
@@ -433,7 +479,7 @@ pub async fn members(
     }
     if let Some(id) = change.promote {
         endpoints
-            .first(|channel| async move {
+            .write(|channel| async move {
                 ClusterClient::new(channel)
                     .member_promote(MemberPromoteRequest { id })
                     .await
@@ -442,7 +488,7 @@ pub async fn members(
         writeln!(out, "Member {id} promoted")?;
     }
     let list = endpoints
-        .first(|channel| async move {
+        .read(|channel| async move {
             ClusterClient::new(channel)
                 .member_list(MemberListRequest::default())
                 .await

@@ -125,16 +125,23 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// Where `kv` and `bench` send requests.
 #[derive(Args, Debug, Clone)]
 struct EndpointArgs {
-    /// Members' addresses, comma separated (host:port).
+    /// Members' addresses, comma separated (host:port or http://host:port).
     #[arg(
         long,
         global = true,
+        env = "ETCDCTL_ENDPOINTS",
         value_delimiter = ',',
         default_value = "127.0.0.1:2379"
     )]
     endpoints: Vec<String>,
     /// How long one request may take, e.g. 5s.
-    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_COMMAND_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
     command_timeout: std::time::Duration,
 }
 

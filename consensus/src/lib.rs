@@ -2,14 +2,15 @@
 //!
 //! | Episode | Module | What it holds |
 //! |---|---|---|
-//! | 13 Raft, 17 Leader Election, 19 Linearizability | [`raft`] | a durable, linearizable Raft KV on raft-rs: the Ready loop, raft-engine storage, snapshots, ReadIndex reads, membership changes, leader transfer, peer transport |
-//! | 13 etcd internals | [`mvcc`] | its state machine: etcd's multi-version store — revisions, ranges, transactions, compaction |
-//! | 13, 14 | [`etcd`] | the etcd v3 API it serves (KV, Cluster, Maintenance), wire compatible with `etcdctl` |
+//! | 13 FLP Impossibility & Practical Consensus, 17 Leader Election Algorithms, 19 Consistency Models Hierarchy | [`raft`] | a durable, linearizable Raft KV on raft-rs: the Ready loop, raft-engine storage, snapshots, ReadIndex reads, membership changes, leader transfer, peer transport |
+//! | 13 FLP Impossibility & Practical Consensus (etcd internals) | [`mvcc`] | its state machine: etcd's multi-version store — revisions, ranges, transactions, compaction |
+//! | 13, 14 CAP Theorem | [`etcd`] | the etcd v3 API it serves (KV, Cluster, Maintenance), wire compatible with `etcdctl` |
 //!
 //! The crate sits above `replication` and below the `dslab` binary.
 
 pub mod error;
 pub mod etcd;
+mod fnv;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

@@ -46,12 +46,11 @@ impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
-            Error::RelayLoop { .. } | Error::RelayTooLong { .. } | Error::HopNameTooLong { .. } => {
-                Status::invalid_argument(message)
-            }
-            Error::InvalidPeerAddress { .. } | Error::UnknownRoute(_) => {
-                Status::invalid_argument(message)
-            }
+            Error::RelayLoop { .. }
+            | Error::RelayTooLong { .. }
+            | Error::HopNameTooLong { .. }
+            | Error::InvalidPeerAddress { .. }
+            | Error::UnknownRoute(_) => Status::invalid_argument(message),
             Error::Bind { .. } | Error::Transport(_) => Status::unavailable(message),
             Error::Descriptor(_) | Error::ServerTask(_) | Error::Telemetry(_) => {
                 Status::internal(message)

@@ -9,13 +9,15 @@
 //! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
 //! | 34 Debugging Distributed Systems | `fuzz` | a hostile client for every service: malformed, empty, oversized and extreme messages (feature `fuzz`) |
 //!
-//! [`demo`] is how every crate's live demos talk to a terminal audience.
+//! [`demo`] is how every crate's live demos talk to a terminal audience;
+//! [`offload`] runs CPU-heavy work off the async workers.
 
 pub mod demo;
 pub mod error;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod metrics;
+pub mod offload;
 pub mod relay;
 pub mod rpc;
 #[cfg(any(test, feature = "sim"))]

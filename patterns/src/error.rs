@@ -40,9 +40,10 @@ pub enum Error {
     /// A key longer than the router accepts.
     #[error("key of {bytes} bytes exceeds the limit of {max}")]
     KeyTooLong { bytes: usize, max: usize },
-    /// A rebuild or measurement on a blocking thread did not finish.
+    /// A rebuild or measurement moved off the async workers did not
+    /// finish (the runtime shut down under it).
     #[error("the work was interrupted: {0}")]
-    Rebuild(String),
+    Offload(String),
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
@@ -60,7 +61,7 @@ impl From<Error> for Status {
             Error::NodeExists { .. } => Status::already_exists(message),
             Error::UnknownNode { .. } => Status::not_found(message),
             Error::CapacityExceeded { .. } => Status::resource_exhausted(message),
-            Error::Rebuild(_) => Status::internal(message),
+            Error::Offload(_) => Status::unavailable(message),
             Error::InvalidNodeName { .. }
             | Error::InvalidWeight { .. }
             | Error::WeightsUnsupported { .. }

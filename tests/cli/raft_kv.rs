@@ -323,6 +323,29 @@ fn cli_kv_commands_read_write_and_transact_like_etcdctl() {
     let status = kv(&cluster, &["status"]);
     assert!(status.contains(&cluster.addresses[0]), "{status}");
 
+    // etcdctl's variables work too, and a write skips a member that is
+    // down (nothing listens on the first address) for one that is up.
+    let dead = free_addresses(1).remove(0);
+    let output = dslab()
+        .env(
+            "ETCDCTL_ENDPOINTS",
+            format!("http://{dead},{}", cluster.endpoints()),
+        )
+        .env("ETCDCTL_COMMAND_TIMEOUT", "2s")
+        .args(["kv", "put", "fruit/cherry", "dark"])
+        .output()
+        .expect("dslab kv runs");
+    assert_eq!(
+        stdout(&output),
+        "OK\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        kv(&cluster, &["get", "fruit/cherry"]),
+        "fruit/cherry\ndark\n"
+    );
+
     // Bad input gets etcd's words and a failing exit code.
     let refused = run(&[
         "kv",
@@ -339,6 +362,73 @@ fn cli_kv_commands_read_write_and_transact_like_etcdctl() {
             .contains("etcdserver: mvcc: required revision is a future revision"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// A write that reached a member and failed there is not sent again to
+/// the next endpoint (it may still apply); a read is.
+#[test]
+fn cli_kv_sends_a_failed_write_nowhere_else_but_retries_reads() {
+    let cluster = Cluster::start(1);
+    // A member waiting to join a cluster that never adds it: it answers,
+    // but never has a leader.
+    let [lonely, nobody] = <[String; 2]>::try_from(free_addresses(2)).expect("two addresses");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = dslab()
+        .args([
+            "serve", "raft-kv", "--id", "2", "--join", "--listen", &lonely,
+        ])
+        .args(["--peer", &format!("1={nobody}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dslab serve raft-kv starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("reads the announcement");
+    let _lonely = Member {
+        address: lonely.clone(),
+        child,
+    };
+    let endpoints = format!("{lonely},{}", cluster.endpoints());
+    let refused = run(&[
+        "kv",
+        "--endpoints",
+        &endpoints,
+        "--command-timeout",
+        "10s",
+        "put",
+        "k",
+        "v",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("etcdserver: no leader"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        kv(&cluster, &["get", "k"]),
+        "",
+        "the write went to a second member"
+    );
+    kv(&cluster, &["put", "k", "v"]);
+    let read = run(&[
+        "kv",
+        "--endpoints",
+        &endpoints,
+        "--command-timeout",
+        "10s",
+        "get",
+        "k",
+    ]);
+    assert_eq!(
+        stdout(&read),
+        "k\nv\n",
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
     );
 }
 

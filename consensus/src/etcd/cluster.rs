@@ -12,7 +12,7 @@ use crate::proto::etcdserverpb::{
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::proto::v1::{Member, command};
-use crate::raft::{Applied, MembershipChange};
+use crate::raft::{Applied, MembershipChange, StateMachine};
 use crate::{Error, Result};
 
 /// The Cluster service of one node.
@@ -36,10 +36,10 @@ fn etcd_members(members: &[Member]) -> Vec<EtcdMember> {
     members.iter().map(etcd_member).collect()
 }
 
-/// etcd's URL rules for members: at least one, each `scheme://host:port`
-/// with an http(s) or unix scheme and no path. Returns them trimmed and
-/// sorted, as etcd stores them.
-pub fn check_urls(urls: &[String]) -> Result<Vec<String>> {
+/// etcd's URL rules for members — at least one, each `scheme://host:port`
+/// with no path — narrowed to the `http` scheme the transport dials.
+/// Returns them trimmed and sorted, as etcd stores them.
+pub(crate) fn check_urls(urls: &[String]) -> Result<Vec<String>> {
     if urls.is_empty() {
         return Err(Error::MemberBadUrls);
     }
@@ -47,7 +47,9 @@ pub fn check_urls(urls: &[String]) -> Result<Vec<String>> {
     for url in urls {
         let url = url.trim();
         let uri: http::Uri = url.parse().map_err(|_| Error::MemberBadUrls)?;
-        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https" | "unix" | "unixs"));
+        // etcd also takes https and unix sockets; this transport dials
+        // plain http only, and a voter it cannot reach costs a quorum.
+        let scheme_ok = uri.scheme_str() == Some("http");
         let path_ok = uri
             .path_and_query()
             .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
@@ -107,7 +109,7 @@ impl Cluster for ClusterService {
             return Ok(Response::new(response));
         }
         let member = Member {
-            id: self.api.node.read_state(|state| state.next_member_id()),
+            id: self.api.node.read_state(StateMachine::next_member_id)?,
             // etcd names a member when it first starts; until then, none.
             name: String::new(),
             peer_urls: peer_urls.clone(),

@@ -145,8 +145,9 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let txn = request.get_ref();
         self.api.check_serving(false)?;
-        validate::txn(txn)?;
+        // Size first: the rules walk every nested operation.
         Self::check_size(txn)?;
+        validate::txn(txn)?;
         if read_only(txn) {
             if !serializable(txn) {
                 self.api.node.linearizable_read().await?;

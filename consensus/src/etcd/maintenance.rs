@@ -1,9 +1,15 @@
 //! `etcdserverpb.Maintenance`: Status and MoveLeader, and the rest in the
-//! simplest form that is true for this store.
+//! simplest form that is true for this store. Like etcd 3.4, a learner
+//! answers only `Status`.
+//!
+//! Bounds: one `Hash`/`HashKV` at a time per member (more: "too many
+//! requests"), computed off the async workers.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use super::{Api, VERSION};
@@ -19,22 +25,33 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct MaintenanceService {
     api: Api,
+    /// One `Hash` or `HashKV` at a time.
+    hashing: Arc<Semaphore>,
 }
 
 impl MaintenanceService {
     pub(crate) fn new(api: Api) -> Self {
-        Self { api }
+        Self {
+            api,
+            hashing: Arc::new(Semaphore::new(1)),
+        }
     }
 
     pub fn into_service(self) -> MaintenanceServer<Self> {
         MaintenanceServer::new(self)
     }
 
-    /// A 32-bit digest of the store up to `revision` (0: now): equal on
-    /// every replica that applied the same log — how etcd operators check
-    /// replicas agree.
-    fn hash_at(&self, revision: i64) -> Result<(u32, i64, i64)> {
-        self.api.node.read_state(|state| {
+    /// The store's digest up to `revision` (0: now), with the revision and
+    /// compaction it was taken at. One hash at a time per member, off the
+    /// async workers: it is a pass over the whole store, and the Raft loop
+    /// must not wait for it — only the copy it hashes is taken under the
+    /// state's lock.
+    async fn hash_at(&self, revision: i64) -> Result<(u32, i64, i64)> {
+        self.api.check_serving(false)?;
+        let Ok(_hashing) = self.hashing.clone().try_acquire_owned() else {
+            return Err(Error::TooManyRequests);
+        };
+        let (store, at) = self.api.node.read_state(|state| {
             let store = &state.mvcc;
             let at = if revision <= 0 {
                 store.revision()
@@ -47,27 +64,14 @@ impl MaintenanceService {
             if revision > 0 && revision <= store.compact_revision() {
                 return Err(Error::Compacted);
             }
-            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-            let mut mix = |bytes: &[u8]| {
-                for byte in bytes {
-                    hash ^= u64::from(*byte);
-                    hash = hash.wrapping_mul(0x0100_0000_01b3);
-                }
-            };
-            for history in store.to_histories() {
-                for version in history.versions.iter().filter(|v| v.mod_revision <= at) {
-                    mix(&history.key);
-                    mix(&version.mod_revision.to_be_bytes());
-                    mix(&version.version.to_be_bytes());
-                    mix(&version.value);
-                }
-            }
-            Ok((
-                (hash ^ (hash >> 32)) as u32,
-                store.revision(),
-                store.compact_revision(),
-            ))
-        })
+            // Values are shared buffers: the copy is the index, not the data.
+            Ok((store.clone(), at))
+        })?;
+        let (current, compacted) = (store.revision(), store.compact_revision());
+        let hash = observability::offload::cpu(move || store.hash(at))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        Ok((hash, current, compacted))
     }
 }
 
@@ -78,6 +82,7 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        self.api.check_serving(false)?;
         Ok(Response::new(AlarmResponse {
             header: Some(self.api.header(0)),
             alarms: Vec::new(),
@@ -117,13 +122,14 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.api.check_serving(false)?;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.api.header(0)),
         }))
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, revision, _) = self.hash_at(0)?;
+        let (hash, revision, _) = self.hash_at(0).await?;
         Ok(Response::new(HashResponse {
             header: Some(self.api.header(revision)),
             hash,
@@ -134,7 +140,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        let (hash, revision, compact_revision) = self.hash_at(request.get_ref().revision)?;
+        let (hash, revision, compact_revision) = self.hash_at(request.get_ref().revision).await?;
         Ok(Response::new(HashKvResponse {
             header: Some(self.api.header(revision)),
             hash,

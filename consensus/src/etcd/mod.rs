@@ -1,6 +1,6 @@
 //! etcd's v3 API over the Raft KV, wire compatible with etcd 3.4.
 //!
-//! Episode: 13, "Raft" (etcd internals; also 14)
+//! Episode: 13, "FLP Impossibility & Practical Consensus" (also 14)
 //! Pattern: consensus / client API of a replicated store
 //! Try it:  cargo run -- serve raft-kv --listen 127.0.0.1:2379, then `etcdctl put k v`
 //! Test it: cargo test -p consensus etcd_
@@ -81,7 +81,13 @@ impl Api {
         ResponseHeader {
             cluster_id: self.node.cluster_id(),
             member_id: self.node.id(),
-            revision,
+            // etcd fills in the store's revision when a reply has none of
+            // its own (Cluster and Maintenance replies).
+            revision: if revision == 0 {
+                status.revision
+            } else {
+                revision
+            },
             raft_term: status.term,
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use observability::rpc::{ClientBuilder, Net, RpcChannel, ServerHandle};
+use observability::rpc::{ClientBuilder, Net, RpcChannel, RpcServer, ServerHandle};
 use tonic::Code;
 
 use super::Services;
@@ -16,14 +16,23 @@ use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, Compare, MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest,
-    PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    CompactionRequest, Compare, HashKvRequest, MemberAddRequest, MemberPromoteRequest,
+    MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest,
+    RequestOp, StatusRequest, TxnRequest,
 };
 use crate::raft::{MemDisk, NodeConfig, RaftNode, Storage, Timing};
 
 /// A one-node cluster on 127.0.0.1, with requests timing out after
 /// `timeout`.
 async fn single_node(timeout: Duration) -> (RaftNode, ServerHandle) {
+    single_node_with(timeout, |server| server).await
+}
+
+/// [`single_node`], its server set up by `configure`.
+async fn single_node_with(
+    timeout: Duration,
+    configure: impl FnOnce(RpcServer) -> RpcServer,
+) -> (RaftNode, ServerHandle) {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binds");
     let addr = listener.local_addr().expect("bound");
     drop(listener);
@@ -35,8 +44,7 @@ async fn single_node(timeout: Duration) -> (RaftNode, ServerHandle) {
         ..Timing::default()
     };
     let node = RaftNode::start(config).await.expect("starts");
-    let server = Services::new(&node, Net::Tcp)
-        .into_server()
+    let server = configure(Services::new(&node, Net::Tcp).into_server())
         .bind(Net::Tcp, addr)
         .await
         .expect("binds")
@@ -206,6 +214,8 @@ async fn etcd_bad_input_gets_etcds_errors_and_changes_nothing() {
         peer_ur_ls: vec![url.to_owned()],
         is_learner: true,
     };
+    let mut maintenance =
+        MaintenanceClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
     let membership_cases: Vec<(tonic::Status, Code, &str)> = vec![
         (
             members
@@ -238,6 +248,41 @@ async fn etcd_bad_input_gets_etcds_errors_and_changes_nothing() {
                 .expect_err("taken URL"),
             Code::FailedPrecondition,
             "etcdserver: Peer URLs already exists",
+        ),
+        (
+            members
+                .member_add(add("https://127.0.0.1:1"))
+                .await
+                .expect_err("a scheme the transport cannot dial"),
+            Code::InvalidArgument,
+            "etcdserver: given member URLs are invalid",
+        ),
+        (
+            members
+                .member_update(MemberUpdateRequest {
+                    id: 99,
+                    peer_ur_ls: vec!["http://127.0.0.1:1".into()],
+                })
+                .await
+                .expect_err("unknown member"),
+            Code::NotFound,
+            "etcdserver: member not found",
+        ),
+        (
+            maintenance
+                .move_leader(MoveLeaderRequest { target_id: 99 })
+                .await
+                .expect_err("not a member"),
+            Code::FailedPrecondition,
+            "etcdserver: bad leader transferee",
+        ),
+        (
+            maintenance
+                .hash_kv(HashKvRequest { revision: 1000 })
+                .await
+                .expect_err("future"),
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision is a future revision",
         ),
     ];
     for (status, code, text) in cases.into_iter().chain(membership_cases) {
@@ -316,4 +361,36 @@ async fn fuzz_raft_kv_every_service_answers_precisely() {
         drop(server);
         node.stop().await;
     }
+}
+
+/// A peer stream that goes silent is ended by the server's idle limit,
+/// although its handler — which reads the stream to its end before it
+/// answers — has returned nothing yet: a client cannot hold a task by
+/// opening a stream and saying nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_silent_peer_stream_is_ended_by_the_idle_limit() {
+    use crate::proto::v1::MessageBatch;
+    use crate::proto::v1::raft_transport_client::RaftTransportClient;
+
+    let (node, server) = single_node_with(Duration::from_secs(5), |server| {
+        server.route_idle_timeout(
+            "/consensus.v1.RaftTransport/Stream",
+            Duration::from_millis(300),
+        )
+    })
+    .await;
+    let channel = tonic::transport::Endpoint::from(server.uri())
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = RaftTransportClient::new(channel);
+    let silent = client.stream(futures_util::stream::pending::<MessageBatch>());
+    let ended = tokio::time::timeout(Duration::from_secs(30), silent)
+        .await
+        .expect("the server ended the stream")
+        .expect_err("ended with a status");
+    assert_eq!(ended.code(), Code::Cancelled, "{ended:?}");
+    assert!(ended.message().contains("idle"), "{ended:?}");
+    drop(server);
+    node.stop().await;
 }

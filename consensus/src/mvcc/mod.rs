@@ -1,7 +1,7 @@
 //! The Raft KV's state machine: a multi-version key-value store with
 //! etcd's semantics.
 //!
-//! Episode: 13, "Raft" (etcd internals; also 19)
+//! Episode: 13, "FLP Impossibility & Practical Consensus" (also 19)
 //! Pattern: replicated state machine / MVCC
 //! Try it:  cargo run -- demo raft-failover
 //! Test it: cargo test -p consensus mvcc
@@ -71,13 +71,18 @@ impl Version {
         self.version == 0
     }
 
-    fn key_value(&self, key: &[u8]) -> KeyValue {
+    /// The version as etcd's `KeyValue`, its value copied only if asked.
+    fn key_value(&self, key: &[u8], with_value: bool) -> KeyValue {
         KeyValue {
             key: key.to_vec(),
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
-            value: self.value.to_vec(),
+            value: if with_value {
+                self.value.to_vec()
+            } else {
+                Vec::new()
+            },
             lease: self.lease,
         }
     }
@@ -148,12 +153,22 @@ impl Mvcc {
         self.bytes
     }
 
-    /// Keys that exist now.
-    pub fn live_keys(&self) -> usize {
-        self.keys
-            .values()
-            .filter(|versions| versions.last().is_some_and(|v| !v.is_tombstone()))
-            .count()
+    /// A 32-bit digest of every version up to revision `at` (etcd's
+    /// `HashKV`): equal on every replica that applied the same log, which
+    /// is how operators check that replicas agree. Reads in place; costs
+    /// one pass over the store.
+    pub fn hash(&self, at: i64) -> u32 {
+        let mut hash = crate::fnv::Fnv1a::new();
+        for (key, versions) in &self.keys {
+            for version in versions.iter().filter(|v| v.mod_revision <= at) {
+                hash.mix(key);
+                hash.mix(&version.mod_revision.to_be_bytes());
+                hash.mix(&version.version.to_be_bytes());
+                hash.mix(&version.value);
+            }
+        }
+        let hash = hash.finish();
+        (hash ^ (hash >> 32)) as u32
     }
 
     /// The keys in `[key, range_end)` (etcd's encoding), with histories.
@@ -253,11 +268,7 @@ impl Mvcc {
                     max: max_bytes,
                 });
             }
-            let mut kv = version.key_value(key);
-            if request.keys_only {
-                kv.value.clear();
-            }
-            kvs.push(kv);
+            kvs.push(version.key_value(key, !request.keys_only));
         }
         let order = if target != SortTarget::Key && order == SortOrder::None {
             SortOrder::Ascend
@@ -310,23 +321,35 @@ impl Mvcc {
         let revision = write.finish();
         Ok(PutResponse {
             header: Some(header(revision)),
-            prev_kv: if request.prev_kv { prev } else { None },
+            prev_kv: prev,
         })
     }
 
     /// `DeleteRange` as one transaction; deleting nothing makes no revision.
+    /// Asked to return what it deletes, it refuses (before deleting
+    /// anything) when that would not fit one response.
     pub fn delete_range(&mut self, request: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        if request.prev_kv {
+            let bytes: usize = self
+                .scan(&request.key, &request.range_end)
+                .filter_map(|(key, versions)| {
+                    Self::visible(versions, self.revision).map(|v| key.len() + v.value.len())
+                })
+                .sum();
+            if bytes > MAX_RANGE_RESPONSE_BYTES {
+                return Err(Error::RangeTooLarge {
+                    bytes,
+                    max: MAX_RANGE_RESPONSE_BYTES,
+                });
+            }
+        }
         let mut write = self.write();
         let (deleted, prev_kvs) = write.delete_range(request);
         let revision = write.finish();
         Ok(DeleteRangeResponse {
             header: Some(header(revision)),
             deleted,
-            prev_kvs: if request.prev_kv {
-                prev_kvs
-            } else {
-                Vec::new()
-            },
+            prev_kvs,
         })
     }
 
@@ -482,7 +505,8 @@ impl Write<'_> {
         self.sub += 1;
     }
 
-    /// Writes `request` (checked already); returns the previous value.
+    /// Writes `request` (checked already); returns the previous value if
+    /// the request asked for it.
     fn put(&mut self, request: &PutRequest) -> Option<KeyValue> {
         let current = self.current(&request.key).cloned();
         let value = match (&current, request.ignore_value) {
@@ -502,22 +526,28 @@ impl Write<'_> {
             lease,
         };
         self.append(&request.key, version);
-        current.map(|c| c.key_value(&request.key))
+        current
+            .filter(|_| request.prev_kv)
+            .map(|c| c.key_value(&request.key, true))
     }
 
     /// Deletes every live key in the range; returns how many, and what
     /// they held.
     fn delete_range(&mut self, request: &DeleteRangeRequest) -> (i64, Vec<KeyValue>) {
         let at = self.read_revision();
-        let doomed: Vec<(Vec<u8>, KeyValue)> = self
+        // What was deleted is copied out only for a caller who asked.
+        let doomed: Vec<(Vec<u8>, Option<KeyValue>)> = self
             .store
             .scan(&request.key, &request.range_end)
             .filter_map(|(key, versions)| {
-                Mvcc::visible(versions, at).map(|v| (key.clone(), v.key_value(key)))
+                Mvcc::visible(versions, at).map(|v| {
+                    let prev = request.prev_kv.then(|| v.key_value(key, true));
+                    (key.clone(), prev)
+                })
             })
             .collect();
         let deleted = doomed.len() as i64;
-        let mut prev = Vec::with_capacity(doomed.len());
+        let mut prev = Vec::new();
         for (key, kv) in doomed {
             let tombstone = Version {
                 mod_revision: self.main,
@@ -528,7 +558,7 @@ impl Write<'_> {
                 lease: 0,
             };
             self.append(&key, tombstone);
-            prev.push(kv);
+            prev.extend(kv);
         }
         (deleted, prev)
     }

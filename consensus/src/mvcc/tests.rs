@@ -409,3 +409,34 @@ fn mvcc_snapshot_round_trips() {
     );
     assert_eq!(copy, store);
 }
+
+/// A delete asked to return what it deletes refuses, before deleting
+/// anything, when that would not fit one response; without `prev_kv` the
+/// same delete goes through.
+#[test]
+fn mvcc_delete_returning_too_much_is_refused_whole() {
+    let mut store = Mvcc::default();
+    let value = "v".repeat(1024 * 1024);
+    for i in 0..(MAX_RANGE_RESPONSE_BYTES / value.len() + 1) {
+        put(&mut store, &format!("big/{i:03}"), &value);
+    }
+    let revision = store.revision();
+    let everything = DeleteRangeRequest {
+        key: b"big/".to_vec(),
+        range_end: prefix("big/"),
+        prev_kv: true,
+    };
+    assert!(matches!(
+        store.delete_range(&everything),
+        Err(Error::RangeTooLarge { .. })
+    ));
+    assert_eq!(store.revision(), revision, "nothing was deleted");
+    let deleted = store
+        .delete_range(&DeleteRangeRequest {
+            prev_kv: false,
+            ..everything
+        })
+        .expect("deletes");
+    assert_eq!(deleted.deleted, 65);
+    assert!(deleted.prev_kvs.is_empty());
+}

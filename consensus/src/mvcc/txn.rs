@@ -225,7 +225,7 @@ impl Write<'_> {
                 let prev = self.put(put);
                 Response::ResponsePut(PutResponse {
                     header: Some(header(self.read_revision())),
-                    prev_kv: if put.prev_kv { prev } else { None },
+                    prev_kv: prev,
                 })
             }
             Request::RequestDeleteRange(delete) => {
@@ -233,7 +233,7 @@ impl Write<'_> {
                 Response::ResponseDeleteRange(DeleteRangeResponse {
                     header: Some(header(self.read_revision())),
                     deleted,
-                    prev_kvs: if delete.prev_kv { prev_kvs } else { Vec::new() },
+                    prev_kvs,
                 })
             }
             Request::RequestTxn(nested) => Response::ResponseTxn(self.run(nested, path)),

@@ -190,11 +190,7 @@ impl Disk for MemDisk {
 
     fn size_bytes(&self) -> u64 {
         let state = self.state();
-        let entries: usize = state
-            .entries
-            .values()
-            .map(|e| e.data.len() + e.context.len() + 32)
-            .sum();
+        let entries: usize = state.entries.values().map(super::storage::entry_size).sum();
         (entries + state.snapshot.as_ref().map_or(0, |(_, d)| d.len())) as u64
     }
 }

@@ -1,6 +1,6 @@
 //! A durable, linearizable key-value store replicated with Raft.
 //!
-//! Episode: 13, "Raft" (also 17, 14, 19)
+//! Episode: 13, "FLP Impossibility & Practical Consensus" (also 17, 14, 19)
 //! Pattern: consensus / replicated state machine
 //! Try it:  cargo run -- demo raft-failover
 //! Test it: cargo test -p consensus raft_
@@ -208,7 +208,7 @@ pub struct NodeStatus {
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     pub is_learner: bool,
-    /// Removed from the cluster: it serves nothing any more.
+    /// Removed from the cluster: its API answers "server stopped".
     pub removed: bool,
     /// The Raft loop has stopped (shut down, or its disk failed).
     pub stopped: bool,
@@ -248,14 +248,12 @@ impl std::fmt::Debug for Event {
 /// A stable 64-bit id for a new cluster, from its founding members
 /// (FNV-1a over their ids and addresses).
 pub fn cluster_id_of(peers: &BTreeMap<u64, String>) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = crate::fnv::Fnv1a::new();
     for (id, address) in peers {
-        for byte in id.to_be_bytes().iter().chain(address.as_bytes()) {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.mix(&id.to_be_bytes());
+        hash.mix(address.as_bytes());
     }
-    hash
+    hash.finish()
 }
 
 /// The peer URL of an address (`http://host:port`).

@@ -52,7 +52,7 @@ impl StateMachine {
     }
 
     /// The id a new member gets: one above every id the cluster ever had.
-    pub fn next_member_id(&self) -> u64 {
+    pub fn next_member_id(&self) -> Result<u64> {
         let highest = self
             .members
             .keys()
@@ -60,7 +60,10 @@ impl StateMachine {
             .max()
             .copied()
             .unwrap_or(0);
-        highest + 1
+        // Ids are the operators' `--id` values: one may be the largest.
+        highest
+            .checked_add(1)
+            .ok_or_else(|| Error::Config("no member id is left above the highest one".into()))
     }
 
     /// Applies one normal entry's command.

@@ -4,9 +4,11 @@
 //! every Ready it builds. Serving those reads from the disk would put file
 //! reads (and raft-engine's purge races) on the hot path, so every entry
 //! from the truncation point to the end of the log lives in memory too:
-//! the disk is written, and read only at start-up. The log is kept short
-//! by snapshots (the node snapshots every few thousand entries or
-//! megabytes and truncates behind them), so this cache is bounded.
+//! the disk is written, and read back only at start-up (and for a
+//! snapshot a follower needs). The log is kept short by snapshots (the
+//! node snapshots every [`super::NodeConfig::snapshot_entries`] entries or
+//! [`super::NodeConfig::max_log_bytes`] and truncates behind them), so this
+//! cache is bounded.
 
 // raft-rs's protobuf-2 types are filled field by field: their message
 // fields are set through setters, which a struct literal cannot call.
@@ -48,7 +50,9 @@ impl std::fmt::Debug for RaftStorage {
     }
 }
 
-fn entry_size(entry: &Entry) -> usize {
+/// What an entry costs in memory and on disk, roughly: its payload and a
+/// fixed overhead.
+pub(crate) fn entry_size(entry: &Entry) -> usize {
     entry.data.len() + entry.context.len() + 32
 }
 

@@ -20,8 +20,11 @@
 //!
 //! Peers prove they belong with a [`PeerSecret`] every member shares,
 //! sent with every call: the transport shares the client port, and a
-//! forged Raft message can do anything a leader can. Without one (the
-//! default, as etcd's peer port without TLS) any caller is believed.
+//! forged Raft message can do anything a leader can, stopping a node
+//! included. Without one (the default, as etcd's peer port without TLS)
+//! any caller is believed. The secret travels in the clear to whatever
+//! address the membership names; without TLS and client authentication it
+//! keeps out strangers, not someone who can change the membership.
 //!
 //! Bounds: [`PEER_QUEUE`] messages waiting per peer, [`INBOX`] messages
 //! waiting for the Raft loop, [`MAX_BATCH_BYTES`] per batch sent (one
@@ -66,8 +69,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Messages in one batch at most.
 const MAX_BATCH: usize = 512;
 /// A batch stops growing past this many bytes. One append carries at most
-/// 1 MiB of entries plus one entry (≤ 1.5 MiB), so no batch a peer sends
-/// exceeds the receiver's limit, [`MAX_RECEIVED_BATCH_BYTES`].
+/// 1 MiB of entries, or a single larger entry (≤ 1.5 MiB), so no batch a
+/// peer sends exceeds the receiver's limit, [`MAX_RECEIVED_BATCH_BYTES`]
+/// (injected duplicates aside, in simulations).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The largest batch (or snapshot chunk) a node decodes.
 pub const MAX_RECEIVED_BATCH_BYTES: usize = 8 << 20;
@@ -102,9 +106,11 @@ impl PeerSecret {
     }
 
     fn attach<T>(&self, request: &mut Request<T>) {
-        if let Ok(value) = self.0.parse() {
-            request.metadata_mut().insert(SECRET_HEADER, value);
-        }
+        let value = self
+            .0
+            .parse()
+            .expect("`new` admits only visible ASCII, which is valid metadata");
+        request.metadata_mut().insert(SECRET_HEADER, value);
     }
 
     /// Compares in time independent of where the bytes differ.

@@ -230,9 +230,11 @@ impl Fuzz {
         let mut request = tonic::Request::new(futures_util::stream::iter([body]));
         request.set_timeout(self.options.call_timeout);
         let answered = tokio::time::timeout(self.options.call_timeout * 2, async {
+            // A channel that cannot get ready is a broken connection: the
+            // status keeps its source, so `precise` counts it as one.
             grpc.ready()
                 .await
-                .map_err(|err| Status::unavailable(err.to_string()))?;
+                .map_err(|err| Status::from_error(err.into()))?;
             let mut stream = grpc
                 .streaming(request, path_and_query, RawCodec)
                 .await?

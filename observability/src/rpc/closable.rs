@@ -1,10 +1,14 @@
-//! Connections a server can cut when a graceful drain runs out of time.
+//! Connections a server can cut when a graceful drain runs out of time,
+//! or when they stay silent from the start.
 //!
 //! tonic serves each connection on its own task. Ending the accept loop
 //! does not end those tasks, so a server that must stop *now* needs a way
 //! to reach into every open connection: each accepted stream is wrapped so
 //! that, once the token is cancelled, its next read or write fails and the
-//! connection task ends, closing the socket.
+//! connection task ends, closing the socket. The wrapper also holds the
+//! connection's slot under the server's connection limit until it closes,
+//! and cuts a connection that sends nothing within its first-byte
+//! deadline (a client that opens sockets and never speaks).
 
 use std::io;
 use std::pin::Pin;

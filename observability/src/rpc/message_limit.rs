@@ -1,4 +1,6 @@
 //! A request-size limit that answers `ResourceExhausted`, as gRPC specifies.
+//! (The body it wraps also marks each frame on the call's idle clock, for
+//! [`super::stream_guard`].)
 //!
 //! gRPC frames every message as a 5-byte prefix (a compression flag and a
 //! big-endian `u32` length) followed by the bytes. [`LimitedBody`] reads the

@@ -28,14 +28,12 @@ impl RpcMethod {
             },
         }
     }
-}
 
-impl RpcMethod {
     /// Stands for every path a server does not host.
     pub fn unknown() -> Self {
         Self {
-            service: "unknown".to_owned(),
-            method: "unknown".to_owned(),
+            service: crate::metrics::UNKNOWN_METHOD.to_owned(),
+            method: crate::metrics::UNKNOWN_METHOD.to_owned(),
         }
     }
 }

@@ -151,9 +151,10 @@ pub trait StatusSink: Send + 'static {
     fn finish(self, code: Code, message: &str);
 
     /// A layer between this one and the backend refused the call (see
-    /// [`LocalRefusal`]): the backend never saw it, so by default the sink
-    /// is simply dropped — for the resilience layers, a call that counts
-    /// for nothing.
+    /// [`LocalRefusal`]): the backend never saw it. By default the sink is
+    /// dropped, which for the resilience layers is a call that counts for
+    /// nothing; a sink whose drop means something else (a span's record
+    /// ends as `Cancelled`) must say what a local refusal is instead.
     fn refused_locally(self)
     where
         Self: Sized,

@@ -90,6 +90,16 @@ impl RouteTable {
                 }
             }
         }
+        // A service missing from its descriptors would be answered
+        // "unknown service" on every call: refuse to build that server.
+        for service in services {
+            let prefix = format!("/{service}/");
+            if !routes.keys().any(|path| path.starts_with(&prefix)) {
+                return Err(Error::Descriptor(format!(
+                    "service {service} is not in its descriptor set"
+                )));
+            }
+        }
         Ok(Self { routes })
     }
 
@@ -119,14 +129,6 @@ impl RouteTable {
     pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
         self.routes.values().map(|route| &route.name)
     }
-
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -154,5 +156,16 @@ mod tests {
         assert_eq!(watch.kind, RouteKind::ServerStreaming);
         assert!(table.get("/observability.v1.Relay/Made-Up").is_none());
         assert!(table.get("/grpc.health.v1.Health").is_none());
+    }
+
+    /// A service whose descriptor set does not describe it would answer
+    /// every call "unknown service": it is refused when the server is built.
+    #[test]
+    fn routes_refuse_a_service_missing_from_its_descriptors() {
+        let missing = RouteTable::from_descriptors(
+            &["observability.v1.Relay", "observability.v1.Nowhere"],
+            &[crate::relay::proto::FILE_DESCRIPTOR_SET],
+        );
+        assert!(matches!(missing, Err(Error::Descriptor(text)) if text.contains("Nowhere")));
     }
 }

@@ -333,7 +333,7 @@ impl BoundServer {
         let builder = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .max_connection_age(limits.max_connection_age)
-            .max_connection_age_grace(DEFAULT_DRAIN_TIMEOUT)
+            .max_connection_age_grace(drain_timeout)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .layer(

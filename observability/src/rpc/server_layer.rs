@@ -31,6 +31,7 @@ use super::stream_guard::{Activity, StreamGuard};
 use super::{deadline, trace_context};
 use crate::metrics::RedMetrics;
 use crate::telemetry::service::{self, SERVICE_ATTRIBUTE};
+use std::time::Duration;
 
 /// Wraps a server's routes in the per-request stack.
 #[derive(Clone, Debug)]
@@ -160,26 +161,36 @@ where
             .with_metrics(self.layer.metrics.clone());
         let max = self.layer.max_message_bytes;
         let activity = idle.as_ref().map(|(_, activity)| activity.clone());
+        let watchdog = idle
+            .as_ref()
+            .map(|(timeout, activity)| (*timeout, activity.clone()));
         // A path nobody hosts is answered here, with the words grpc-go
         // uses (clients and people both read them), not passed on.
-        let unknown = route
-            .is_none()
-            .then(|| unhosted(&self.layer.routes, request.uri().path()));
-        let handled = self
-            .inner
-            .call(request.map(|body| LimitedBody::new(body, max).with_activity(activity)));
+        let handled = match route {
+            Some(_) => Ok(self
+                .inner
+                .call(request.map(|body| LimitedBody::new(body, max).with_activity(activity)))),
+            None => Err(unhosted(&self.layer.routes, request.uri().path())),
+        };
         Box::pin(async move {
-            let handled =
-                service::scope(service, deadline::scope(call_deadline, handled)).instrument(span);
-            let mut response = match (unknown, streaming, call_deadline) {
-                (Some(status), _, _) => refusal(&status),
-                (None, false, Some(at)) => match tokio::time::timeout_at(at, handled).await {
-                    Ok(response) => response?,
-                    Err(_elapsed) => refusal(&Status::deadline_exceeded(
-                        "the call ran past its deadline (or the server's cap on unary calls)",
-                    )),
-                },
-                (None, _, _) => handled.await?,
+            let mut response = match handled {
+                Err(status) => refusal(&status),
+                Ok(handled) => {
+                    let handled = service::scope(service, deadline::scope(call_deadline, handled))
+                        .instrument(span);
+                    if streaming {
+                        until_the_stream_opens(handled, call_deadline, watchdog).await?
+                    } else {
+                        // Every unary call has a deadline: its own, or the cap.
+                        let at = call_deadline.unwrap_or_else(Instant::now);
+                        match tokio::time::timeout_at(at, handled).await {
+                            Ok(response) => response?,
+                            Err(_elapsed) => refusal(&Status::deadline_exceeded(
+                                "the call ran past its deadline (or the server's cap on unary calls)",
+                            )),
+                        }
+                    }
+                }
             };
             sanitize_status(response.headers_mut());
             // A refusal made by a layer inside this server (a rate limit
@@ -189,6 +200,41 @@ where
             let guarded = response.map(|body| StreamGuard::new(body, stream_deadline, idle));
             Ok(observe(guarded, record, None))
         })
+    }
+}
+
+/// Waits for a streaming handler to return its response. One that reads
+/// its request stream to the end first (client streaming), or waits for a
+/// first message, has not returned yet while the client sends nothing: the
+/// call's deadline and idle limit apply to it already, or a silent client
+/// would hold the task for good. Once the response exists, [`StreamGuard`]
+/// takes over.
+async fn until_the_stream_opens<E>(
+    handled: impl Future<Output = Result<http::Response<tonic::body::Body>, E>>,
+    deadline: Option<Instant>,
+    idle: Option<(Duration, Arc<Activity>)>,
+) -> Result<http::Response<tonic::body::Body>, E> {
+    let past_deadline = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let silent = async {
+        match &idle {
+            Some((timeout, activity)) => activity.silent_for(*timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        response = handled => response,
+        () = past_deadline => Ok(refusal(&Status::deadline_exceeded(
+            "the call's deadline passed while streaming",
+        ))),
+        () = silent => Ok(refusal(&Status::cancelled(format!(
+            "stream idle for {:?}: closed by the server",
+            idle.as_ref().map(|(timeout, _)| *timeout).unwrap_or_default()
+        )))),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Time limits on a call's response as it streams out of a server.
 //!
 //! tonic ends a *handler* at the deadline, but a streaming handler returns
-//! at once and leaves a stream behind; nothing then stops that stream from
+//! (once it has what it needs of the request; the server layer holds it to
+//! the same limits until then) and leaves a stream behind; nothing then stops that stream from
 //! running past the caller's deadline, or from sitting silent forever
 //! while it holds a task, buffers and a slot in the connection. The
 //! [`StreamGuard`] wraps every response body a server sends:
@@ -48,6 +49,17 @@ impl Activity {
     pub fn touch(&self) {
         let nanos = self.origin.elapsed().as_nanos() as u64;
         self.last_nanos.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has moved for `timeout`.
+    pub async fn silent_for(&self, timeout: Duration) {
+        loop {
+            let quiet_until = self.last() + timeout;
+            if Instant::now() >= quiet_until {
+                return;
+            }
+            tokio::time::sleep_until(quiet_until).await;
+        }
     }
 
     fn last(&self) -> Instant {

@@ -18,16 +18,17 @@
 //! at most [`MAX_TRACKED_BYTES`] in all (key, node name and the map's own
 //! [`ENTRY_OVERHEAD_BYTES`] per entry), beyond which new keys are refused
 //! with `ResourceExhausted`; at most [`MAX_CONCURRENT_STATS`] `Stats`
-//! measurements at once, each run on a blocking thread (never an async
-//! worker) and capped at [`MAX_STATS_WORK`] key-to-node evaluations —
-//! rendezvous hashing scores every node for every key, so its sample
-//! shrinks as the membership grows (the reply says how many keys it used).
-//! Routing takes the read lock; only a `bounded` key seen for the first
-//! time takes the write lock. The lock is tokio's, and a membership change
-//! rebuilds the placement on a blocking thread while it holds the write
-//! lock: routes wait (for up to the largest rebuild, a ring of
-//! `MAX_RING_POINTS`), but no async worker ever blocks, so health checks
-//! and everything else the server does carry on.
+//! measurements at once (a slot held until the measurement ends, even if
+//! its caller gave up), each capped at [`MAX_STATS_WORK`] key-to-node
+//! evaluations — rendezvous hashing scores every node for every key, so
+//! its sample shrinks as the membership grows (the reply says how many
+//! keys it used). Routing takes the read lock; only a `bounded` key seen
+//! for the first time takes the write lock. The lock is tokio's; copying
+//! the placement for `Stats`, measuring it, and rebuilding it after a
+//! membership change all run through [`observability::offload`], off the
+//! async workers: routes may wait for a rebuild (at most a ring of
+//! [`crate::hashing::ring::MAX_RING_POINTS`]), but health checks and everything
+//! else the server does carry on.
 //!
 //! Simplified: membership lives in one process; a production router keeps
 //! it in a consensus store (etcd, ZooKeeper) and pushes changes to clients.
@@ -38,6 +39,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use observability::offload;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore};
 use tonic::{Request, Response, Status};
 
@@ -257,26 +259,26 @@ impl ShardRouter {
         .await
     }
 
-    /// Runs a membership change under the write lock, on a blocking thread:
-    /// rebuilding a large ring is CPU work that must not stall an async
-    /// worker.
+    /// Runs a membership change under the write lock, off the async
+    /// workers: rebuilding a large ring is CPU work.
     async fn change(
         &self,
         apply: impl FnOnce(&mut RouterState) -> Result<()> + Send + 'static,
     ) -> Result<Membership> {
         let mut state = self.state.clone().write_owned().await;
         let strategy = self.strategy;
-        tokio::task::spawn_blocking(move || {
+        offload::cpu(move || {
             apply(&mut state)?;
             state.version += 1;
             Ok(membership(strategy, &state))
         })
         .await
-        .map_err(|err| Error::Rebuild(err.to_string()))?
+        .map_err(|err| Error::Offload(err.to_string()))?
     }
 
-    /// Places `sample` keys on a copy of the current placement, on a
-    /// blocking thread (placing a million keys is CPU work).
+    /// Places `sample` keys on a copy of the current placement, off the
+    /// async workers (placing a million keys is CPU work), at most
+    /// [`MAX_CONCURRENT_STATS`] at a time.
     pub async fn stats(&self, sample: u64) -> Result<StatsReply> {
         let sample = if sample == 0 {
             DEFAULT_SAMPLE_KEYS
@@ -289,21 +291,31 @@ impl ShardRouter {
                 max: MAX_SAMPLE_KEYS,
             });
         }
-        // Copy under the lock, measure without it: routing continues.
-        let (mut copy, memory, assigned) = {
-            let state = self.read().await;
-            (
+        // The slot goes with the work: a caller that gives up does not
+        // free it while the measurement still runs.
+        let slot =
+            self.stats_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| Error::CapacityExceeded {
+                    what: "concurrent Stats measurements",
+                    limit: MAX_CONCURRENT_STATS as u64,
+                })?;
+        // Copy under the read lock (routing continues), measure without it.
+        let state = self.state.clone().read_owned().await;
+        let strategy = self.strategy;
+        offload::cpu(move || {
+            let _slot = slot;
+            let (mut copy, memory, assigned) = (
                 state.placement.fresh_copy(),
                 state.placement.memory_bytes(),
                 state.assigned.len(),
-            )
-        };
-        let strategy = self.strategy;
-        tokio::task::spawn_blocking(move || {
+            );
+            drop(state);
             measure(strategy, copy.as_mut(), sample, memory, assigned)
         })
         .await
-        .map_err(|err| Error::Rebuild(err.to_string()))?
+        .map_err(|err| Error::Offload(err.to_string()))?
     }
 }
 
@@ -386,18 +398,8 @@ impl proto::shard_router_server::ShardRouter for ShardRouter {
     }
 
     /// Pitfall: placing a million keys takes a CPU for a while. On an
-    /// async worker it would stall every other call that worker serves,
-    /// so it runs on a blocking thread, at most `MAX_CONCURRENT_STATS` at
-    /// a time.
+    /// async worker it would stall every other call that worker serves.
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
-        let _slot =
-            self.stats_slots
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| Error::CapacityExceeded {
-                    what: "concurrent Stats measurements",
-                    limit: MAX_CONCURRENT_STATS as u64,
-                })?;
         let sample = request.into_inner().sample_keys;
         Ok(Response::new(ShardRouter::stats(self, sample).await?))
     }

@@ -270,7 +270,7 @@ fn shard_router_bounded_assignments_are_sticky_and_capped() {
 
 /// The memory a flood of new keys can take is bounded in bytes: past the
 /// limit new keys are ResourceExhausted, remembered keys still route, and
-/// a refused key was not counted against any node.
+/// a refused key is not remembered.
 #[tokio::test]
 async fn shard_router_remembered_assignments_are_bounded_in_bytes() {
     let router = ShardRouter::new(StrategyConfig::new(Strategy::Bounded), &["a", "b"])

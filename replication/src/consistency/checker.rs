@@ -42,7 +42,8 @@ pub enum Verdict {
         witness: BTreeMap<Option<Arc<str>>, Vec<usize>>,
     },
     NotLinearizable(Violation),
-    /// The budget ran out before a verdict: proves nothing either way.
+    /// The time or memory budget ran out before a verdict: proves nothing
+    /// either way.
     Unknown {
         checked_keys: usize,
         keys: usize,
@@ -89,7 +90,7 @@ impl CheckResult {
                 )
             }
             Verdict::Unknown { checked_keys, keys } => format!(
-                "unknown: the budget ran out after {checked_keys} of {keys} keys ({:?}); this is not a pass",
+                "unknown: the time or memory budget ran out after {checked_keys} of {keys} keys ({:?}); this is not a pass",
                 self.elapsed
             ),
             Verdict::NotLinearizable(violation) => {

@@ -173,11 +173,16 @@ impl History {
         Self { operations }
     }
 
-    /// The operation with this id.
+    /// The operation with this id: at its position when ids are
+    /// positions, found by binary search when they increase with gaps (as
+    /// [`History::from_jsonl`] keeps them), by a scan otherwise.
     pub fn operation(&self, id: usize) -> Option<&Operation> {
         match self.operations.get(id) {
             Some(op) if op.id == id => Some(op),
-            _ => self.operations.iter().find(|op| op.id == id),
+            _ => match self.operations.binary_search_by_key(&id, |op| op.id) {
+                Ok(position) => Some(&self.operations[position]),
+                Err(_) => self.operations.iter().find(|op| op.id == id),
+            },
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! Wrap any key-value client in a [`Recording`] and every call is logged
 //! with when it started, when it ended (on a monotonic clock — tokio's,
-//! so simulated time works too) and what it returned. The one subtle part
+//! so simulated time works too; events at the same instant are ordered as
+//! the recorder saw them, so a call made after another returned never
+//! looks concurrent with it) and what it returned. The one subtle part
 //! is failure. A call that failed *definitely* (the request was refused
 //! before doing anything: `InvalidArgument`, `NotFound`, …) is left out:
 //! it never happened. A call whose fate is unknown (`DeadlineExceeded`,
@@ -132,6 +134,7 @@ impl Recorder {
         let call = log.stamp();
         let slot = log.operations.len();
         log.operations.push(Some(Operation {
+            // Renumbered densely by `history`.
             id: slot,
             client,
             key: Some(key.into()),
@@ -179,7 +182,7 @@ impl Pending {
             Some(reply) => {
                 let now = log.stamp();
                 if let Some(op) = &mut log.operations[self.slot] {
-                    op.ret = now.max(op.call);
+                    op.ret = now;
                     op.reply = reply;
                 }
             }
@@ -320,9 +323,8 @@ mod tests {
             ]
         );
         assert_eq!(history.operations[0].ret, u64::MAX);
-        // Took the store's full second (less the microseconds by which
-        // ties between events are broken).
-        assert!(history.operations[1].ret >= history.operations[1].call + 999_990);
+        let (abandoned, completed) = (&history.operations[0], &history.operations[1]);
+        assert!(abandoned.call < completed.call && completed.call < completed.ret);
     }
 
     /// A clock that stands still (simulated time within one step) must not

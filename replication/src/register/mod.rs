@@ -16,8 +16,8 @@
 //! Bounds (a request cannot make either register hold more): keys of at
 //! most [`MAX_KEY_BYTES`], values of at most [`MAX_VALUE_BYTES`] (an
 //! append past it is refused with `FailedPrecondition`), and at most
-//! [`MAX_STORED_BYTES`] of keys and values in all (a write past it is
-//! refused with `ResourceExhausted`). The stale twin's replication backlog
+//! [`MAX_STORED_BYTES`] of keys, values and [`ENTRY_OVERHEAD_BYTES`] per
+//! key in all (a write past it is refused with `ResourceExhausted`). The stale twin's replication backlog
 //! holds at most [`stale::MAX_BACKLOG`] writes; past it, writes are
 //! refused with `ResourceExhausted` until the replica catches up.
 
@@ -72,6 +72,11 @@ pub(crate) fn validate(key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the map spends per key beyond its bytes (two `String` headers and
+/// its share of a B-tree node), charged so that many tiny keys cannot hold
+/// far more memory than [`MAX_STORED_BYTES`] says.
+pub const ENTRY_OVERHEAD_BYTES: usize = 64;
+
 /// The most bytes of keys and values one register stores.
 pub const MAX_STORED_BYTES: usize = 64 * 1024 * 1024;
 
@@ -105,8 +110,9 @@ impl Store {
 
     /// Sets `key` to `value`, if the store has room.
     pub(crate) fn put(&mut self, key: String, value: String) -> Result<()> {
-        let old = self.values.get(&key).map_or(0, |v| key.len() + v.len());
-        let bytes = self.bytes - old + key.len() + value.len();
+        let cost = |value: &str| ENTRY_OVERHEAD_BYTES + key.len() + value.len();
+        let old = self.values.get(&key).map_or(0, |v| cost(v));
+        let bytes = self.bytes - old + cost(&value);
         if bytes > self.max_bytes {
             return Err(Error::RegisterFull {
                 max_bytes: self.max_bytes,
@@ -133,7 +139,7 @@ impl Store {
             + if self.values.contains_key(key) {
                 0
             } else {
-                key.len()
+                ENTRY_OVERHEAD_BYTES + key.len()
             };
         if self.bytes + added > self.max_bytes {
             return Err(Error::RegisterFull {

@@ -51,15 +51,20 @@ impl StaleRegister {
         tokio::spawn(async move {
             // One task applies the log in order, each entry `lag` after it
             // was written: a replica that is consistent, just late. The
-            // primary accepted each write, and the replica holds no more
-            // than the primary, so applying cannot fail.
+            // log holds the primary's writes in the primary's order, so the
+            // replica is always a past state of the primary and applying
+            // cannot fail.
             while let Some((due, change)) = pending.recv().await {
                 tokio::time::sleep_until(due).await;
                 let mut replica = lock(&applying);
-                let _ = match change {
+                let applied = match change {
                     Change::Put(key, value) => replica.put(key, value),
                     Change::Append(key, suffix) => replica.append(&key, &suffix).map(drop),
                 };
+                debug_assert!(
+                    applied.is_ok(),
+                    "the replica refused a write the primary took"
+                );
             }
         });
         Self {
@@ -98,8 +103,12 @@ impl super::proto::register_server::Register for StaleRegister {
         let PutRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
         let slot = self.reserve()?;
-        lock(&self.primary).put(key.clone(), value.clone())?;
+        // The primary's lock is held across the send, so the replica
+        // receives changes in the order the primary applied them.
+        let mut primary = lock(&self.primary);
+        primary.put(key.clone(), value.clone())?;
         slot.send((Instant::now() + self.lag, Change::Put(key, value)));
+        drop(primary);
         Ok(Response::new(PutReply {}))
     }
 
@@ -110,8 +119,10 @@ impl super::proto::register_server::Register for StaleRegister {
         let AppendRequest { key, value } = request.into_inner();
         validate(&key, &value)?;
         let slot = self.reserve()?;
-        lock(&self.primary).append(&key, &value)?;
+        let mut primary = lock(&self.primary);
+        primary.append(&key, &value)?;
         slot.send((Instant::now() + self.lag, Change::Append(key, value)));
+        drop(primary);
         Ok(Response::new(AppendReply {}))
     }
 }

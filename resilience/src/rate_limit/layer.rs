@@ -82,7 +82,7 @@ where
         if let Err(retry_after) = self.layer.limiter.check(key) {
             let mut refused = Error::RateLimited { retry_after }.into_refusal();
             refused.headers_mut().insert(
-                "grpc-retry-pushback-ms",
+                crate::retry::policy::RETRY_PUSHBACK,
                 http::HeaderValue::from(retry_after.as_millis().max(1) as u64),
             );
             return Box::pin(std::future::ready(Ok(refused)));

@@ -87,15 +87,23 @@ fn rate_limit_quota_refuses_overflowing_bursts() {
 }
 
 /// Keys come from clients. A flood of made-up keys, far beyond what the
-/// table holds, keeps the table at its bound and never refuses an honest
-/// tenant calling within its quota: evicting a key only ever resets it.
+/// table holds, keeps the table at its bound, admits every newcomer (a full
+/// table evicts, it never refuses), and never refuses an honest tenant
+/// calling within its quota: evicting a key only ever resets it — a tenant
+/// that had spent its burst gets a full one back.
 #[tokio::test(start_paused = true)]
 async fn rate_limit_keyed_flood_of_new_keys_stays_bounded_and_spares_tenants() {
     let keyed = KeyedGcra::new(Quota::per_second(10).expect("valid"), 1_000);
-    let mut honest_refused = 0;
+    let spent = (0..20)
+        .filter(|_| keyed.check(Some("tenant-b")).is_ok())
+        .count();
+    assert_eq!(spent, 10, "a fresh key has its burst of 10, then waits");
+    let (mut honest_refused, mut newcomers_refused) = (0, 0);
     for round in 0..200u32 {
         for id in 0..500u32 {
-            let _ = keyed.check(Some(&format!("made-up-{round}-{id}")));
+            if keyed.check(Some(&format!("made-up-{round}-{id}"))).is_err() {
+                newcomers_refused += 1;
+            }
         }
         if keyed.check(Some("tenant-a")).is_err() {
             honest_refused += 1;
@@ -103,7 +111,17 @@ async fn rate_limit_keyed_flood_of_new_keys_stays_bounded_and_spares_tenants() {
         assert!(keyed.tracked_keys() <= 1_000 + 16, "bounded by max_keys");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        newcomers_refused, 0,
+        "each newcomer's first call is admitted"
+    );
     assert_eq!(honest_refused, 0, "one call per 100 ms is within 10/s");
+    // tenant-b was evicted long ago (20 s passed, so its burst had refilled
+    // anyway); the next instant it has exactly its burst.
+    let again = (0..20)
+        .filter(|_| keyed.check(Some("tenant-b")).is_ok())
+        .count();
+    assert_eq!(again, 10);
 }
 
 /// Clones share one limit: services built from two clones of one layer,

@@ -67,7 +67,7 @@ fn raft_isolated_leader_is_replaced_and_steps_down_on_rejoin() {
         let old = cluster.await_leader(FIVE_SECONDS)?.ok_or("no leader")?;
         let old_term = cluster.status(old).ok_or("leader stopped")?.term;
         cluster.isolate(old);
-        let took = cluster
+        cluster
             .run_until(FIVE_SECONDS, |c| {
                 c.leaders()
                     .iter()
@@ -79,7 +79,6 @@ fn raft_isolated_leader_is_replaced_and_steps_down_on_rejoin() {
             .iter()
             .find(|&&l| l != old)
             .ok_or("lost the new leader")?;
-        assert!(took <= FIVE_SECONDS);
         cluster.run_for(Duration::from_secs(3))?;
         // Alone, the old leader stepped down (check quorum) and — thanks to
         // pre-vote — has not inflated its term campaigning.

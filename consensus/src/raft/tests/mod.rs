@@ -54,6 +54,8 @@ impl Options {
             nodes,
             founders: nodes,
             timing: Timing::default(),
+            // Lower than the default (100,000), so that longer runs
+            // snapshot too; tests of snapshots lower it further.
             snapshot_entries: 10_000,
             keep_entries: 5_000,
             faults: TransportFaults::none(),

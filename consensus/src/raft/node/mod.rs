@@ -31,14 +31,20 @@
 //! here with a deadline, reads are re-asked until answered, and proposals
 //! whose log slot went to someone else's entry fail instead of hanging.
 
+mod membership;
+mod reads;
+mod snapshot;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
 
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType, Message};
 use raft::{RawNode, SnapshotStatus, StateRole};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -49,6 +55,7 @@ use super::wire;
 use super::{MembershipChange, NodeStatus, ReadMode, Role, Timing};
 use crate::proto::v1::{Command, ConfChangeContext, Member, command};
 use crate::{Error, Result};
+use reads::{ReadBatch, WaitingReads};
 
 /// What the loop is asked to do.
 pub(crate) enum Event {
@@ -58,11 +65,9 @@ pub(crate) enum Event {
     Unreachable(u64),
     /// A peer says this member was removed from the cluster.
     Removed,
-    /// A snapshot of the state machine, encoded off the loop.
-    SnapshotEncoded {
-        meta: raft::eraftpb::SnapshotMetadata,
-        data: Vec<u8>,
-    },
+    /// A snapshot of the state machine, encoded off the loop (`None`: it
+    /// failed, and the next one is due at once).
+    SnapshotEncoded(Option<(raft::eraftpb::SnapshotMetadata, Vec<u8>)>),
     /// A snapshot was (or was not) delivered.
     SnapshotSent {
         to: u64,
@@ -105,15 +110,6 @@ struct Proposal {
     reply: oneshot::Sender<Result<Applied>>,
 }
 
-/// Reads waiting, each with its deadline.
-type WaitingReads = Vec<(Instant, oneshot::Sender<Result<()>>)>;
-
-/// Reads waiting on one ReadIndex request.
-struct ReadBatch {
-    issued_tick: u64,
-    replies: WaitingReads,
-}
-
 pub(crate) struct Settings {
     pub timing: Timing,
     pub read_mode: ReadMode,
@@ -152,7 +148,7 @@ pub(crate) struct Loop {
     /// To hand this loop an encoded snapshot.
     own_events: mpsc::Sender<Event>,
     removed: bool,
-    /// Bytes on disk, refreshed every second or so (listing files is not
+    /// Bytes on disk, refreshed every ten ticks (listing files is not
     /// free).
     disk_bytes: u64,
 }
@@ -308,6 +304,25 @@ impl Loop {
         Instant::now() + self.settings.timing.request_timeout
     }
 
+    /// Parks a proposal's reply until entry `index` applies (or the
+    /// request times out).
+    pub(super) fn await_entry(
+        &mut self,
+        id: u64,
+        index: u64,
+        reply: oneshot::Sender<Result<Applied>>,
+    ) {
+        let deadline = self.deadline();
+        self.proposals.insert(
+            id,
+            Proposal {
+                index,
+                deadline,
+                reply,
+            },
+        );
+    }
+
     /// Handles one event; false means stop.
     fn handle(&mut self, event: Event) -> bool {
         match event {
@@ -329,7 +344,11 @@ impl Loop {
                     self.removed = true;
                 }
             }
-            Event::SnapshotEncoded { meta, data } => {
+            Event::SnapshotEncoded(None) => {
+                tracing::warn!(node = self.id, "encoding a snapshot failed; will try again");
+                self.encoding = false;
+            }
+            Event::SnapshotEncoded(Some((meta, data))) => {
                 if let Err(err) = self.record_snapshot(meta, data) {
                     tracing::error!(node = self.id, %err, "the Raft loop stops: a snapshot could not be written");
                     return false;
@@ -349,39 +368,6 @@ impl Loop {
             Event::TransferLeader { target, reply } => self.transfer(target, reply),
         }
         true
-    }
-
-    /// A member added by `MemberAdd` is nameless in the cluster's records
-    /// until it runs; once it knows the leader, it proposes its name and
-    /// client URL (raft-rs forwards a follower's proposal to the leader),
-    /// and again every ten ticks until the record shows them.
-    fn publish_self(&mut self) {
-        let nameless = read(&self.state)
-            .members
-            .get(&self.id)
-            .is_some_and(|member| member.name.is_empty());
-        let Some(address) = self.settings.initial_peers.get(&self.id) else {
-            return;
-        };
-        if !nameless || self.raw.raft.leader_id == raft::INVALID_ID {
-            return;
-        }
-        let url = super::peer_url(address);
-        let op = command::Op::Publish(Member {
-            id: self.id,
-            name: format!("node-{}", self.id),
-            client_urls: vec![url],
-            ..Member::default()
-        });
-        // Nobody waits for this entry: id 0.
-        let data = Command {
-            id: 0,
-            op: Some(op),
-        }
-        .encode_to_vec();
-        if let Err(err) = self.raw.propose(Vec::new(), data) {
-            tracing::debug!(node = self.id, %err, "publishing this member's name failed; will retry");
-        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -409,15 +395,7 @@ impl Loop {
         match self.raw.propose(Vec::new(), data) {
             Ok(()) if self.raw.raft.raft_log.last_index() > before => {
                 let index = self.raw.raft.raft_log.last_index();
-                let deadline = self.deadline();
-                self.proposals.insert(
-                    id,
-                    Proposal {
-                        index,
-                        deadline,
-                        reply,
-                    },
-                );
+                self.await_entry(id, index, reply);
             }
             // Dropped: a leader transfer is under way, or the node was
             // removed, or the uncommitted log is full.
@@ -425,197 +403,6 @@ impl Loop {
                 let _ = reply.send(Err(Error::LeaderChanged));
             }
         }
-    }
-
-    fn read(&mut self, reply: oneshot::Sender<Result<()>>) {
-        if self.removed {
-            let _ = reply.send(Err(Error::Stopped));
-            return;
-        }
-        if self.settings.read_mode == ReadMode::UnsafeLocal {
-            // The broken twin: whatever this node has applied, leader or
-            // not, current or not.
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        let waiting: usize = self.waiting_reads.len()
-            + self
-                .read_batches
-                .values()
-                .map(|b| b.replies.len())
-                .sum::<usize>();
-        if waiting >= MAX_PENDING_READS {
-            let _ = reply.send(Err(Error::TooManyRequests));
-            return;
-        }
-        let deadline = self.deadline();
-        self.waiting_reads.push((deadline, reply));
-    }
-
-    /// Asks raft for one read index covering every read that arrived since
-    /// the last: one heartbeat round answers them all.
-    fn issue_reads(&mut self) {
-        if self.waiting_reads.is_empty() {
-            return;
-        }
-        self.next_read += 1;
-        let context = self.next_read;
-        let replies = std::mem::take(&mut self.waiting_reads);
-        self.raw.read_index(context.to_be_bytes().to_vec());
-        self.read_batches.insert(
-            context,
-            ReadBatch {
-                issued_tick: self.ticks,
-                replies,
-            },
-        );
-    }
-
-    fn propose_membership(
-        &mut self,
-        change: MembershipChange,
-        reply: oneshot::Sender<Result<Applied>>,
-    ) {
-        if !self.is_leader() {
-            let _ = reply.send(Err(self.not_leader()));
-            return;
-        }
-        match self.membership_change(change) {
-            Ok((id, index)) => {
-                let deadline = self.deadline();
-                self.proposals.insert(
-                    id,
-                    Proposal {
-                        index,
-                        deadline,
-                        reply,
-                    },
-                );
-            }
-            Err(err) => {
-                let _ = reply.send(Err(err));
-            }
-        }
-    }
-
-    /// Checks a membership change against the cluster as it is, and
-    /// proposes it; returns the proposal id and its log index.
-    fn membership_change(&mut self, change: MembershipChange) -> Result<(u64, u64)> {
-        if self.raw.raft.has_pending_conf() {
-            // One change at a time: raft-rs would silently turn a second
-            // one into an empty entry.
-            return Err(Error::Unhealthy);
-        }
-        let (change_type, member) = {
-            let state = read(&self.state);
-            match change {
-                MembershipChange::Add { member, learner } => {
-                    if state.members.contains_key(&member.id) || state.removed.contains(&member.id)
-                    {
-                        return Err(Error::MemberExists);
-                    }
-                    let taken = state
-                        .members
-                        .values()
-                        .any(|m| m.peer_urls.iter().any(|url| member.peer_urls.contains(url)));
-                    if taken {
-                        return Err(Error::PeerUrlExists);
-                    }
-                    let learners = state.members.values().filter(|m| m.is_learner).count();
-                    if learner && learners >= super::MAX_LEARNERS {
-                        return Err(Error::TooManyLearners);
-                    }
-                    let kind = if learner {
-                        ConfChangeType::AddLearnerNode
-                    } else {
-                        ConfChangeType::AddNode
-                    };
-                    (kind, member)
-                }
-                MembershipChange::Remove { id } => {
-                    let member = state
-                        .members
-                        .get(&id)
-                        .cloned()
-                        .ok_or(Error::MemberNotFound)?;
-                    let voters = state.members.values().filter(|m| !m.is_learner).count();
-                    if !member.is_learner && voters <= 1 {
-                        return Err(Error::NotEnoughStartedMembers);
-                    }
-                    (ConfChangeType::RemoveNode, member)
-                }
-                MembershipChange::Promote { id } => {
-                    let member = state
-                        .members
-                        .get(&id)
-                        .cloned()
-                        .ok_or(Error::MemberNotFound)?;
-                    if !member.is_learner {
-                        return Err(Error::MemberNotLearner);
-                    }
-                    // etcd's rule: a learner whose log is within 90 % of the
-                    // leader's may vote; one further behind would only slow
-                    // every commit down while it catches up.
-                    let leader_match = self.raw.raft.raft_log.last_index();
-                    let ready = self
-                        .raw
-                        .raft
-                        .prs()
-                        .get(id)
-                        .is_some_and(|p| p.matched as f64 >= leader_match as f64 * 0.9);
-                    if !ready {
-                        return Err(Error::LearnerNotReady);
-                    }
-                    (ConfChangeType::AddNode, member)
-                }
-            }
-        };
-        let id = self.next_id();
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = member.id;
-        let mut change = ConfChangeV2::default();
-        change.set_changes(vec![single].into());
-        change.context = ConfChangeContext {
-            proposal_id: id,
-            member: Some(member),
-        }
-        .encode_to_vec()
-        .into();
-        let before = self.raw.raft.raft_log.last_index();
-        match self.raw.propose_conf_change(Vec::new(), change) {
-            Ok(()) if self.raw.raft.raft_log.last_index() > before => {
-                Ok((id, self.raw.raft.raft_log.last_index()))
-            }
-            _ => Err(Error::LeaderChanged),
-        }
-    }
-
-    fn transfer(&mut self, target: u64, reply: oneshot::Sender<Result<()>>) {
-        if !self.is_leader() {
-            let _ = reply.send(Err(Error::NotLeader));
-            return;
-        }
-        let voter = self
-            .raw
-            .raft
-            .prs()
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .any(|id| id == target);
-        if !voter {
-            let _ = reply.send(Err(Error::BadLeaderTransferee));
-            return;
-        }
-        if target == self.id {
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        self.raw.transfer_leader(target);
-        let deadline = self.deadline();
-        self.transfers.push((target, deadline, reply));
     }
 
     fn tick(&mut self) {
@@ -690,30 +477,6 @@ impl Loop {
         self.leave_joint_if_needed();
     }
 
-    /// raft-rs leaves a joint configuration by itself only if the leader
-    /// that entered it is still leading when it applies; a new leader
-    /// must propose the (empty) leaving change itself.
-    fn leave_joint_if_needed(&mut self) {
-        if !self.is_leader() || self.raw.raft.has_pending_conf() {
-            return;
-        }
-        let joint = !self
-            .raw
-            .raft
-            .prs()
-            .conf()
-            .to_conf_state()
-            .voters_outgoing
-            .is_empty();
-        if joint
-            && let Err(err) = self
-                .raw
-                .propose_conf_change(Vec::new(), ConfChangeV2::default())
-        {
-            tracing::debug!(node = self.id, %err, "leaving the joint configuration");
-        }
-    }
-
     fn on_ready(&mut self) -> Result<()> {
         if !self.raw.has_ready() {
             // Nothing new, but a follower may be waiting for a snapshot.
@@ -749,33 +512,6 @@ impl Loop {
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.maybe_snapshot()
-    }
-
-    fn handle_read_states(&mut self, read_states: Vec<raft::ReadState>) {
-        for read_state in read_states {
-            let Ok(context) = <[u8; 8]>::try_from(read_state.request_ctx.as_slice()) else {
-                continue;
-            };
-            if let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(context)) {
-                self.indexed_reads.push((read_state.index, batch.replies));
-            }
-        }
-    }
-
-    fn install_snapshot(&mut self, snapshot: raft::eraftpb::Snapshot) -> Result<()> {
-        let index = snapshot.get_metadata().index;
-        let state = StateMachine::decode(&snapshot.data, index)?;
-        self.raw.mut_store().install_snapshot(&snapshot)?;
-        self.cluster_id.store(state.cluster_id, Ordering::Release);
-        *lock(&self.state) = state;
-        self.snapshot_index = index;
-        self.sync_peers();
-        tracing::info!(
-            node = self.id,
-            index,
-            "installed a snapshot from the leader"
-        );
-        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<()> {
@@ -834,189 +570,6 @@ impl Loop {
             }
         }
         self.serve_reads();
-        Ok(())
-    }
-
-    /// Answers the reads whose read index is applied.
-    fn serve_reads(&mut self) {
-        if self.indexed_reads.is_empty() {
-            return;
-        }
-        let applied = read(&self.state).applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.indexed_reads)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.indexed_reads = waiting;
-        for (_, replies) in ready {
-            for (_, reply) in replies {
-                let _ = reply.send(Ok(()));
-            }
-        }
-    }
-
-    /// Applies a membership change; returns the waiting proposal's result.
-    fn apply_conf_change(
-        &mut self,
-        entry: &raft::eraftpb::Entry,
-    ) -> Result<Option<(u64, Result<Applied>)>> {
-        let change = match wire::decode_conf_change(entry) {
-            Ok(change) => change,
-            Err(err) => {
-                tracing::error!(node = self.id, index = entry.index, %err, "a malformed membership change");
-                return Ok(None);
-            }
-        };
-        let context = ConfChangeContext::decode(change.get_context()).unwrap_or_default();
-        if let Err(err) = self.raw.apply_conf_change(&change) {
-            tracing::warn!(node = self.id, %err, "raft refused a membership change");
-            return Ok(Some((
-                context.proposal_id,
-                Err(Error::Config(err.to_string())),
-            )));
-        }
-        let mut removed_self = false;
-        {
-            let mut state = lock(&self.state);
-            for single in change.get_changes() {
-                let id = single.node_id;
-                match single.get_change_type() {
-                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                        let learner = single.get_change_type() == ConfChangeType::AddLearnerNode;
-                        let mut member = state.members.get(&id).cloned().unwrap_or_else(|| {
-                            context
-                                .member
-                                .clone()
-                                .filter(|m| m.id == id)
-                                .unwrap_or(Member {
-                                    id,
-                                    ..Member::default()
-                                })
-                        });
-                        member.is_learner = learner;
-                        state.members.insert(id, member);
-                    }
-                    ConfChangeType::RemoveNode => {
-                        state.members.remove(&id);
-                        state.removed.insert(id);
-                        removed_self |= id == self.id;
-                    }
-                }
-            }
-        }
-        self.sync_peers();
-        if removed_self {
-            // A removed member must stop: it is no longer part of any
-            // majority, and it would campaign forever, disrupting the rest.
-            tracing::info!(node = self.id, "removed from the cluster; stopping");
-            self.removed = true;
-        }
-        let members = read(&self.state).member_list();
-        Ok(Some((context.proposal_id, Ok(Applied::Members(members)))))
-    }
-
-    /// Points the transport at the members' current addresses.
-    fn sync_peers(&mut self) {
-        let state = read(&self.state);
-        let addresses: Vec<(u64, String)> = if state.members.is_empty() {
-            self.settings
-                .initial_peers
-                .iter()
-                .map(|(id, address)| (*id, super::peer_url(address)))
-                .collect()
-        } else {
-            state
-                .members
-                .values()
-                .filter_map(|m| m.peer_urls.first().map(|url| (m.id, url.clone())))
-                .collect()
-        };
-        drop(state);
-        self.peers
-            .set_members(addresses.iter().map(|(id, url)| (*id, url.as_str())));
-    }
-
-    /// Snapshots the state machine every so many entries (or log
-    /// megabytes), so the log — and the memory holding it — stays short;
-    /// and when a follower needs a newer snapshot than the latest.
-    ///
-    /// Encoding a large store and writing it take a while, and every
-    /// request waits for this loop: the loop only copies the state (a
-    /// memory copy); a blocking thread encodes it and writes its file; the
-    /// loop then records it in the log's metadata.
-    fn maybe_snapshot(&mut self) -> Result<()> {
-        if self.encoding {
-            return Ok(());
-        }
-        let applied = read(&self.state).applied;
-        let requested = self.raw.store().take_snapshot_request();
-        let due = applied >= self.snapshot_index + self.settings.snapshot_entries
-            || ((requested || self.raw.store().log_bytes() > self.settings.max_log_bytes)
-                && applied > self.snapshot_index);
-        if !due {
-            return Ok(());
-        }
-        let state = read(&self.state).clone();
-        let mut meta = raft::eraftpb::SnapshotMetadata {
-            index: state.applied,
-            term: self.raw.raft.raft_log.term(state.applied).unwrap_or(0),
-            ..Default::default()
-        };
-        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        self.encoding = true;
-        let events = self.own_events.clone();
-        let files = self.raw.store().snapshot_files();
-        let node = self.id;
-        tokio::spawn(async move {
-            let encoded = tokio::task::spawn_blocking(move || {
-                let data = state.encode();
-                // The file too, if the disk keeps files; if this fails the
-                // loop writes it when it records the snapshot.
-                if let Some(files) = files
-                    && let Err(err) = files.write(&meta, &data)
-                {
-                    tracing::warn!(node, %err, "writing a snapshot file off the loop");
-                }
-                (meta, data)
-            });
-            let Ok((meta, data)) = encoded.await else {
-                return;
-            };
-            let _ = events.send(Event::SnapshotEncoded { meta, data }).await;
-        });
-        Ok(())
-    }
-
-    /// Writes an encoded snapshot and cuts the log behind it.
-    fn record_snapshot(
-        &mut self,
-        meta: raft::eraftpb::SnapshotMetadata,
-        data: Vec<u8>,
-    ) -> Result<()> {
-        self.encoding = false;
-        let index = meta.index;
-        // A snapshot from the leader may have overtaken this one.
-        if index <= self.snapshot_index {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let keep = self.settings.keep_entries;
-        self.raw.mut_store().record_snapshot(meta, data, keep)?;
-        self.snapshot_index = index;
-        let took = started.elapsed();
-        tracing::debug!(
-            node = self.id,
-            index,
-            ?took,
-            "snapshot written; log truncated"
-        );
-        if took > SLOW_STEP {
-            tracing::warn!(
-                node = self.id,
-                index,
-                ?took,
-                "writing a snapshot held up the Raft loop"
-            );
-        }
         Ok(())
     }
 
