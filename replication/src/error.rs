@@ -47,6 +47,23 @@ pub enum Error {
     /// The stale twin's replica is too far behind to take more writes.
     #[error("the replication backlog is full ({max} writes waiting for the replica)")]
     BacklogFull { max: usize },
+    /// A remote hybrid timestamp further ahead of the local physical
+    /// clock than the configured maximum offset.
+    #[error(
+        "a remote clock is {ahead:?} ahead of this one, more than the maximum offset of {max_offset:?}"
+    )]
+    ClockTooFarAhead {
+        ahead: std::time::Duration,
+        max_offset: std::time::Duration,
+    },
+    /// An increment that would overflow a replica's 64-bit count.
+    #[error("replica {replica}'s count would overflow 64 bits")]
+    CounterOverflow { replica: crate::clock::ReplicaId },
+    /// A hybrid clock's counter ran out while physical time stood still.
+    #[error(
+        "the hybrid clock's logical counter is exhausted at wall time {wall_ns} ns; the physical clock is stuck"
+    )]
+    LogicalClockExhausted { wall_ns: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,10 +80,15 @@ impl From<Error> for Status {
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
             | Error::TooLarge { .. } => Status::invalid_argument(message),
-            Error::ValueFull { .. } => Status::failed_precondition(message),
-            Error::RegisterFull { .. } | Error::BacklogFull { .. } => {
-                Status::resource_exhausted(message)
+            // The request is well formed; the clocks are not in a state
+            // to accept it.
+            Error::ValueFull { .. } | Error::ClockTooFarAhead { .. } => {
+                Status::failed_precondition(message)
             }
+            Error::RegisterFull { .. }
+            | Error::BacklogFull { .. }
+            | Error::LogicalClockExhausted { .. }
+            | Error::CounterOverflow { .. } => Status::resource_exhausted(message),
         }
     }
 }

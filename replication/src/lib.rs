@@ -2,10 +2,14 @@
 //!
 //! | Episode | Module | What it holds |
 //! |---|---|---|
+//! | 20 Vector Clocks & Logical Time, 3 Time Synchronization | [`clock`] | Lamport, vector and hybrid logical clocks, version vectors, dotted siblings, NTP's estimate, TrueTime with commit-wait |
+//! | 21 CRDTs, 22 Multi-Master Replication | [`crdt`] | G-/PN-Counter, G-Set, 2P-Set, LWW and MV registers, OR-Sets (optimized and with tombstones), a map of CRDTs — all delta-state — and the sum-merged counter twin |
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
+pub mod clock;
 pub mod consistency;
+pub mod crdt;
 pub mod error;
 pub mod register;
 
