@@ -1,7 +1,7 @@
-//! Compiles `proto/register.proto` (see `build-support/protos.rs`).
+//! Compiles `proto/register.proto` and `proto/crdt.proto` (see `build-support/protos.rs`).
 
 include!("../build-support/protos.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    compile_protos(&["proto/register.proto"])
+    compile_protos(&["proto/register.proto", "proto/crdt.proto"])
 }

@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod crdt;
 pub mod hash;
 pub mod kv;
 pub mod registry;

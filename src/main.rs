@@ -54,7 +54,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: std::net::SocketAddr,
         /// A peer: a relay's or Flaky's next hop (host:port), or another
-        /// Raft KV member (ID=host:port, its --listen address); repeatable.
+        /// Raft KV member or CRDT replica (ID=host:port, its --listen
+        /// address); repeatable.
         #[arg(long = "peer")]
         peers: Vec<String>,
         /// This instance's name (a relay's hop name).
@@ -76,6 +77,14 @@ enum Command {
         endpoints: EndpointArgs,
         #[command(subcommand)]
         command: KvCommand,
+    },
+    /// Update and read objects on a CRDT replica (`serve crdt-replica`).
+    Crdt {
+        /// The replica to call (host:port).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        endpoint: String,
+        #[command(subcommand)]
+        command: CrdtCommand,
     },
     /// Load generators.
     #[command(subcommand)]
@@ -260,6 +269,36 @@ impl BenchKvArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum CrdtCommand {
+    /// Add to a G-Counter.
+    Increment { name: String, amount: u64 },
+    /// Add to a PN-Counter (negative to subtract).
+    Add {
+        name: String,
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+    },
+    /// Add an element to an OR-Set.
+    Insert { name: String, element: String },
+    /// Remove an element from an OR-Set (as this replica sees it).
+    Remove { name: String, element: String },
+    /// Write an MV register, replacing what this replica holds; with
+    /// --resolve, read first and replace exactly the siblings read.
+    Write {
+        name: String,
+        value: String,
+        #[arg(long)]
+        resolve: bool,
+    },
+    /// Assign an LWW register (stamped by the replica's hybrid clock).
+    Assign { name: String, value: String },
+    /// Read an object: TYPE is counter, pn-counter, set, register or lww.
+    Read { r#type: String, name: String },
+    /// What the replica has seen and shipped.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 enum HashCommand {
     /// Read keys on stdin (one per line), print `key<TAB>node` lines.
     Place(#[command(flatten)] PlacementArgs),
@@ -299,7 +338,7 @@ struct PlacementArgs {
 /// A Raft KV member (`serve raft-kv`).
 #[derive(Args, Debug, Clone)]
 struct RaftKvArgs {
-    /// Raft KV: this member's id (1, 2, 3, …).
+    /// Raft KV and CRDT replica: this member's id (1, 2, 3, …).
     #[arg(long, default_value_t = 1)]
     id: u64,
     /// Raft KV: where the log and snapshots live (created if absent; the
@@ -383,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Hash(command) => return hash(command),
         Command::Kv { endpoints, command } => return kv(endpoints, command),
+        Command::Crdt { endpoint, command } => return crdt(&endpoint, command),
         Command::Bench(BenchCommand::Kv(args)) => {
             let json = args.json;
             return bench(&args.options(), json);
@@ -489,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Hash(_)
             | Command::Check { .. }
             | Command::Kv { .. }
+            | Command::Crdt { .. }
             | Command::Bench(_) => Ok(ExitCode::SUCCESS),
         }
     });
@@ -616,6 +657,53 @@ fn kv(args: EndpointArgs, command: KvCommand) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn crdt(endpoint: &str, command: CrdtCommand) -> anyhow::Result<ExitCode> {
+    use dslab::crdt::{CrdtRequest, parse_kind};
+    use replication::crdt_replica::Kind;
+    use replication::proto::update_request::Operation;
+    let update = |kind, name, operation| CrdtRequest::Update {
+        kind,
+        name,
+        operation,
+    };
+    let request = match command {
+        CrdtCommand::Increment { name, amount } => {
+            update(Kind::GCounter, name, Operation::Increment(amount))
+        }
+        CrdtCommand::Add { name, amount } => update(Kind::PnCounter, name, Operation::Add(amount)),
+        CrdtCommand::Insert { name, element } => {
+            update(Kind::OrSet, name, Operation::Insert(element))
+        }
+        CrdtCommand::Remove { name, element } => {
+            update(Kind::OrSet, name, Operation::Remove(element))
+        }
+        CrdtCommand::Write {
+            name,
+            value,
+            resolve: true,
+        } => CrdtRequest::Resolve { name, value },
+        CrdtCommand::Write { name, value, .. } => update(
+            Kind::MvRegister,
+            name,
+            Operation::Write(replication::proto::RegisterWrite {
+                value,
+                ..Default::default()
+            }),
+        ),
+        CrdtCommand::Assign { name, value } => {
+            update(Kind::LwwRegister, name, Operation::Assign(value))
+        }
+        CrdtCommand::Read { r#type, name } => CrdtRequest::Read {
+            kind: parse_kind(&r#type)?,
+            name,
+        },
+        CrdtCommand::Status => CrdtRequest::Status,
+    };
+    let out = &mut std::io::stdout().lock();
+    client_runtime()?.block_on(dslab::crdt::run(endpoint, request, out))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench(options: &BenchOptions, json: bool) -> anyhow::Result<ExitCode> {

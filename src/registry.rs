@@ -59,6 +59,16 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(replication::register::linearizability_demo(out, spans)),
         },
         Demo {
+            name: "clocks",
+            episodes: "20, 3, 22",
+            run: |out, spans| Box::pin(replication::clock::clocks_demo(out, spans)),
+        },
+        Demo {
+            name: "crdt-partition",
+            episodes: "21, 22",
+            run: |out, spans| Box::pin(replication::crdt_replica::crdt_partition_demo(out, spans)),
+        },
+        Demo {
             name: "raft-failover",
             episodes: "17, 13",
             run: |out, spans| Box::pin(consensus::raft::raft_failover_demo(out, spans)),
@@ -228,6 +238,27 @@ pub fn topics() -> Vec<Topic> {
             summary: "a linearizable register and its stale-reading twin",
             tests: "-p replication register",
             demo: Some("linearizability"),
+        },
+        Topic {
+            episodes: "20, 3",
+            module: "replication::clock",
+            summary: "Lamport, vector and hybrid logical clocks, version vectors, dotted siblings, NTP's estimate, TrueTime commit-wait",
+            tests: "-p replication clock",
+            demo: Some("clocks"),
+        },
+        Topic {
+            episodes: "21",
+            module: "replication::crdt",
+            summary: "delta-state CRDTs: counters, sets, registers, OR-Sets with and without tombstones, maps; checked against the crdts crate; the sum-merged twin",
+            tests: "-p replication crdt_",
+            demo: Some("crdt-partition"),
+        },
+        Topic {
+            episodes: "22, 21",
+            module: "replication::crdt_replica",
+            summary: "CrdtReplica: named CRDTs gossiped by delta and full-state anti-entropy through partitions (`dslab serve crdt-replica`, `dslab crdt`)",
+            tests: "-p replication crdt_replica",
+            demo: Some("crdt-partition"),
         },
         Topic {
             episodes: "13, 17, 14, 19",

@@ -12,9 +12,11 @@ use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
 use patterns::hashing::StrategyConfig;
 use patterns::shard_router::ShardRouter;
+use replication::clock::ReplicaId;
+use replication::crdt_replica::{CrdtReplica, ReplicaConfig};
 
 /// The services `dslab serve` can run.
-pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky", "raft-kv"];
+pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky", "raft-kv", "crdt-replica"];
 
 /// A Raft KV member's settings (`dslab serve raft-kv`).
 #[derive(Clone, Debug, Default)]
@@ -61,11 +63,11 @@ pub fn default_service_name(service: &str, name: Option<&str>, listen: SocketAdd
     }
 }
 
-/// `ID=host:port` → (id, address).
-fn raft_peer(text: &str) -> anyhow::Result<(u64, String)> {
+/// `ID=host:port` → (id, address): a Raft KV member or a CRDT replica.
+fn member_peer(text: &str) -> anyhow::Result<(u64, String)> {
     let (id, address) = text
         .split_once('=')
-        .with_context(|| format!("--peer {text:?}: a Raft KV peer is ID=host:port"))?;
+        .with_context(|| format!("--peer {text:?}: a member is ID=host:port"))?;
     let id: u64 = id
         .trim()
         .parse()
@@ -129,7 +131,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             anyhow::ensure!(id != 0, "a Raft KV member needs --id (1, 2, 3, …)");
             let mut peers = BTreeMap::from([(id, local.to_string())]);
             for peer in &config.peers {
-                let (peer_id, address) = raft_peer(peer)?;
+                let (peer_id, address) = member_peer(peer)?;
                 // The same --peer list on every member is fine: this one's
                 // own entry is its --listen address.
                 if peer_id != id {
@@ -159,6 +161,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let server = Services::new(&node, Net::Tcp).into_server();
             raft_node = Some(node);
             server
+        }
+        "crdt-replica" => {
+            let id = ReplicaId(config.raft.id);
+            anyhow::ensure!(id.0 != 0, "a CRDT replica needs --id (1, 2, 3, …)");
+            let mut peers = BTreeMap::new();
+            for peer in &config.peers {
+                let (peer_id, address) = member_peer(peer)?;
+                // The same --peer list on every replica is fine.
+                if peer_id != id.0 {
+                    peers.insert(ReplicaId(peer_id), address);
+                }
+            }
+            let replica = CrdtReplica::start(ReplicaConfig::new(id, peers, Net::Tcp))?;
+            RpcServer::new().add_service(
+                replica.into_service(),
+                replication::proto::FILE_DESCRIPTOR_SET,
+            )
         }
         other => anyhow::bail!(
             "unknown service {other:?}; choose one of: {}",

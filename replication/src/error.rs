@@ -59,6 +59,44 @@ pub enum Error {
     /// An increment that would overflow a replica's 64-bit count.
     #[error("replica {replica}'s count would overflow 64 bits")]
     CounterOverflow { replica: crate::clock::ReplicaId },
+    /// An object type the request does not name, or names wrongly.
+    #[error(
+        "unknown object type {value}; choose G_COUNTER, PN_COUNTER, OR_SET, MV_REGISTER or LWW_REGISTER"
+    )]
+    UnknownObjectType { value: i32 },
+    /// An operation another type has.
+    #[error("a {kind} has no {operation} operation")]
+    OperationMismatch {
+        kind: String,
+        operation: &'static str,
+    },
+    /// A required field left out.
+    #[error("the request has no {field}")]
+    MissingField { field: &'static str },
+    /// A state or delta that cannot be a CRDT state.
+    #[error("malformed state: {reason}")]
+    MalformedState { reason: String },
+    /// A replica id outside the cluster.
+    #[error("replica {replica} is not a member of this cluster")]
+    UnknownReplica { replica: crate::clock::ReplicaId },
+    /// A cluster larger than the replica supports.
+    #[error("{members} members; a cluster has at most {max}")]
+    TooManyMembers { members: usize, max: usize },
+    /// A `--peer` address that does not parse.
+    #[error("peer {peer}: {reason}")]
+    BadPeerAddress {
+        peer: crate::clock::ReplicaId,
+        reason: String,
+    },
+    /// The replica hosts as many objects as its own updates may create.
+    #[error("this replica hosts its maximum of {max} objects")]
+    TooManyObjects { max: usize },
+    /// An object at its size limit.
+    #[error("the object holds its maximum of {max_bytes} bytes")]
+    ObjectFull { max_bytes: usize },
+    /// A replica at its size limit.
+    #[error("the replica holds its maximum of {max_bytes} bytes")]
+    ReplicaFull { max_bytes: usize },
     /// A hybrid clock's counter ran out while physical time stood still.
     #[error(
         "the hybrid clock's logical counter is exhausted at wall time {wall_ns} ns; the physical clock is stuck"
@@ -79,7 +117,14 @@ impl From<Error> for Status {
             | Error::UnparseableRead { .. }
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
-            | Error::TooLarge { .. } => Status::invalid_argument(message),
+            | Error::TooLarge { .. }
+            | Error::UnknownObjectType { .. }
+            | Error::OperationMismatch { .. }
+            | Error::MissingField { .. }
+            | Error::MalformedState { .. }
+            | Error::UnknownReplica { .. }
+            | Error::TooManyMembers { .. }
+            | Error::BadPeerAddress { .. } => Status::invalid_argument(message),
             // The request is well formed; the clocks are not in a state
             // to accept it.
             Error::ValueFull { .. } | Error::ClockTooFarAhead { .. } => {
@@ -88,7 +133,10 @@ impl From<Error> for Status {
             Error::RegisterFull { .. }
             | Error::BacklogFull { .. }
             | Error::LogicalClockExhausted { .. }
-            | Error::CounterOverflow { .. } => Status::resource_exhausted(message),
+            | Error::CounterOverflow { .. }
+            | Error::TooManyObjects { .. }
+            | Error::ObjectFull { .. }
+            | Error::ReplicaFull { .. } => Status::resource_exhausted(message),
         }
     }
 }

@@ -4,13 +4,25 @@
 //! |---|---|---|
 //! | 20 Vector Clocks & Logical Time, 3 Time Synchronization | [`clock`] | Lamport, vector and hybrid logical clocks, version vectors, dotted siblings, NTP's estimate, TrueTime with commit-wait |
 //! | 21 CRDTs, 22 Multi-Master Replication | [`crdt`] | G-/PN-Counter, G-Set, 2P-Set, LWW and MV registers, OR-Sets (optimized and with tombstones), a map of CRDTs — all delta-state — and the sum-merged counter twin |
+//! | 21, 22 | [`crdt_replica`] | the `CrdtReplica` gRPC service: named CRDT objects, delta and full-state anti-entropy between replicas |
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
 pub mod clock;
 pub mod consistency;
 pub mod crdt;
+pub mod crdt_replica;
 pub mod error;
 pub mod register;
 
 pub use error::{Error, Result};
+
+/// Generated protobuf types and gRPC stubs for `replication.v1`.
+pub mod proto {
+    #![allow(missing_debug_implementations)]
+    tonic::include_proto!("replication.v1");
+
+    /// Encoded `FileDescriptorSet` of the protos, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+}

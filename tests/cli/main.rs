@@ -167,9 +167,18 @@ async fn cli_serve_relay_answers_health_reflection_and_forwards() {
 #[ignore = "needs Python grpcio; run by .ci/run"]
 fn interop_python_grpc_health_reflection_and_call() {
     let relay = Served::start("relay", &["--name", "py-target"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/grpc_client.py");
+    let text = python_client("grpc_client.py", relay.addr);
+    assert!(text.contains("health: SERVING"), "{text}");
+    assert!(text.contains("service: observability.v1.Relay"), "{text}");
+    assert!(text.contains("path: py-target"), "{text}");
+    assert!(relay.terminate());
+}
+
+/// Runs `tests/interop/<script>` against `addr`; its stdout and stderr.
+fn python_client(script: &str, addr: std::net::SocketAddr) -> String {
+    let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = std::process::Command::new("python3")
-        .args([script, &relay.addr.to_string()])
+        .args([&script, &addr.to_string()])
         .output()
         .expect("python3 runs");
     let text = format!(
@@ -178,10 +187,27 @@ fn interop_python_grpc_health_reflection_and_call() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "python client failed:\n{text}");
-    assert!(text.contains("health: SERVING"), "{text}");
-    assert!(text.contains("service: observability.v1.Relay"), "{text}");
-    assert!(text.contains("path: py-target"), "{text}");
-    assert!(relay.terminate());
+    text
+}
+
+/// Episode 22. A client from another gRPC implementation (Python grpcio,
+/// reflection only) updates and reads a CRDT replica's counter, set and
+/// register, and is refused an unknown object type.
+#[test]
+#[ignore = "needs python3 with grpcio and grpcio-reflection; .ci/run installs them"]
+fn interop_python_grpc_client_drives_a_crdt_replica() {
+    let replica = Served::start("crdt-replica", &["--id", "1"]);
+    let text = python_client("crdt_client.py", replica.addr);
+    for line in [
+        "remove of an absent element changed: False",
+        "likes: 8",
+        "cart: eggs,milk",
+        "title: draft",
+        "unknown type: INVALID_ARGUMENT",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(replica.terminate());
 }
 
 /// The spans of `trace`, by span id.

@@ -79,6 +79,21 @@ impl CausalContext {
         self.cloud.len()
     }
 
+    /// The dots beyond a gap.
+    pub fn cloud(&self) -> impl Iterator<Item = Dot> + '_ {
+        self.cloud.iter().copied()
+    }
+
+    /// A context of this prefix and these dots (for decoding), compacted.
+    pub fn from_parts(compact: VersionVector, cloud: impl IntoIterator<Item = Dot>) -> Self {
+        let mut context = Self {
+            compact,
+            cloud: cloud.into_iter().collect(),
+        };
+        context.compact_cloud();
+        context
+    }
+
     /// Moves every cloud dot that extends (or is inside) the compact
     /// prefix into it. The cloud is sorted by replica then counter, so one
     /// pass moves each replica's run in order.
@@ -86,7 +101,7 @@ impl CausalContext {
         let cloud = std::mem::take(&mut self.cloud);
         for dot in cloud {
             let seen = self.compact.get(dot.replica);
-            if dot.counter == seen + 1 {
+            if seen.checked_add(1) == Some(dot.counter) {
                 self.compact.observe(dot.replica, dot.counter);
             } else if dot.counter > seen {
                 self.cloud.insert(dot);
@@ -175,6 +190,20 @@ impl<V: Clone> Siblings<V> {
             }
         }
         self.context.merge(&other.context);
+    }
+
+    /// The values with their dots.
+    pub fn dotted_values(&self) -> impl Iterator<Item = (Dot, &V)> + '_ {
+        self.values.iter().map(|(&dot, value)| (dot, value))
+    }
+
+    /// A store of these values and context (for decoding); the values'
+    /// dots are added to the context, so any input is a valid state.
+    pub fn from_parts(values: BTreeMap<Dot, V>, mut context: CausalContext) -> Self {
+        for &dot in values.keys() {
+            context.insert(dot);
+        }
+        Self { values, context }
     }
 
     /// The context of every write seen.

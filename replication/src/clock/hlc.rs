@@ -79,15 +79,7 @@ impl<C: PhysicalClock> HybridClock<C> {
     /// Receiving a message stamped `remote`: a timestamp after both the
     /// send and everything seen here — unless `remote` is too far ahead.
     pub fn update(&mut self, remote: HlcTimestamp) -> Result<HlcTimestamp> {
-        let physical_ns = self.physical.now_ns();
-        let ahead_ns = remote.wall_ns.saturating_sub(physical_ns);
-        let max_offset_ns = u64::try_from(self.max_offset.as_nanos()).unwrap_or(u64::MAX);
-        if ahead_ns > max_offset_ns {
-            return Err(Error::ClockTooFarAhead {
-                ahead: Duration::from_nanos(ahead_ns),
-                max_offset: self.max_offset,
-            });
-        }
+        let physical_ns = self.check(remote)?;
         let wall_ns = physical_ns.max(self.last.wall_ns).max(remote.wall_ns);
         self.last = if wall_ns == physical_ns
             && physical_ns > self.last.wall_ns
@@ -108,6 +100,21 @@ impl<C: PhysicalClock> HybridClock<C> {
             self.bumped(HlcTimestamp { wall_ns, logical })?
         };
         Ok(self.last)
+    }
+
+    /// Refuses `remote` if it is more than the maximum offset ahead of
+    /// physical time, changing nothing; returns the physical reading.
+    pub fn check(&self, remote: HlcTimestamp) -> Result<u64> {
+        let physical_ns = self.physical.now_ns();
+        let ahead_ns = remote.wall_ns.saturating_sub(physical_ns);
+        let max_offset_ns = u64::try_from(self.max_offset.as_nanos()).unwrap_or(u64::MAX);
+        if ahead_ns > max_offset_ns {
+            return Err(Error::ClockTooFarAhead {
+                ahead: Duration::from_nanos(ahead_ns),
+                max_offset: self.max_offset,
+            });
+        }
+        Ok(physical_ns)
     }
 
     /// `stamp` with its counter advanced by one.

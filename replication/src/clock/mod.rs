@@ -28,6 +28,7 @@
 //! than its maximum offset ahead of its own physical clock, so a peer with
 //! a broken clock cannot drag it into the future.
 
+mod demo;
 pub mod dotted;
 pub mod hlc;
 pub mod lamport;
@@ -38,6 +39,8 @@ pub mod vector;
 
 #[cfg(test)]
 mod tests;
+
+pub use demo::clocks_demo;
 
 use std::fmt;
 

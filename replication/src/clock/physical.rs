@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// Nanoseconds since the Unix epoch, as some machine believes them.
-pub trait PhysicalClock: Send + Sync {
+pub trait PhysicalClock: Send + Sync + std::fmt::Debug {
     fn now_ns(&self) -> u64;
 }
 
@@ -88,5 +88,11 @@ impl PhysicalClock for TokioClock {
         self.start_ns
             .saturating_add(elapsed)
             .saturating_add_signed(self.skew_ns)
+    }
+}
+
+impl<T: PhysicalClock + ?Sized> PhysicalClock for Arc<T> {
+    fn now_ns(&self) -> u64 {
+        (**self).now_ns()
     }
 }

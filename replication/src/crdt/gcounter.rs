@@ -27,13 +27,16 @@ impl GCounter {
 
     /// Adds `amount` at `replica`; returns the delta (that one entry).
     pub fn increment(&mut self, replica: ReplicaId, amount: u64) -> Result<Self> {
-        let count = self.counts.entry(replica).or_insert(0);
-        *count = count
+        // Checked before touching the map: a refused increment leaves
+        // no trace, not even a zero entry.
+        let count = self
+            .count_of(replica)
             .checked_add(amount)
             .ok_or(Error::CounterOverflow { replica })?;
-        Ok(Self {
-            counts: BTreeMap::from([(replica, *count)]),
-        })
+        self.merge_entry(replica, count);
+        let mut delta = Self::new();
+        delta.merge_entry(replica, count);
+        Ok(delta)
     }
 
     /// `replica`'s own count.
@@ -58,6 +61,9 @@ impl GCounter {
     }
 
     fn merge_entry(&mut self, replica: ReplicaId, count: u64) {
+        if count == 0 {
+            return;
+        }
         let entry = self.counts.entry(replica).or_insert(0);
         *entry = (*entry).max(count);
     }

@@ -74,6 +74,11 @@ impl<V: Ord + Clone + Debug, S: Ord + Clone + Debug> LwwRegister<V, S> {
     pub fn winner(&self) -> Option<&Stamped<V, S>> {
         self.winner.as_ref()
     }
+
+    /// A register holding `winner` (for decoding).
+    pub fn from_winner(winner: Option<Stamped<V, S>>) -> Self {
+        Self { winner }
+    }
 }
 
 impl<V: Ord + Clone + Debug, S: Ord + Clone + Debug> Crdt for LwwRegister<V, S> {

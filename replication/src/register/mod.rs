@@ -35,15 +35,7 @@ use tonic::{Request, Response, Status};
 use crate::consistency::recorder::{ClientError, KvClient};
 use crate::{Error, Result};
 
-/// Generated protobuf types and gRPC stubs for `replication.v1`.
-pub mod proto {
-    #![allow(missing_debug_implementations)]
-    tonic::include_proto!("replication.v1");
-
-    /// Encoded `FileDescriptorSet` of the protos, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
-}
+pub use crate::proto;
 
 use proto::register_client::RegisterClient;
 use proto::register_server::RegisterServer;
