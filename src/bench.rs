@@ -357,27 +357,31 @@ pub async fn bench_kv(
     ticker.tick().await;
     let all = futures_util::future::join_all(workers);
     tokio::pin!(all);
+    let mut report_progress = || {
+        let elapsed = started.elapsed().as_secs_f64();
+        let done = ops.load(Ordering::Relaxed);
+        let line = format!(
+            "{elapsed:5.1} s  {done} requests  {:.0}/s  {} errors",
+            done as f64 / elapsed,
+            errors.load(Ordering::Relaxed)
+        );
+        // Progress is best effort: a closed stderr must not stop the run.
+        let _ = if terminal {
+            write!(progress, "\r{line}")
+        } else {
+            writeln!(progress, "{line}")
+        };
+        let _ = progress.flush();
+    };
     let tallies = loop {
         tokio::select! {
             tallies = &mut all => break tallies,
-            _ = ticker.tick() => {
-                let elapsed = started.elapsed().as_secs_f64();
-                let done = ops.load(Ordering::Relaxed);
-                let line = format!(
-                    "{elapsed:5.1} s  {done} requests  {:.0}/s  {} errors",
-                    done as f64 / elapsed,
-                    errors.load(Ordering::Relaxed)
-                );
-                // Progress is best effort: a closed stderr must not stop the run.
-                let _ = if terminal {
-                    write!(progress, "\r{line}")
-                } else {
-                    writeln!(progress, "{line}")
-                };
-                let _ = progress.flush();
-            }
+            _ = ticker.tick() => report_progress(),
         }
     };
+    // The last line, whether or not a second has passed since the one
+    // before: a run always ends with its totals on stderr.
+    report_progress();
     let duration = started.elapsed();
     watcher.abort();
     let (leader, leader_index) = (

@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use observability::rpc::{ClientBuilder, Net};
-use replication::crdt_replica::{Kind, ReplicaClient};
+use replication::clock::ReplicaId;
+use replication::crdt_replica::{Kind, ReplicaClient, actor_name};
 use replication::proto::{self, update_request::Operation};
 
 /// What `dslab crdt` was asked to do.
@@ -93,7 +94,7 @@ pub async fn run(endpoint: &str, request: CrdtRequest, out: &mut impl Write) -> 
                 .unwrap_or_default()
                 .compact
                 .iter()
-                .map(|entry| format!("r{}:{}", entry.replica, entry.count))
+                .map(|entry| format!("{}:{}", actor_name(ReplicaId(entry.replica)), entry.count))
                 .collect::<Vec<_>>()
                 .join(" ");
             writeln!(

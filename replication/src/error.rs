@@ -37,6 +37,13 @@ pub enum Error {
         bytes: usize,
         max: usize,
     },
+    /// More items of one kind than a message or state may hold.
+    #[error("{count} {what}, more than the limit of {max}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     /// An append that would grow a value past the limit: the request is
     /// fine, the key's state refuses it.
     #[error("appending would grow the value to {bytes} bytes, over the limit of {max}")]
@@ -57,8 +64,11 @@ pub enum Error {
         max_offset: std::time::Duration,
     },
     /// An increment that would overflow a replica's 64-bit count.
-    #[error("replica {replica}'s count would overflow 64 bits")]
-    CounterOverflow { replica: crate::clock::ReplicaId },
+    #[error("replica {replica}'s count would pass its maximum of {max}")]
+    CounterOverflow {
+        replica: crate::clock::ReplicaId,
+        max: u64,
+    },
     /// An object type the request does not name, or names wrongly.
     #[error(
         "unknown object type {value}; choose G_COUNTER, PN_COUNTER, OR_SET, MV_REGISTER or LWW_REGISTER"
@@ -79,6 +89,9 @@ pub enum Error {
     /// A replica id outside the cluster.
     #[error("replica {replica} is not a member of this cluster")]
     UnknownReplica { replica: crate::clock::ReplicaId },
+    /// A member id outside 1..2^24 (the rest of an actor id counts runs).
+    #[error("member id {replica} is outside 1..16777216")]
+    InvalidMemberId { replica: crate::clock::ReplicaId },
     /// A cluster larger than the replica supports.
     #[error("{members} members; a cluster has at most {max}")]
     TooManyMembers { members: usize, max: usize },
@@ -118,22 +131,24 @@ impl From<Error> for Status {
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
             | Error::TooLarge { .. }
+            | Error::TooMany { .. }
             | Error::UnknownObjectType { .. }
             | Error::OperationMismatch { .. }
             | Error::MissingField { .. }
             | Error::MalformedState { .. }
             | Error::UnknownReplica { .. }
             | Error::TooManyMembers { .. }
+            | Error::InvalidMemberId { .. }
             | Error::BadPeerAddress { .. } => Status::invalid_argument(message),
             // The request is well formed; the clocks are not in a state
             // to accept it.
             Error::ValueFull { .. } | Error::ClockTooFarAhead { .. } => {
                 Status::failed_precondition(message)
             }
+            Error::CounterOverflow { .. } => Status::out_of_range(message),
             Error::RegisterFull { .. }
             | Error::BacklogFull { .. }
             | Error::LogicalClockExhausted { .. }
-            | Error::CounterOverflow { .. }
             | Error::TooManyObjects { .. }
             | Error::ObjectFull { .. }
             | Error::ReplicaFull { .. } => Status::resource_exhausted(message),

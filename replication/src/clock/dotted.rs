@@ -48,18 +48,54 @@ impl CausalContext {
         dot.counter <= self.compact.get(dot.replica) || self.cloud.contains(dot)
     }
 
-    /// A fresh dot for a write coordinated by `replica`, recorded as seen.
+    /// A fresh dot for a write coordinated by `replica`, recorded as seen:
+    /// one past every dot of `replica` seen so far, gaps included, so a
+    /// dot is never issued twice.
     pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
-        let counter = self.compact.tick(replica);
-        Dot { replica, counter }
+        let highest_beyond_gap = self
+            .cloud
+            .range(
+                Dot {
+                    replica,
+                    counter: 0,
+                }..=Dot {
+                    replica,
+                    counter: u64::MAX,
+                },
+            )
+            .next_back()
+            .map_or(0, |dot| dot.counter);
+        let counter = self
+            .compact
+            .get(replica)
+            .max(highest_beyond_gap)
+            .saturating_add(1);
+        let dot = Dot { replica, counter };
+        self.insert(dot);
+        dot
     }
 
-    /// Records `dot` as seen.
+    /// Records `dot` as seen, in O(log n): a dot that extends the prefix
+    /// pulls in the run of cloud dots it makes contiguous.
     pub fn insert(&mut self, dot: Dot) {
-        if !self.contains(&dot) {
-            self.cloud.insert(dot);
-            self.compact_cloud();
+        let seen = self.compact.get(dot.replica);
+        if dot.counter <= seen {
+            return;
         }
+        if seen.checked_add(1) != Some(dot.counter) {
+            self.cloud.insert(dot);
+            return;
+        }
+        let mut top = dot.counter;
+        while let Some(next) = top.checked_add(1)
+            && self.cloud.remove(&Dot {
+                replica: dot.replica,
+                counter: next,
+            })
+        {
+            top = next;
+        }
+        self.compact.observe(dot.replica, top);
     }
 
     /// Joins another context into this one.
@@ -198,7 +234,9 @@ impl<V: Clone> Siblings<V> {
     }
 
     /// A store of these values and context (for decoding); the values'
-    /// dots are added to the context, so any input is a valid state.
+    /// dots are added to the context. Dots must have counters from 1
+    /// (a zero dot reads as seen by everyone); the replica's decoder
+    /// checks that, and that no dot carries two values.
     pub fn from_parts(values: BTreeMap<Dot, V>, mut context: CausalContext) -> Self {
         for &dot in values.keys() {
             context.insert(dot);

@@ -27,7 +27,7 @@ impl LamportClock {
     /// A local event (including a send): its timestamp.
     pub fn tick(&mut self) -> u64 {
         // Pitfall: a counter that wraps would order a late event first.
-        // 2^64 events is unreachable; saturating keeps the order anyway.
+        // 2^64 events is unreachable; saturating at least never goes back.
         self.time = self.time.saturating_add(1);
         self.time
     }

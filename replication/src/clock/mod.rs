@@ -16,9 +16,9 @@
 //! same lattice counting updates to data instead of events is a version
 //! vector; [`dotted`] tags each value with its own dot, so concurrent
 //! writes through one server stay siblings instead of overwriting each
-//! other (Riak's fix). A [`hlc::HybridClock`] keeps a vector clock's
-//! causality guarantee for one pair of events, in 64 bits plus a counter,
-//! while staying within a bounded offset of physical time; a
+//! other (Riak's fix). A [`hlc::HybridClock`] keeps Lamport's guarantee
+//! (`a → b` implies `hlc(a) < hlc(b)`) in 64 bits plus a counter, while
+//! staying within a bounded offset of physical time; a
 //! [`truetime::TrueTime`] clock admits its uncertainty as an interval and
 //! waits it out before a commit becomes visible (Spanner's commit-wait).
 //!

@@ -61,12 +61,15 @@ impl NtpExchange {
 
     /// NTP's estimate from the four timestamps.
     pub fn estimate(&self) -> NtpEstimate {
-        // Halving the sum, not each term, keeps odd nanoseconds exact;
-        // i128 keeps far-apart clocks from overflowing.
-        let sum = i128::from(self.t2_ns - self.t1_ns) + i128::from(self.t3_ns - self.t4_ns);
+        // In i128 throughout, so clocks any distance apart cannot
+        // overflow; halving the sum, not each term, keeps odd nanoseconds.
+        let [t1, t2, t3, t4] = [self.t1_ns, self.t2_ns, self.t3_ns, self.t4_ns].map(i128::from);
+        let clamp = |value: i128| {
+            i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+        };
         NtpEstimate {
-            offset_ns: i64::try_from(sum.div_euclid(2)).unwrap_or(i64::MAX),
-            delay_ns: (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns),
+            offset_ns: clamp(((t2 - t1) + (t3 - t4)).div_euclid(2)),
+            delay_ns: clamp((t4 - t1) - (t3 - t2)),
         }
     }
 }

@@ -20,19 +20,32 @@ pub struct GCounter {
     counts: BTreeMap<ReplicaId, u64>,
 }
 
+/// The largest count one replica's entry may reach (2^62 − 1): sums of
+/// entries stay far inside `u128`, and every entry fits the wire checks
+/// replicas apply to each other's states.
+pub const MAX_COUNT: u64 = (1 << 62) - 1;
+
 impl GCounter {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds `amount` at `replica`; returns the delta (that one entry).
+    /// Adds `amount` at `replica`; returns the delta (that one entry, or
+    /// nothing for an increment of zero).
     pub fn increment(&mut self, replica: ReplicaId, amount: u64) -> Result<Self> {
+        if amount == 0 {
+            return Ok(Self::new());
+        }
         // Checked before touching the map: a refused increment leaves
         // no trace, not even a zero entry.
         let count = self
             .count_of(replica)
             .checked_add(amount)
-            .ok_or(Error::CounterOverflow { replica })?;
+            .filter(|&count| count <= MAX_COUNT)
+            .ok_or(Error::CounterOverflow {
+                replica,
+                max: MAX_COUNT,
+            })?;
         self.merge_entry(replica, count);
         let mut delta = Self::new();
         delta.merge_entry(replica, count);

@@ -107,7 +107,8 @@ impl<T: Ord + Clone + Debug> OrSet<T> {
 
     /// A set with exactly these entries and context (for decoding). Dots
     /// the context does not cover are added to it, and elements without
-    /// dots dropped, so any input yields a valid state.
+    /// dots dropped. Dots must have counters from 1 (the replica's decoder
+    /// checks) and each belong to one element, as an honest replica's do.
     pub fn from_parts(entries: BTreeMap<T, BTreeSet<Dot>>, mut context: CausalContext) -> Self {
         let entries: BTreeMap<T, BTreeSet<Dot>> = entries
             .into_iter()

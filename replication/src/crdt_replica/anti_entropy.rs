@@ -20,27 +20,39 @@
 //! encoded state accepted through this replica's own updates, at most
 //! [`MAX_OBJECT_BYTES`] per object; a buffer of at most
 //! [`MAX_BUFFERED_DELTA_BYTES`]; gossip messages of about
-//! [`MAX_GOSSIP_BYTES`] (one object or delta more at most). Merges from
-//! members are never refused for size — refusing would stop convergence —
-//! so a replica's state is bounded by the members' admissions together:
-//! at most [`MAX_MEMBERS`] × the limits.
+//! [`MAX_GOSSIP_BYTES`] (one object or delta more at most) and at most
+//! [`MAX_DELTAS_PER_MESSAGE`] deltas. Merges are
+//! refused only past what every member's admissions add up to —
+//! [`MAX_MEMBERS`] × the object and byte limits — since refusing an honest
+//! peer's merge would stop convergence; what a merge can add is bounded
+//! by the message it came in. What a replica has seen out of order is
+//! bounded by [`MAX_SEEN_CLOUD_DOTS`]. Merging a message costs at most the
+//! size of the objects it touches, once per object (its deltas are joined
+//! first), on the blocking pool, one message at a time.
+//!
+//! A peer may not claim updates of this replica's current run that it
+//! never made (that would make its next real update look seen); beyond
+//! that, members are trusted: gossip is not authenticated (see the
+//! module's `Simplified:`).
 //!
 //! [`MAX_OBJECTS`]: super::MAX_OBJECTS
 //! [`MAX_REPLICA_BYTES`]: super::MAX_REPLICA_BYTES
 //! [`MAX_OBJECT_BYTES`]: super::MAX_OBJECT_BYTES
 //! [`MAX_BUFFERED_DELTA_BYTES`]: super::MAX_BUFFERED_DELTA_BYTES
 //! [`MAX_GOSSIP_BYTES`]: super::MAX_GOSSIP_BYTES
+//! [`MAX_DELTAS_PER_MESSAGE`]: super::MAX_DELTAS_PER_MESSAGE
 //! [`MAX_MEMBERS`]: super::MAX_MEMBERS
+//! [`MAX_SEEN_CLOUD_DOTS`]: super::MAX_SEEN_CLOUD_DOTS
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
 
 use super::codec::{self, Members};
 use super::object::{Object, ObjectKey, Operation};
 use super::{
-    AntiEntropy, MAX_BUFFERED_DELTA_BYTES, MAX_GOSSIP_BYTES, MAX_OBJECT_BYTES, MAX_OBJECTS,
-    MAX_REPLICA_BYTES,
+    AntiEntropy, MAX_BUFFERED_DELTA_BYTES, MAX_DELTAS_PER_MESSAGE, MAX_GOSSIP_BYTES, MAX_MEMBERS,
+    MAX_OBJECT_BYTES, MAX_OBJECTS, MAX_REPLICA_BYTES, MAX_SEEN_CLOUD_DOTS, actor_of,
 };
 use crate::clock::ReplicaId;
 use crate::clock::dotted::{CausalContext, Dot};
@@ -108,6 +120,8 @@ pub enum Sent {
 #[derive(Debug)]
 pub struct Replica<C> {
     id: ReplicaId,
+    /// Who this run's updates are by: the member and its incarnation.
+    actor: ReplicaId,
     members: Members,
     incarnation: u64,
     mode: AntiEntropy,
@@ -141,6 +155,7 @@ impl<C: PhysicalClock> Replica<C> {
             .collect();
         Self {
             id,
+            actor: actor_of(id, incarnation),
             members,
             incarnation,
             mode,
@@ -206,20 +221,26 @@ impl<C: PhysicalClock> Replica<C> {
             }
             _ => {}
         }
-        let existing = self.objects.get(&key).map(|stored| stored.object.clone());
-        let existed = existing.is_some();
-        let mut object = existing.unwrap_or_else(|| Object::empty(key.kind));
-        let delta = object.apply(self.id, operation, &mut self.clock)?;
+        // Applied in place: every operation checks before it mutates, so
+        // a refused one leaves the object as it was.
+        let mut created = None;
+        let object = match self.objects.get_mut(&key) {
+            Some(stored) => &mut stored.object,
+            None => created.insert(Object::empty(key.kind)),
+        };
+        let delta = object.apply(self.actor, operation, &mut self.clock)?;
         let value = object.value();
         // A remove of an absent element changes nothing: no dot spent,
         // and no empty object created.
         let changed = delta != Object::empty(key.kind);
         if changed {
-            let dot = self.seen.next_dot(self.id);
+            let dot = self.seen.next_dot(self.actor);
             self.buffer_delta(dot, &key.name, &delta);
         }
-        if changed || existed {
-            self.store(key, object);
+        match created {
+            Some(object) if changed => self.store(key, object),
+            Some(_) => {}
+            None => self.remeasure(&key),
         }
         Ok((value, changed))
     }
@@ -238,6 +259,15 @@ impl<C: PhysicalClock> Replica<C> {
         self.state_bytes = self.state_bytes - old.map_or(0, |old| old.bytes) + bytes;
     }
 
+    /// Updates the size of an object changed in place.
+    fn remeasure(&mut self, key: &ObjectKey) {
+        if let Some(stored) = self.objects.get_mut(key) {
+            let bytes = codec::encode(&key.name, &stored.object).encoded_len();
+            self.state_bytes = self.state_bytes - stored.bytes + bytes;
+            stored.bytes = bytes;
+        }
+    }
+
     fn buffer_delta(&mut self, dot: Dot, name: &str, delta: &Object) {
         let delta = proto::Delta {
             dot: Some(proto::Dot {
@@ -246,6 +276,14 @@ impl<C: PhysicalClock> Replica<C> {
             }),
             object: Some(codec::encode(name, delta)),
         };
+        self.buffer_wire_delta(dot, delta);
+    }
+
+    /// Keeps a delta, in its wire form, for the peers that lack it.
+    fn buffer_wire_delta(&mut self, dot: Dot, delta: proto::Delta) {
+        if self.buffer.contains_key(&dot) {
+            return;
+        }
         let bytes = delta.encoded_len();
         let arrival = self.next_arrival;
         self.next_arrival += 1;
@@ -325,13 +363,18 @@ impl<C: PhysicalClock> Replica<C> {
             .peers
             .get(&peer)
             .ok_or(Error::UnknownReplica { replica: peer })?;
-        let missing = match (&view.transfer, self.mode) {
-            (None, AntiEntropy::Delta) => self.missing_deltas(&view.seen),
-            _ => None,
-        };
         let mut request = proto::GossipRequest {
             from: self.id.0,
+            to_incarnation: view.incarnation.unwrap_or(0),
             ..Default::default()
+        };
+        // A peer not heard from yet first gets an empty message: its reply
+        // says what it has and which incarnation it is, so no full state
+        // is sent to a peer that may not need it, or to a run that ended.
+        let missing = match (&view.transfer, self.mode, view.incarnation) {
+            (_, _, None) => Some(Vec::new()),
+            (None, AntiEntropy::Delta, _) => self.missing_deltas(&view.seen),
+            _ => None,
         };
         let sent = match missing {
             Some(missing) => {
@@ -340,7 +383,9 @@ impl<C: PhysicalClock> Replica<C> {
                     let Some(buffered) = self.buffer.get(&dot) else {
                         continue;
                     };
-                    if bytes > 0 && bytes + buffered.bytes > MAX_GOSSIP_BYTES {
+                    if request.deltas.len() == MAX_DELTAS_PER_MESSAGE
+                        || (bytes > 0 && bytes + buffered.bytes > MAX_GOSSIP_BYTES)
+                    {
                         break;
                     }
                     bytes += buffered.bytes;
@@ -408,54 +453,85 @@ impl<C: PhysicalClock> Replica<C> {
 
     /// A peer's gossip: merges what is new, answers what is now seen.
     /// Everything is checked before anything is merged, so a bad message
-    /// leaves the replica unchanged.
+    /// leaves the replica's state unchanged (its hybrid clock may have
+    /// moved on to a valid stamp's time).
     pub fn receive(&mut self, request: &proto::GossipRequest) -> Result<proto::GossipReply> {
-        let from = self.members.check(request.from)?;
+        let from = self.members.member(request.from)?;
         if from == self.id {
             return Err(Error::MalformedState {
                 reason: "a replica gossiping with itself".into(),
             });
         }
+        if request.deltas.len() > MAX_DELTAS_PER_MESSAGE {
+            return Err(Error::TooMany {
+                what: "deltas in one gossip message",
+                count: request.deltas.len(),
+                max: MAX_DELTAS_PER_MESSAGE,
+            });
+        }
         let mut deltas = Vec::with_capacity(request.deltas.len());
         for delta in &request.deltas {
             let dot = self.members.dot(delta.dot.as_ref())?;
+            self.check_own_dot(dot)?;
             let state = delta.object.as_ref().ok_or_else(|| Error::MalformedState {
                 reason: "a delta without a state".into(),
             })?;
             let (key, object) = self.members.object(state)?;
-            deltas.push((dot, key, object));
+            deltas.push((dot, key, object, delta));
         }
         let objects = request
             .objects
             .iter()
             .map(|state| self.members.object(state))
             .collect::<Result<Vec<_>>>()?;
-        let claim = request
-            .full_state_seen
-            .as_ref()
-            .map(|context| self.members.context(Some(context)))
-            .transpose()?;
+        // A claim covers the full state of the incarnation it was meant
+        // for; a receiver that restarted since has not merged the chunks
+        // before it, and must not adopt it.
+        let claim = match &request.full_state_seen {
+            Some(context) if request.to_incarnation == self.incarnation => {
+                let claim = self.members.context(Some(context))?;
+                self.check_own_context(&claim)?;
+                Some(claim)
+            }
+            _ => None,
+        };
+        let keys = deltas
+            .iter()
+            .map(|(_, key, _, _)| key)
+            .chain(objects.iter().map(|(key, _)| key));
+        self.check_growth(request, keys, claim.as_ref())?;
         let stamps = deltas
             .iter()
-            .map(|(_, _, object)| object)
+            .map(|(_, _, object, _)| object)
             .chain(objects.iter().map(|(_, object)| object))
             .filter_map(codec::stamp);
         for stamp in stamps.clone() {
             self.clock.check(stamp)?;
         }
         for stamp in stamps {
-            self.clock.update(stamp)?;
+            // Refused stamps were caught above; a counter exhausted on a
+            // stuck local clock leaves the stamp for the next message.
+            let _ = self.clock.update(stamp);
         }
 
-        for (dot, key, object) in deltas {
+        // Deltas for one object are joined first (they are small states),
+        // so a big object is merged and measured once per message, not
+        // once per delta.
+        let mut joined: BTreeMap<ObjectKey, Object> = BTreeMap::new();
+        for (dot, key, object, wire) in deltas {
             if self.seen.contains(&dot) {
                 continue;
             }
-            self.merge_object(key.clone(), &object)?;
             self.seen.insert(dot);
-            self.buffer_delta(dot, &key.name, &object);
+            self.buffer_wire_delta(dot, wire.clone());
+            match joined.get_mut(&key) {
+                Some(group) => group.merge(&object)?,
+                None => {
+                    joined.insert(key, object);
+                }
+            }
         }
-        for (key, object) in objects {
+        for (key, object) in joined.into_iter().chain(objects) {
             self.merge_object(key, &object)?;
         }
         if let Some(claim) = claim {
@@ -464,13 +540,79 @@ impl<C: PhysicalClock> Replica<C> {
         Ok(self.reply())
     }
 
+    /// Refuses a dot of this replica's own actor that it never issued: a
+    /// peer claiming it would make the next real update look seen.
+    fn check_own_dot(&self, dot: Dot) -> Result<()> {
+        if dot.replica == self.actor && dot.counter > self.seen.version_vector().get(self.actor) {
+            return Err(Error::MalformedState {
+                reason: format!("update {} of this replica was never made", dot.counter),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_own_context(&self, context: &CausalContext) -> Result<()> {
+        let issued = self.seen.version_vector().get(self.actor);
+        let highest = context
+            .cloud()
+            .filter(|dot| dot.replica == self.actor)
+            .map(|dot| dot.counter)
+            .chain([context.version_vector().get(self.actor)])
+            .max()
+            .unwrap_or(0);
+        if highest > issued {
+            return Err(Error::MalformedState {
+                reason: format!("update {highest} of this replica was never made"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a message that could take the replica past the hard bounds
+    /// (every member's admissions together): a merge adds at most what it
+    /// carries.
+    fn check_growth<'k>(
+        &self,
+        request: &proto::GossipRequest,
+        keys: impl Iterator<Item = &'k ObjectKey>,
+        claim: Option<&CausalContext>,
+    ) -> Result<()> {
+        let new_objects: BTreeSet<&ObjectKey> = keys
+            .filter(|key| !self.objects.contains_key(*key))
+            .collect();
+        if !new_objects.is_empty()
+            && self.objects.len() + new_objects.len() > MAX_MEMBERS * MAX_OBJECTS
+        {
+            return Err(Error::TooManyObjects {
+                max: MAX_MEMBERS * MAX_OBJECTS,
+            });
+        }
+        if self.state_bytes + request.encoded_len() > MAX_MEMBERS * MAX_REPLICA_BYTES {
+            return Err(Error::ReplicaFull {
+                max_bytes: MAX_MEMBERS * MAX_REPLICA_BYTES,
+            });
+        }
+        let cloud = self.seen.cloud_len()
+            + claim.map_or(0, CausalContext::cloud_len)
+            + request.deltas.len();
+        if cloud > MAX_SEEN_CLOUD_DOTS {
+            return Err(Error::TooMany {
+                what: "updates seen out of order",
+                count: cloud,
+                max: MAX_SEEN_CLOUD_DOTS,
+            });
+        }
+        Ok(())
+    }
+
     fn merge_object(&mut self, key: ObjectKey, state: &Object) -> Result<()> {
-        let mut object = self
-            .objects
-            .get(&key)
-            .map_or_else(|| Object::empty(key.kind), |stored| stored.object.clone());
-        object.merge(state)?;
-        self.store(key, object);
+        match self.objects.get_mut(&key) {
+            Some(stored) => {
+                stored.object.merge(state)?;
+                self.remeasure(&key);
+            }
+            None => self.store(key, state.clone()),
+        }
         Ok(())
     }
 
@@ -489,6 +631,7 @@ impl<C: PhysicalClock> Replica<C> {
         reply: &proto::GossipReply,
     ) -> Result<()> {
         let seen = self.members.context(reply.seen.as_ref())?;
+        self.check_own_context(&seen)?;
         let view = self
             .peers
             .get_mut(&peer)
@@ -551,6 +694,7 @@ impl<C: PhysicalClock> Replica<C> {
     pub fn status(&self) -> proto::StatusReply {
         proto::StatusReply {
             id: self.id.0,
+            actor: self.actor.0,
             seen: Some(codec::context(&self.seen)),
             objects: self.objects.len() as u64,
             state_bytes: self.state_bytes as u64,

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::member_of;
 use super::object::{Object, ObjectKey};
 use super::{MAX_ELEMENT_BYTES, MAX_NAME_BYTES};
 use crate::clock::ReplicaId;
@@ -20,10 +21,16 @@ use crate::crdt::{GCounter, MvRegister, OrSet, PnCounter};
 use crate::proto::{self, object_state::State};
 use crate::{Error, Result};
 
-/// Counters at or above this are refused: a replica making a billion
-/// updates a second would need 146 years to reach it, and keeping far
-/// from `u64::MAX` means no arithmetic on counters can overflow.
-pub const MAX_COUNTER: u64 = 1 << 62;
+/// Counters at or above this are refused, here and where updates make
+/// them ([`crate::crdt::gcounter::MAX_COUNT`]): far from `u64::MAX`, no
+/// arithmetic on counts or dots can overflow, and a replica never makes a
+/// value its peers would refuse.
+pub const MAX_COUNTER: u64 = crate::crdt::gcounter::MAX_COUNT + 1;
+
+/// The most dots beyond a gap one decoded context may hold. Honest
+/// replicas keep a few (deltas that arrived out of order); a bound keeps a
+/// forged one from costing memory and every reply's size.
+pub const MAX_CLOUD_DOTS: usize = 16 * 1024;
 
 fn malformed(reason: impl Into<String>) -> Error {
     Error::MalformedState {
@@ -31,18 +38,27 @@ fn malformed(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Who may appear in a state: the cluster's members.
+/// Who may appear in a state: the cluster's members, and the actors of
+/// their incarnations.
 #[derive(Clone, Debug)]
 pub struct Members(pub BTreeSet<ReplicaId>);
 
 impl Members {
-    pub fn check(&self, replica: u64) -> Result<ReplicaId> {
+    /// A member id (who sends gossip).
+    pub fn member(&self, replica: u64) -> Result<ReplicaId> {
         let replica = ReplicaId(replica);
         if self.0.contains(&replica) {
             Ok(replica)
         } else {
             Err(Error::UnknownReplica { replica })
         }
+    }
+
+    /// An actor id (who made an update): one of a member's incarnations.
+    pub fn actor(&self, actor: u64) -> Result<ReplicaId> {
+        let actor = ReplicaId(actor);
+        self.member(member_of(actor).0)?;
+        Ok(actor)
     }
 
     fn counter(&self, count: u64) -> Result<u64> {
@@ -59,7 +75,7 @@ impl Members {
             return Err(malformed("dot counters start at 1"));
         }
         Ok(Dot {
-            replica: self.check(dot.replica)?,
+            replica: self.actor(dot.replica)?,
             counter,
         })
     }
@@ -67,7 +83,7 @@ impl Members {
     pub fn version_vector(&self, entries: &[proto::VersionEntry]) -> Result<VersionVector> {
         let mut vector = VersionVector::new();
         for entry in entries {
-            vector.observe(self.check(entry.replica)?, self.counter(entry.count)?);
+            vector.observe(self.actor(entry.replica)?, self.counter(entry.count)?);
         }
         Ok(vector)
     }
@@ -76,6 +92,13 @@ impl Members {
         let Some(context) = context else {
             return Ok(CausalContext::new());
         };
+        if context.cloud.len() > MAX_CLOUD_DOTS {
+            return Err(Error::TooMany {
+                what: "dots beyond a gap in one context",
+                count: context.cloud.len(),
+                max: MAX_CLOUD_DOTS,
+            });
+        }
         let cloud = context
             .cloud
             .iter()
@@ -143,12 +166,17 @@ impl Members {
                 check_text("register value", &register.value, MAX_ELEMENT_BYTES)?;
                 let winner = match register.stamp {
                     None => None,
+                    // The counter's last value would leave the receiving
+                    // clock nowhere to go.
+                    Some(stamp) if stamp.logical == u32::MAX => {
+                        return Err(malformed("a hybrid timestamp with an exhausted counter"));
+                    }
                     Some(stamp) => Some(Stamped {
                         stamp: HlcTimestamp {
                             wall_ns: stamp.wall_ns,
                             logical: stamp.logical,
                         },
-                        writer: self.check(register.writer)?,
+                        writer: self.actor(register.writer)?,
                         value: register.value.clone(),
                     }),
                 };

@@ -13,8 +13,9 @@
 //! writes as siblings for the next writer to resolve). What remains is
 //! getting every update everywhere, over a network that drops, repeats
 //! and reorders: [`anti_entropy`] ships each peer the deltas it lacks,
-//! named by dots and acknowledged by version vectors, and falls back to
-//! the full state when the deltas it would need are gone. Merges are
+//! named by dots and acknowledged by causal contexts (version vectors plus
+//! the dots beyond a gap), and falls back to the full state when the
+//! deltas it would need are gone. Merges are
 //! idempotent, commutative and associative, so any delivery order, and
 //! any number of copies, ends in the same state.
 //!
@@ -25,12 +26,16 @@
 //! would grow the state are refused with `ResourceExhausted` (removes and
 //! reads still work); at most [`MAX_MEMBERS`] members; anti-entropy
 //! bounds in [`anti_entropy`]. Peers are members named by `--peer`; a
-//! gossip naming anyone else is refused.
+//! gossip naming anyone else is refused. Each run of a replica makes its
+//! updates as a fresh actor ([`actor_of`]), so a restart never reuses a
+//! dot or a counter entry.
 //!
 //! Simplified: state lives in memory only (a restarted replica rejoins
-//! empty and is refilled by its peers' full state); no authentication of
-//! peers; membership is fixed at start. Riak and Redis Enterprise's
-//! CRDTs persist state and change membership online.
+//! empty and is refilled by its peers' full state); gossip is not
+//! authenticated — anyone who can reach the port can pose as a member and
+//! inject updates, so run it on a trusted network; membership is fixed at
+//! start. Riak and Redis Enterprise's CRDTs persist state, authenticate
+//! peers and change membership online.
 
 pub mod anti_entropy;
 mod client;
@@ -69,9 +74,45 @@ pub const MAX_OBJECT_BYTES: usize = 256 * 1024;
 pub const MAX_BUFFERED_DELTA_BYTES: usize = 1024 * 1024;
 /// What one gossip message carries (plus one delta or object at most).
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
+/// Deltas in one gossip message. Joining them costs up to their number
+/// squared (each joins a group that grows), so the sender stops here and
+/// a receiver refuses more.
+pub const MAX_DELTAS_PER_MESSAGE: usize = 256;
 /// Members of one cluster: with the per-object bound, the largest object
 /// any merge can build stays under the RPC stack's 4 MiB message limit.
 pub const MAX_MEMBERS: usize = 7;
+
+/// Dots beyond a gap a replica keeps in what it has seen (out-of-order
+/// deltas and claims); a message that could pass it is refused.
+pub const MAX_SEEN_CLOUD_DOTS: usize = 64 * 1024;
+
+/// Bits of an actor id that hold the incarnation; the member id sits
+/// above them, so member ids are below 2^24.
+pub const INCARNATION_BITS: u32 = 40;
+
+/// The actor a member's run makes its updates as.
+///
+/// Pitfall: a replica restarted without its state must not reuse its old
+/// dots or counter entries — peers would take its new updates for ones
+/// they have seen, or keep the old, larger count and drop the new
+/// increments. Each run gets a fresh actor instead; the old one's entries
+/// stay, with exactly the updates they counted. (Riak's vnode ids carry an
+/// epoch for the same reason.) The cost: version vectors gain one entry
+/// per restart of a member.
+pub fn actor_of(member: ReplicaId, incarnation: u64) -> ReplicaId {
+    ReplicaId(member.0 << INCARNATION_BITS | (incarnation & ((1 << INCARNATION_BITS) - 1)))
+}
+
+/// The member an actor belongs to.
+pub fn member_of(actor: ReplicaId) -> ReplicaId {
+    ReplicaId(actor.0 >> INCARNATION_BITS)
+}
+
+/// `r2.17`: member 2, incarnation 17.
+pub fn actor_name(actor: ReplicaId) -> String {
+    let incarnation = actor.0 & ((1 << INCARNATION_BITS) - 1);
+    format!("{}.{incarnation}", member_of(actor))
+}
 
 /// How replicas exchange state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,8 +190,9 @@ pub struct ReplicaConfig {
     /// is refused (hybrid logical clock's maximum offset).
     pub max_clock_offset: Duration,
     pub clock: Arc<dyn PhysicalClock>,
-    /// Differs between runs of the same replica, so peers notice a
-    /// restart that lost the state.
+    /// Differs between runs of the same replica (only its low
+    /// [`INCARNATION_BITS`] count), so a restart that lost the state gets
+    /// a fresh [`actor_of`] and peers notice it.
     pub incarnation: u64,
 }
 
@@ -183,7 +225,9 @@ impl ReplicaConfig {
             seed: id.0,
             max_clock_offset: Duration::from_millis(500),
             clock: Arc::new(SystemClock),
-            incarnation: SystemClock.now_ns() ^ id.0,
+            // Milliseconds wrap in 40 bits every 34 years; two runs of one
+            // replica a millisecond apart are not a concern.
+            incarnation: SystemClock.now_ns() / 1_000_000,
         }
     }
 }

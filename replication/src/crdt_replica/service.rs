@@ -4,17 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use observability::offload;
 use observability::rpc::{ClientBuilder, RpcChannel};
 use rand::rngs::SmallRng;
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tonic::{Request, Response, Status};
 
 use super::anti_entropy::{Replica, Sent};
 use super::codec::Members;
 use super::object::{Kind, ObjectKey, Operation};
-use super::{MAX_MEMBERS, MessageFaults, ReplicaConfig};
+use super::{INCARNATION_BITS, MAX_MEMBERS, MessageFaults, ReplicaConfig};
 use crate::clock::ReplicaId;
 use crate::clock::hlc::HybridClock;
 use crate::clock::physical::PhysicalClock;
@@ -30,6 +32,8 @@ type SharedReplica = Arc<Mutex<Replica<Arc<dyn PhysicalClock>>>>;
 #[derive(Clone, Debug)]
 pub struct CrdtReplica {
     replica: SharedReplica,
+    /// One gossip message merged at a time, off the async workers.
+    merging: Arc<Semaphore>,
 }
 
 impl CrdtReplica {
@@ -38,6 +42,12 @@ impl CrdtReplica {
         let mut members: std::collections::BTreeSet<ReplicaId> =
             config.peers.keys().copied().collect();
         members.insert(config.id);
+        if let Some(&replica) = members
+            .iter()
+            .find(|member| member.0 == 0 || member.0 >= 1 << (64 - INCARNATION_BITS))
+        {
+            return Err(Error::InvalidMemberId { replica });
+        }
         if members.len() > MAX_MEMBERS {
             return Err(Error::TooManyMembers {
                 members: members.len(),
@@ -68,7 +78,10 @@ impl CrdtReplica {
         if !channels.is_empty() {
             tokio::spawn(gossip_loop(Arc::downgrade(&replica), channels, config));
         }
-        Ok(Self { replica })
+        Ok(Self {
+            replica,
+            merging: Arc::new(Semaphore::new(1)),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Replica<Arc<dyn PhysicalClock>>> {
@@ -154,7 +167,24 @@ impl proto::crdt_replica_server::CrdtReplica for CrdtReplica {
         &self,
         request: Request<proto::GossipRequest>,
     ) -> Result<Response<proto::GossipReply>, Status> {
-        let reply = self.lock().receive(request.get_ref())?;
+        // Merging a message costs up to the size of the objects it
+        // touches: it runs on the blocking pool, one message at a time, so
+        // gossip never stalls the workers serving reads and updates.
+        let _turn = self
+            .merging
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the replica is shutting down"))?;
+        let replica = self.replica.clone();
+        let request = request.into_inner();
+        let reply = offload::cpu(move || {
+            replica
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .receive(&request)
+        })
+        .await
+        .map_err(|err| Status::unavailable(format!("merging gossip: {err}")))??;
         Ok(Response::new(reply))
     }
 
@@ -194,8 +224,47 @@ struct Outgoing {
     sent: Sent,
 }
 
+/// Sends `messages` concurrently and applies each reply as it comes.
+async fn deliver(
+    shared: &SharedReplica,
+    channels: &BTreeMap<ReplicaId, RpcChannel>,
+    messages: Vec<Outgoing>,
+) {
+    let mut calls = JoinSet::new();
+    for message in messages {
+        let Some(channel) = channels.get(&message.peer) else {
+            continue;
+        };
+        let mut client = CrdtReplicaClient::new(channel.clone());
+        calls.spawn(async move {
+            let reply = client.gossip(message.request).await;
+            (message.peer, message.sent, reply)
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        // A call task that panicked or was cancelled is a lost message.
+        let Ok((peer, sent, reply)) = joined else {
+            continue;
+        };
+        let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let failure = match reply {
+            Ok(reply) => state
+                .acknowledge(peer, &sent, reply.get_ref())
+                .err()
+                .map(Status::from),
+            Err(status) => Some(status),
+        };
+        if let Some(status) = failure {
+            state.record_failure();
+            tracing::debug!(%peer, code = ?status.code(), "gossip failed");
+        }
+    }
+}
+
 /// Every `gossip_interval`, sends `fanout` random peers what they lack.
-/// Messages held back for reordering go out after the next round's.
+/// A message held back for reordering goes out in the next round, after
+/// that round's own messages have been delivered and acknowledged: it
+/// arrives stale, and so does its acknowledgement.
 async fn gossip_loop(
     replica: Weak<Mutex<Replica<Arc<dyn PhysicalClock>>>>,
     channels: BTreeMap<ReplicaId, RpcChannel>,
@@ -214,6 +283,7 @@ async fn gossip_loop(
             .keys()
             .copied()
             .choose_multiple(&mut rng, config.fanout.max(1));
+        let stale = std::mem::take(&mut held);
         let mut outgoing = Vec::new();
         {
             let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -246,31 +316,11 @@ async fn gossip_loop(
                 }
             }
         }
-        outgoing.extend(held.drain(..).rev());
-        let mut calls = JoinSet::new();
-        for message in outgoing {
-            let Some(channel) = channels.get(&message.peer) else {
-                continue;
-            };
-            let mut client = CrdtReplicaClient::new(channel.clone());
-            calls.spawn(async move {
-                let reply = client.gossip(message.request).await;
-                (message.peer, message.sent, reply)
-            });
-        }
-        while let Some(Ok((peer, sent, reply))) = calls.join_next().await {
-            let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            let failure = match reply {
-                Ok(reply) => state
-                    .acknowledge(peer, &sent, reply.get_ref())
-                    .err()
-                    .map(Status::from),
-                Err(status) => Some(status),
-            };
-            if let Some(status) = failure {
-                state.record_failure();
-                tracing::debug!(%peer, code = ?status.code(), "gossip failed");
-            }
-        }
+        deliver(&shared, &channels, outgoing).await;
+        let stale: Vec<Outgoing> = stale
+            .into_iter()
+            .filter(|message| !config.cuts.is_cut(config.id, message.peer))
+            .collect();
+        deliver(&shared, &channels, stale).await;
     }
 }

@@ -102,7 +102,14 @@ async fn converged(
             return Ok(views[0].clone());
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("replicas still disagree after {within:?}: {views:?}").into());
+            let summary: Vec<(String, usize)> = views
+                .iter()
+                .map(|(count, elements)| (count.clone(), elements.len()))
+                .collect();
+            return Err(format!(
+                "replicas still disagree after {within:?}: (count, set size) {summary:?}"
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -279,9 +286,10 @@ fn crdt_replica_deltas_ship_a_tenth_of_full_state_after_a_partition() {
     );
 }
 
-/// Episode 22. A replica crashes and restarts with nothing: its peers see
-/// the new incarnation, find that the deltas it needs are long gone, and
-/// refill it with their full state, chunk by chunk.
+/// Episode 22. A replica crashes and restarts with nothing, and takes
+/// updates at once: its peers see the new incarnation, find that the
+/// deltas it needs are long gone, and refill it with their full state,
+/// chunk by chunk — and its new updates count as new everywhere.
 #[test]
 fn crdt_replica_restarted_empty_is_refilled_by_full_state() {
     let mut sim = cluster(
@@ -300,15 +308,20 @@ fn crdt_replica_restarted_empty_is_refilled_by_full_state() {
             clients[i % 4]
                 .insert("set", &format!("element-{i:03}"))
                 .await?;
-            clients[i % 4].increment("hits", 1).await?;
+            clients[i % 5].increment("hits", 1).await?;
         }
         converged(&mut clients, Duration::from_secs(60)).await?;
         driver_written.set(true);
         while !driver_restarted.get() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Updates on n5 before anyone has refilled it: a new run must not
+        // reuse its old run's dots or counter entry.
+        clients[4].increment("hits", 7).await?;
+        clients[4].insert("set", "after-restart").await?;
         let (count, elements) = converged(&mut clients, Duration::from_secs(60)).await?;
-        assert_eq!((count.as_str(), elements.len()), ("200", 200));
+        assert_eq!((count.as_str(), elements.len()), ("207", 201));
+        assert!(elements.contains(&"after-restart".to_owned()));
         let mut full_state_sent = 0;
         for client in &mut clients[..4] {
             full_state_sent += client.status().await?.full_state_messages;
@@ -351,6 +364,9 @@ fn object(kind: i32, name: &str) -> Option<proto::ObjectId> {
     })
 }
 
+/// Member 2's actor in its first run.
+const PEER_ACTOR: u64 = (2 << super::INCARNATION_BITS) | 1;
+
 fn gossip_from_2(deltas: Vec<proto::Delta>) -> proto::GossipRequest {
     proto::GossipRequest {
         from: 2,
@@ -362,7 +378,7 @@ fn gossip_from_2(deltas: Vec<proto::Delta>) -> proto::GossipRequest {
 fn set_delta(counter: u64, entries: Vec<proto::or_set_state::Entry>) -> proto::Delta {
     proto::Delta {
         dot: Some(proto::Dot {
-            replica: 2,
+            replica: PEER_ACTOR,
             counter,
         }),
         object: Some(proto::ObjectState {
@@ -379,7 +395,7 @@ fn entry(element: &str, counter: u64) -> proto::or_set_state::Entry {
     proto::or_set_state::Entry {
         element: element.into(),
         dots: vec![proto::Dot {
-            replica: 2,
+            replica: PEER_ACTOR,
             counter,
         }],
     }
@@ -434,10 +450,16 @@ async fn crdt_replica_refuses_bad_input_and_keeps_its_state() {
         let status = client.update(request).await.expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}");
     }
+    let past_the_maximum = proto::UpdateRequest {
+        object: object(proto::CrdtType::GCounter as i32, "big"),
+        operation: Some(Op::Increment(1 << 62)),
+    };
+    let status = client.update(past_the_maximum).await.expect_err("refused");
+    assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
 
     let far_future = proto::Delta {
         dot: Some(proto::Dot {
-            replica: 2,
+            replica: PEER_ACTOR,
             counter: 1,
         }),
         object: Some(proto::ObjectState {
@@ -448,7 +470,7 @@ async fn crdt_replica_refuses_bad_input_and_keeps_its_state() {
                         wall_ns: SystemClock.now_ns() + 3_600_000_000_000,
                         logical: 0,
                     }),
-                    writer: 2,
+                    writer: PEER_ACTOR,
                     value: "from the future".into(),
                 },
             )),
@@ -500,6 +522,26 @@ async fn crdt_replica_refuses_bad_input_and_keeps_its_state() {
                     ..set_delta(2, vec![])
                 },
             ]),
+        ),
+        (
+            "more deltas than a message may carry",
+            Code::InvalidArgument,
+            gossip_from_2(
+                (1..=300)
+                    .map(|i| set_delta(i, vec![entry(&format!("e{i}"), i)]))
+                    .collect(),
+            ),
+        ),
+        (
+            "a forged update of this replica",
+            Code::InvalidArgument,
+            gossip_from_2(vec![proto::Delta {
+                dot: Some(proto::Dot {
+                    replica: status_before.actor,
+                    counter: 99,
+                }),
+                ..set_delta(1, vec![])
+            }]),
         ),
         (
             "a clock an hour ahead",
@@ -559,4 +601,97 @@ async fn crdt_replica_survives_the_fuzzer() {
     .unwrap_or_else(|err| panic!("{err}"));
     assert!(report.calls > 100, "{report:?}");
     server.shutdown().await.expect("shuts down");
+}
+
+/// A replica's core, as a test drives it (no network).
+fn core(
+    id: u64,
+    incarnation: u64,
+) -> super::anti_entropy::Replica<crate::clock::physical::ManualClock> {
+    use crate::clock::hlc::HybridClock;
+    use crate::clock::physical::ManualClock;
+    let members = super::codec::Members([ReplicaId(1), ReplicaId(2)].into());
+    let clock = HybridClock::new(ManualClock::new(1_000_000_000), Duration::from_millis(500));
+    super::anti_entropy::Replica::new(
+        ReplicaId(id),
+        members,
+        incarnation,
+        AntiEntropy::Delta,
+        clock,
+    )
+}
+
+/// One gossip message from `from` to `to`, acknowledged.
+fn exchange<C: PhysicalClock>(
+    from: &mut super::anti_entropy::Replica<C>,
+    to: &mut super::anti_entropy::Replica<C>,
+) -> proto::GossipRequest {
+    let (request, sent) = from.gossip_to(to.id()).expect("a peer");
+    let reply = to.receive(&request).expect("a valid message");
+    from.acknowledge(to.id(), &sent, &reply)
+        .expect("a valid reply");
+    request
+}
+
+/// Episode 22. Replica 1 holds more than its delta buffer, so replica 2
+/// needs its full state, in chunks. Replica 2 restarts just before the
+/// last chunk — which carries the claim "this covers everything". The new
+/// run must not adopt the claim (it never merged the earlier chunks); the
+/// transfer starts over and replica 2 ends with every object.
+#[test]
+fn crdt_replica_full_state_claim_is_not_adopted_across_a_restart() {
+    use super::object::{ObjectKey, Operation};
+    let mut a = core(1, 1);
+    let mut b = core(2, 1);
+    for set in 0..12 {
+        for element in 0..100 {
+            let key = ObjectKey {
+                kind: Kind::OrSet,
+                name: format!("set-{set}"),
+            };
+            a.update(key, Operation::Insert(format!("{element:0900}")))
+                .expect("within the bounds");
+        }
+    }
+    exchange(&mut a, &mut b); // The probe: a learns b's incarnation.
+    let mut chunks = 0;
+    let last_chunk = loop {
+        let (request, sent) = a.gossip_to(b.id()).expect("a peer");
+        assert!(
+            !request.objects.is_empty(),
+            "the deltas are gone: full state"
+        );
+        if request.full_state_seen.is_some() {
+            break request;
+        }
+        let reply = b.receive(&request).expect("a valid chunk");
+        a.acknowledge(b.id(), &sent, &reply).expect("a valid reply");
+        chunks += 1;
+    };
+    assert!(chunks >= 2, "several chunks before the last ({chunks})");
+
+    let mut b = core(2, 2);
+    let reply = b.receive(&last_chunk).expect("a valid chunk");
+    assert_eq!(reply.incarnation, 2);
+    let sent = super::anti_entropy::Sent::Chunk {
+        start: None,
+        last: None,
+        last_chunk: true,
+    };
+    a.acknowledge(b.id(), &sent, &reply).expect("a valid reply");
+    for _ in 0..20 {
+        exchange(&mut a, &mut b);
+    }
+    for set in 0..12 {
+        let key = ObjectKey {
+            kind: Kind::OrSet,
+            name: format!("set-{set}"),
+        };
+        assert_eq!(
+            b.read(&key).1.elements.len(),
+            100,
+            "set-{set} on the restarted replica"
+        );
+    }
+    assert_eq!(b.status().seen, a.status().seen);
 }
