@@ -99,8 +99,11 @@ pub async fn run(endpoint: &str, request: CrdtRequest, out: &mut impl Write) -> 
                 .join(" ");
             writeln!(
                 out,
-                "replica r{}: {} objects, {} bytes of state",
-                status.id, status.objects, status.state_bytes
+                "replica r{} (its updates as {}): {} objects, {} bytes of state",
+                status.id,
+                actor_name(ReplicaId(status.actor)),
+                status.objects,
+                status.state_bytes
             )
             .context("writing")?;
             writeln!(out, "seen: {seen}")?;

@@ -349,8 +349,9 @@ struct RaftKvArgs {
     /// founding one with the --peer members.
     #[arg(long)]
     join: bool,
-    /// Raft KV: a secret every member shares (16+ characters); peers
-    /// without it are refused. Prefer the environment variable.
+    /// Raft KV and CRDT replica: a secret every member shares (16+
+    /// characters); peers without it are refused. Prefer the environment
+    /// variable.
     #[arg(long, env = "DSLAB_PEER_SECRET", hide_env_values = true)]
     peer_secret: Option<String>,
 }

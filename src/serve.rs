@@ -76,6 +76,20 @@ fn member_peer(text: &str) -> anyhow::Result<(u64, String)> {
     Ok((id, address.trim().to_owned()))
 }
 
+/// The members' shared secret, or a warning that there is none.
+fn peer_secret(args: &RaftArgs) -> anyhow::Result<Option<PeerSecret>> {
+    match &args.peer_secret {
+        Some(secret) => Ok(Some(PeerSecret::new(secret)?)),
+        None => {
+            tracing::warn!(
+                "no peer secret (--peer-secret or DSLAB_PEER_SECRET): anyone who can reach \
+                 this port can pose as a peer; set one on every member outside a lab"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Serves until Ctrl-C or SIGTERM, then drains the calls in flight.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     config
@@ -150,13 +164,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             };
             let mut node_config = NodeConfig::new(id, peers, Storage::Dir(dir), Net::Tcp);
             node_config.join = config.raft.join;
-            match &config.raft.peer_secret {
-                Some(secret) => node_config.peer_secret = Some(PeerSecret::new(secret)?),
-                None => tracing::warn!(
-                    "no peer secret (--peer-secret or DSLAB_PEER_SECRET): anyone who can reach \
-                     this port can send Raft messages; set one on every member outside a lab"
-                ),
-            }
+            node_config.peer_secret = peer_secret(&config.raft)?;
             let node = RaftNode::start(node_config).await?;
             let server = Services::new(&node, Net::Tcp).into_server();
             raft_node = Some(node);
@@ -173,7 +181,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     peers.insert(ReplicaId(peer_id), address);
                 }
             }
-            let replica = CrdtReplica::start(ReplicaConfig::new(id, peers, Net::Tcp))?;
+            let mut replica_config = ReplicaConfig::new(id, peers, Net::Tcp);
+            replica_config.peer_secret = peer_secret(&config.raft)?;
+            let replica = CrdtReplica::start(replica_config)?;
             RpcServer::new().add_service(
                 replica.into_service(),
                 replication::proto::FILE_DESCRIPTOR_SET,

@@ -174,6 +174,42 @@ fn interop_python_grpc_health_reflection_and_call() {
     assert!(relay.terminate());
 }
 
+/// Episode 22. `dslab crdt` against a lone `serve crdt-replica`: updates
+/// answer the new value, reads print one line per element or sibling,
+/// `status` shows the version vector, and a bad type exits 3.
+#[test]
+fn cli_crdt_updates_reads_and_refuses_an_unknown_type() {
+    let replica = Served::start("crdt-replica", &["--id", "1"]);
+    let endpoint = replica.addr.to_string();
+    let crdt = |args: &[&str]| {
+        support::dslab()
+            .args(["crdt", "--endpoint", &endpoint])
+            .args(args)
+            .output()
+            .expect("dslab crdt runs")
+    };
+    assert_eq!(stdout(&crdt(&["increment", "likes", "5"])), "5\n");
+    assert_eq!(stdout(&crdt(&["increment", "likes", "3"])), "8\n");
+    assert_eq!(stdout(&crdt(&["add", "balance", "--", "-4"])), "-4\n");
+    crdt(&["insert", "cart", "milk"]);
+    assert_eq!(stdout(&crdt(&["insert", "cart", "eggs"])), "eggs\nmilk\n");
+    crdt(&["write", "title", "draft"]);
+    assert_eq!(
+        stdout(&crdt(&["write", "title", "final", "--resolve"])),
+        "final\n"
+    );
+    assert_eq!(stdout(&crdt(&["read", "set", "cart"])), "eggs\nmilk\n");
+    let status = stdout(&crdt(&["status"]));
+    assert!(
+        status.contains("replica r1") && status.contains("4 objects"),
+        "{status}"
+    );
+    let refused = crdt(&["read", "bogus", "x"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown type"));
+    assert!(replica.terminate());
+}
+
 /// Runs `tests/interop/<script>` against `addr`; its stdout and stderr.
 fn python_client(script: &str, addr: std::net::SocketAddr) -> String {
     let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));

@@ -75,55 +75,8 @@ const MAX_BATCH: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The largest batch (or snapshot chunk) a node decodes.
 pub const MAX_RECEIVED_BATCH_BYTES: usize = 8 << 20;
-/// Metadata carrying the peer secret.
-const SECRET_HEADER: &str = "dslab-peer-secret";
+pub use observability::rpc::peer_secret::PeerSecret;
 
-/// A secret the members of a cluster share, to tell peers from anyone else
-/// who can reach the port.
-#[derive(Clone)]
-pub struct PeerSecret(Arc<str>);
-
-impl std::fmt::Debug for PeerSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PeerSecret(…)")
-    }
-}
-
-impl PeerSecret {
-    /// The shortest secret accepted.
-    pub const MIN_BYTES: usize = 16;
-
-    /// A secret of at least [`Self::MIN_BYTES`] visible ASCII characters
-    /// (it travels as gRPC metadata).
-    pub fn new(secret: &str) -> crate::Result<Self> {
-        if secret.len() < Self::MIN_BYTES || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(crate::Error::Config(format!(
-                "a peer secret is at least {} visible ASCII characters",
-                Self::MIN_BYTES
-            )));
-        }
-        Ok(Self(secret.into()))
-    }
-
-    fn attach<T>(&self, request: &mut Request<T>) {
-        let value = self
-            .0
-            .parse()
-            .expect("`new` admits only visible ASCII, which is valid metadata");
-        request.metadata_mut().insert(SECRET_HEADER, value);
-    }
-
-    /// Compares in time independent of where the bytes differ.
-    fn matches(&self, given: &[u8]) -> bool {
-        let ours = self.0.as_bytes();
-        ours.len() == given.len()
-            && ours
-                .iter()
-                .zip(given)
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
-    }
-}
 /// How long a broken stream waits before it is reopened.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a snapshot may take to send.
@@ -189,18 +142,7 @@ impl TransportService {
 
     /// Refuses callers without the cluster's peer secret, if it has one.
     fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(secret) = &self.secret else {
-            return Ok(());
-        };
-        let given = request
-            .metadata()
-            .get(SECRET_HEADER)
-            .map_or(&[][..], |value| value.as_bytes());
-        if secret.matches(given) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("not a peer of this cluster"))
-        }
+        PeerSecret::authenticate(self.secret.as_ref(), request)
     }
 
     /// Refuses peers of another cluster (a misconfigured address). A

@@ -31,6 +31,7 @@ pub mod message_limit;
 pub mod method;
 pub mod net;
 pub mod outcome;
+pub mod peer_secret;
 pub mod routes;
 pub mod server;
 pub mod server_layer;

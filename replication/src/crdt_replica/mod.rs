@@ -30,12 +30,14 @@
 //! updates as a fresh actor ([`actor_of`]), so a restart never reuses a
 //! dot or a counter entry.
 //!
+//! Gossip carries the cluster's [`PeerSecret`] when one is configured
+//! (`--peer-secret`); without it, anyone who can reach the port can pose
+//! as a member and inject updates.
+//!
 //! Simplified: state lives in memory only (a restarted replica rejoins
-//! empty and is refilled by its peers' full state); gossip is not
-//! authenticated — anyone who can reach the port can pose as a member and
-//! inject updates, so run it on a trusted network; membership is fixed at
-//! start. Riak and Redis Enterprise's CRDTs persist state, authenticate
-//! peers and change membership online.
+//! empty and is refilled by its peers' full state); the secret travels in
+//! the clear (no TLS); membership is fixed at start. Riak and Redis
+//! Enterprise's CRDTs persist state, use TLS and change membership online.
 
 pub mod anti_entropy;
 mod client;
@@ -51,6 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use observability::rpc::Net;
+use observability::rpc::peer_secret::PeerSecret;
 
 pub use client::ReplicaClient;
 pub use demo::crdt_partition_demo;
@@ -184,6 +187,9 @@ pub struct ReplicaConfig {
     pub mode: AntiEntropy,
     pub faults: MessageFaults,
     pub cuts: LinkCuts,
+    /// The secret every member shares; gossip without it is refused
+    /// (`Unauthenticated`). Without one, any caller is believed.
+    pub peer_secret: Option<PeerSecret>,
     /// Seeds the choice of peers and the faults.
     pub seed: u64,
     /// A remote LWW stamp further ahead of this replica's clock than this
@@ -222,6 +228,7 @@ impl ReplicaConfig {
             mode: AntiEntropy::Delta,
             faults: MessageFaults::default(),
             cuts: LinkCuts::default(),
+            peer_secret: None,
             seed: id.0,
             max_clock_offset: Duration::from_millis(500),
             clock: Arc::new(SystemClock),

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use observability::offload;
+use observability::rpc::peer_secret::PeerSecret;
 use observability::rpc::{ClientBuilder, RpcChannel};
 use rand::rngs::SmallRng;
 use rand::seq::IteratorRandom;
@@ -32,6 +33,7 @@ type SharedReplica = Arc<Mutex<Replica<Arc<dyn PhysicalClock>>>>;
 #[derive(Clone, Debug)]
 pub struct CrdtReplica {
     replica: SharedReplica,
+    peer_secret: Option<PeerSecret>,
     /// One gossip message merged at a time, off the async workers.
     merging: Arc<Semaphore>,
 }
@@ -75,11 +77,13 @@ impl CrdtReplica {
                 channels.insert(peer, channel);
             }
         }
+        let config_secret = config.peer_secret.clone();
         if !channels.is_empty() {
             tokio::spawn(gossip_loop(Arc::downgrade(&replica), channels, config));
         }
         Ok(Self {
             replica,
+            peer_secret: config_secret,
             merging: Arc::new(Semaphore::new(1)),
         })
     }
@@ -167,6 +171,7 @@ impl proto::crdt_replica_server::CrdtReplica for CrdtReplica {
         &self,
         request: Request<proto::GossipRequest>,
     ) -> Result<Response<proto::GossipReply>, Status> {
+        PeerSecret::authenticate(self.peer_secret.as_ref(), &request)?;
         // Merging a message costs up to the size of the objects it
         // touches: it runs on the blocking pool, one message at a time, so
         // gossip never stalls the workers serving reads and updates.
@@ -228,6 +233,7 @@ struct Outgoing {
 async fn deliver(
     shared: &SharedReplica,
     channels: &BTreeMap<ReplicaId, RpcChannel>,
+    secret: Option<&PeerSecret>,
     messages: Vec<Outgoing>,
 ) {
     let mut calls = JoinSet::new();
@@ -236,8 +242,12 @@ async fn deliver(
             continue;
         };
         let mut client = CrdtReplicaClient::new(channel.clone());
+        let mut request = Request::new(message.request);
+        if let Some(secret) = secret {
+            secret.attach(&mut request);
+        }
         calls.spawn(async move {
-            let reply = client.gossip(message.request).await;
+            let reply = client.gossip(request).await;
             (message.peer, message.sent, reply)
         });
     }
@@ -316,11 +326,11 @@ async fn gossip_loop(
                 }
             }
         }
-        deliver(&shared, &channels, outgoing).await;
+        deliver(&shared, &channels, config.peer_secret.as_ref(), outgoing).await;
         let stale: Vec<Outgoing> = stale
             .into_iter()
             .filter(|message| !config.cuts.is_cut(config.id, message.peer))
             .collect();
-        deliver(&shared, &channels, stale).await;
+        deliver(&shared, &channels, config.peer_secret.as_ref(), stale).await;
     }
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use observability::rpc::peer_secret::PeerSecret;
 use observability::rpc::{ClientBuilder, Net, RpcServer, ServerHandle};
 use observability::sim::{self, Simulation, faults};
 use rand::rngs::SmallRng;
@@ -61,6 +62,7 @@ fn cluster(seed: u64, setup: Setup) -> Simulation<'static> {
                 config.faults = setup.faults;
                 config.seed = seed ^ (i as u64) << 8 ^ incarnation;
                 config.incarnation = incarnation;
+                config.peer_secret = Some(secret());
                 config.clock = Arc::new(TokioClock::new(1_700_000_000_000_000_000, 0));
                 let replica = CrdtReplica::start(config)?;
                 RpcServer::new()
@@ -338,15 +340,21 @@ fn crdt_replica_restarted_empty_is_refilled_by_full_state() {
     sim.run().expect("n5 is refilled");
 }
 
+/// The peer secret of the lone replica's cluster.
+fn secret() -> PeerSecret {
+    PeerSecret::new("sixteen-or-more-characters").expect("a valid secret")
+}
+
 /// A lone replica of a two-member cluster (its peer never answers), on
-/// 127.0.0.1.
+/// 127.0.0.1, with a peer secret.
 async fn lone_replica() -> (
     ServerHandle,
     CrdtReplicaClient<observability::rpc::RpcChannel>,
 ) {
     let peers = BTreeMap::from([(ReplicaId(2), "127.0.0.1:1".to_owned())]);
-    let replica = CrdtReplica::start(ReplicaConfig::new(ReplicaId(1), peers, Net::Tcp))
-        .expect("a valid config");
+    let mut config = ReplicaConfig::new(ReplicaId(1), peers, Net::Tcp);
+    config.peer_secret = Some(secret());
+    let replica = CrdtReplica::start(config).expect("a valid config");
     let server = RpcServer::new()
         .add_service(replica.into_service(), FILE_DESCRIPTOR_SET)
         .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -402,9 +410,10 @@ fn entry(element: &str, counter: u64) -> proto::or_set_state::Entry {
 }
 
 /// Episode 21. Hostile and mistaken input — unknown object types, an
-/// operation of another type, gossip from a stranger, malformed and
-/// oversized deltas, a clock an hour in the future — each gets a precise
-/// status, and the replica's state and version vector are unchanged.
+/// operation of another type, gossip from a stranger or without the peer
+/// secret, malformed and oversized deltas, forged updates, a clock an
+/// hour in the future — each gets a precise status, and the replica's
+/// state and version vector are unchanged.
 #[tokio::test]
 async fn crdt_replica_refuses_bad_input_and_keeps_its_state() {
     let (server, mut client) = lone_replica().await;
@@ -560,9 +569,20 @@ async fn crdt_replica_refuses_bad_input_and_keeps_its_state() {
         ),
     ];
     for (what, code, request) in gossip {
+        let mut request = tonic::Request::new(request);
+        secret().attach(&mut request);
         let status = client.gossip(request).await.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {}", status.message());
     }
+    // A valid message without the secret: refused before it is read.
+    let status = client
+        .gossip(gossip_from_2(vec![set_delta(
+            1,
+            vec![entry("sneaked in", 1)],
+        )]))
+        .await
+        .expect_err("no secret");
+    assert_eq!(status.code(), Code::Unauthenticated);
 
     let status_after = client
         .status(proto::StatusRequest {})
