@@ -9,6 +9,11 @@
 //! talked to their origin. Its reply — what it has now seen — is the
 //! acknowledgement: a lost message or a lost reply only means the same
 //! deltas go again next round, and merging them twice changes nothing.
+//! Every message also carries the sender's own context, so a replica
+//! learns what a peer has from the peer's gossip as well as from its
+//! replies; and before a large catch-up for a peer it has not heard from
+//! in the last round (random fanout: it may have had most of it from
+//! others), a replica asks first with an empty message.
 //!
 //! When a peer lacks an update the sender no longer holds as a delta
 //! (evicted from the buffer, or learned inside someone's full state), the
@@ -61,6 +66,10 @@ use crate::clock::physical::PhysicalClock;
 use crate::proto;
 use crate::{Error, Result};
 
+/// A catch-up of more deltas than this, for a peer not heard from in the
+/// last round, asks the peer what it has first.
+const ASK_FIRST_BEYOND_DELTAS: usize = 16;
+
 /// What anti-entropy has cost so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GossipStats {
@@ -103,6 +112,8 @@ struct PeerView {
     incarnation: Option<u64>,
     seen: CausalContext,
     transfer: Option<Transfer>,
+    /// The gossip round in which we last learned what the peer has seen.
+    heard_in_round: u64,
 }
 
 /// What a gossip message carried, to match its acknowledgement.
@@ -366,6 +377,8 @@ impl<C: PhysicalClock> Replica<C> {
         let mut request = proto::GossipRequest {
             from: self.id.0,
             to_incarnation: view.incarnation.unwrap_or(0),
+            sender_seen: Some(codec::context(&self.seen)),
+            from_incarnation: self.incarnation,
             ..Default::default()
         };
         // A peer not heard from yet first gets an empty message: its reply
@@ -375,6 +388,19 @@ impl<C: PhysicalClock> Replica<C> {
             (_, _, None) => Some(Vec::new()),
             (None, AntiEntropy::Delta, _) => self.missing_deltas(&view.seen),
             _ => None,
+        };
+        // With random peers, what we know of this one may be rounds old:
+        // it may have had most of these updates from others meanwhile.
+        // Before a large catch-up, ask first (an empty message) and ship
+        // what its reply says is still missing.
+        let stale = view.heard_in_round + 1 < self.stats.rounds;
+        let missing = match missing {
+            Some(deltas) if stale && deltas.len() > ASK_FIRST_BEYOND_DELTAS => Some(Vec::new()),
+            Some(deltas) => Some(deltas),
+            None if stale && view.transfer.is_none() && self.mode == AntiEntropy::Delta => {
+                Some(Vec::new())
+            }
+            None => None,
         };
         let sent = match missing {
             Some(missing) => {
@@ -495,6 +521,8 @@ impl<C: PhysicalClock> Replica<C> {
             }
             _ => None,
         };
+        let sender_seen = self.members.context(request.sender_seen.as_ref())?;
+        self.check_own_context(&sender_seen)?;
         let keys = deltas
             .iter()
             .map(|(_, key, _, _)| key)
@@ -537,6 +565,7 @@ impl<C: PhysicalClock> Replica<C> {
         if let Some(claim) = claim {
             self.seen.merge(&claim);
         }
+        self.learn(from, request.from_incarnation, sender_seen);
         Ok(self.reply())
     }
 
@@ -623,6 +652,30 @@ impl<C: PhysicalClock> Replica<C> {
         }
     }
 
+    /// What a peer has seen, as it told us in its own gossip: what we
+    /// would otherwise learn only from its replies to ours, which with
+    /// random fanout may come rarely — and meanwhile we would keep
+    /// resending it updates it got from others.
+    /// False when `incarnation` is a run of the peer we did not know: a
+    /// restarted peer has lost what it had, so what we knew is forgotten.
+    fn learn(&mut self, peer: ReplicaId, incarnation: u64, seen: CausalContext) -> bool {
+        let Some(view) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        view.heard_in_round = self.stats.rounds;
+        if view.incarnation == Some(incarnation) {
+            view.seen.merge(&seen);
+            return true;
+        }
+        *view = PeerView {
+            incarnation: Some(incarnation),
+            seen,
+            transfer: None,
+            heard_in_round: self.stats.rounds,
+        };
+        false
+    }
+
     /// A peer's answer to what we `sent`: what it has seen now.
     pub fn acknowledge(
         &mut self,
@@ -632,20 +685,13 @@ impl<C: PhysicalClock> Replica<C> {
     ) -> Result<()> {
         let seen = self.members.context(reply.seen.as_ref())?;
         self.check_own_context(&seen)?;
+        if !self.learn(peer, reply.incarnation, seen) {
+            return Ok(());
+        }
         let view = self
             .peers
             .get_mut(&peer)
             .ok_or(Error::UnknownReplica { replica: peer })?;
-        if view.incarnation != Some(reply.incarnation) {
-            // A restarted peer has lost what it had: forget what we knew.
-            *view = PeerView {
-                incarnation: Some(reply.incarnation),
-                seen,
-                transfer: None,
-            };
-            return Ok(());
-        }
-        view.seen.merge(&seen);
         if let (
             Some(transfer),
             Sent::Chunk {
