@@ -261,6 +261,13 @@ pub fn topics() -> Vec<Topic> {
             demo: Some("crdt-partition"),
         },
         Topic {
+            episodes: "18, 23",
+            module: "replication::log",
+            summary: "a durable append-only log: framed, CRC-checked, fsynced; torn tails cut, corruption refused",
+            tests: "-p replication durable_log",
+            demo: None,
+        },
+        Topic {
             episodes: "13, 17, 14, 19",
             module: "consensus::raft",
             summary: "a durable, linearizable Raft KV on raft-rs: Ready loop, raft-engine log, snapshots, ReadIndex, membership, transfer; its broken twin (`dslab serve raft-kv`)",

@@ -110,6 +110,14 @@ pub enum Error {
     /// A replica at its size limit.
     #[error("the replica holds its maximum of {max_bytes} bytes")]
     ReplicaFull { max_bytes: usize },
+    /// The disk under a durable log failed.
+    #[error("durable log: {doing}: {reason}")]
+    LogIo { doing: &'static str, reason: String },
+    /// A damaged record with intact records after it.
+    #[error(
+        "durable log: the record at byte {offset} is damaged and records follow it; refusing to drop them"
+    )]
+    LogCorrupt { offset: u64 },
     /// A hybrid clock's counter ran out while physical time stood still.
     #[error(
         "the hybrid clock's logical counter is exhausted at wall time {wall_ns} ns; the physical clock is stuck"
@@ -146,6 +154,8 @@ impl From<Error> for Status {
                 Status::failed_precondition(message)
             }
             Error::CounterOverflow { .. } => Status::out_of_range(message),
+            // The server's own disk failed: nothing the caller did.
+            Error::LogIo { .. } | Error::LogCorrupt { .. } => Status::internal(message),
             Error::RegisterFull { .. }
             | Error::BacklogFull { .. }
             | Error::LogicalClockExhausted { .. }

@@ -5,6 +5,7 @@
 //! | 20 Vector Clocks & Logical Time, 3 Time Synchronization | [`clock`] | Lamport, vector and hybrid logical clocks, version vectors, dotted siblings, NTP's estimate, TrueTime with commit-wait |
 //! | 21 CRDTs, 22 Multi-Master Replication | [`crdt`] | G-/PN-Counter, G-Set, 2P-Set, LWW and MV registers, OR-Sets (optimized and with tombstones), a map of CRDTs — all delta-state — and the sum-merged counter twin |
 //! | 21, 22 | [`crdt_replica`] | the `CrdtReplica` gRPC service: named CRDT objects, delta and full-state anti-entropy between replicas |
+//! | 18 Distributed Transactions, 23 Event Sourcing | [`log`] | a durable append-only log (framed, CRC-checked, fsynced; torn tails cut, corruption refused) for every coordinator, saga and event store |
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
@@ -13,6 +14,7 @@ pub mod consistency;
 pub mod crdt;
 pub mod crdt_replica;
 pub mod error;
+pub mod log;
 pub mod register;
 
 pub use error::{Error, Result};
