@@ -191,10 +191,6 @@ impl<C: PhysicalClock> Replica<C> {
         &self.members
     }
 
-    pub fn peers(&self) -> impl Iterator<Item = ReplicaId> + '_ {
-        self.peers.keys().copied()
-    }
-
     /// A client's update: the object's new value, and whether the update
     /// changed anything here.
     pub fn update(&mut self, key: ObjectKey, operation: Operation) -> Result<(proto::Value, bool)> {

@@ -95,16 +95,17 @@ impl LocalCluster {
         Ok(None)
     }
 
-    /// Bytes and messages of anti-entropy shipped by all replicas so far.
-    async fn shipped(&mut self) -> Result<(u64, u64), tonic::Status> {
-        let mut bytes = 0;
-        let mut messages = 0;
+    /// Anti-entropy so far: bytes and messages shipped by all replicas,
+    /// and the most gossip rounds any replica has run.
+    async fn shipped(&mut self) -> Result<(u64, u64, u64), tonic::Status> {
+        let (mut bytes, mut messages, mut rounds) = (0, 0, 0);
         for client in &mut self.clients {
             let status: proto::StatusReply = client.status().await?;
             bytes += status.delta_bytes + status.full_state_bytes;
             messages += status.delta_messages + status.full_state_messages;
+            rounds = rounds.max(status.gossip_rounds);
         }
-        Ok((bytes, messages))
+        Ok((bytes, messages, rounds))
     }
 
     async fn shutdown(self) -> DemoResult {
@@ -120,6 +121,7 @@ struct Run {
     converged_after: Option<Duration>,
     bytes_after_heal: u64,
     messages_after_heal: u64,
+    rounds_after_heal: u64,
     final_view: (String, Vec<String>, Vec<String>),
     acknowledged_likes: u64,
     resolved_title: Vec<String>,
@@ -188,10 +190,10 @@ async fn scenario(
         );
     }
 
-    let (bytes_before, messages_before) = cluster.shipped().await?;
+    let (bytes_before, messages_before, rounds_before) = cluster.shipped().await?;
     cluster.cuts.heal();
     let converged_after = cluster.converge().await?;
-    let (bytes_after, messages_after) = cluster.shipped().await?;
+    let (bytes_after, messages_after, rounds_after) = cluster.shipped().await?;
     let final_view = cluster.snapshot().await?.swap_remove(0);
 
     // A client that read both siblings resolves them with one write.
@@ -209,6 +211,7 @@ async fn scenario(
         converged_after,
         bytes_after_heal: bytes_after - bytes_before,
         messages_after_heal: messages_after - messages_before,
+        rounds_after_heal: rounds_after.saturating_sub(rounds_before),
         final_view,
         acknowledged_likes,
         resolved_title,
@@ -246,6 +249,7 @@ pub async fn crdt_partition_demo(out: &mut Narrator, _spans: &SpanCapture) -> De
                 (*name).to_owned(),
                 run.converged_after
                     .map_or("no".to_owned(), |after| format!("{after:.0?}")),
+                run.rounds_after_heal.to_string(),
                 run.messages_after_heal.to_string(),
                 run.bytes_after_heal.to_string(),
             ]
@@ -255,6 +259,7 @@ pub async fn crdt_partition_demo(out: &mut Narrator, _spans: &SpanCapture) -> De
         &[
             "anti-entropy",
             "converged after heal",
+            "gossip rounds",
             "messages",
             "bytes shipped",
         ],
