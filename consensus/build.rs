@@ -8,5 +8,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcdserverpb/rpc.proto",
         "proto/eraftpb/eraftpb.proto",
         "proto/consensus/v1/raft.proto",
+        "proto/consensus/v1/transaction.proto",
     ])
 }

@@ -14,5 +14,6 @@ mod fnv;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;
+pub mod transaction;
 
 pub use error::{Error, Result};

@@ -16,6 +16,29 @@ pub trait LogDisk {
     fn replace(&mut self, bytes: &[u8]) -> std::io::Result<()>;
 }
 
+/// A disk chosen at run time: a file when serving, memory in tests.
+impl<D: LogDisk + ?Sized> LogDisk for Box<D> {
+    fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        (**self).read_all()
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        (**self).append(bytes)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        (**self).sync()
+    }
+
+    fn truncate(&mut self, length: u64) -> std::io::Result<()> {
+        (**self).truncate(length)
+    }
+
+    fn replace(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        (**self).replace(bytes)
+    }
+}
+
 /// A log file, synced with `fsync`.
 #[derive(Debug)]
 pub struct FileDisk {
