@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use dslab::bench::{BenchOptions, bench_kv};
+use dslab::bench_transactions::{TransactionBenchOptions, bench_transactions};
 use dslab::check::{CheckOptions, check_file};
 use dslab::kv::{Endpoints, GetOptions, MemberChange};
 use dslab::registry;
@@ -53,9 +54,11 @@ enum Command {
         /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: std::net::SocketAddr,
-        /// A peer: a relay's or Flaky's next hop (host:port), or another
-        /// Raft KV member or CRDT replica (ID=host:port, its --listen
-        /// address); repeatable.
+        /// A peer: a relay's or Flaky's next hop (host:port); another Raft
+        /// KV member or CRDT replica (ID=host:port, its --listen address);
+        /// a saga orchestrator's or commit coordinator's participant, or a
+        /// ledger's coordinator and fellow participants (NAME=host:port);
+        /// repeatable.
         #[arg(long = "peer")]
         peers: Vec<String>,
         /// This instance's name (a relay's hop name).
@@ -67,6 +70,9 @@ enum Command {
         flaky: FlakyArgs,
         #[command(flatten)]
         raft: RaftKvArgs,
+        /// Shipping: a destination the carrier refuses (repeatable).
+        #[arg(long = "unserved")]
+        unserved: Vec<String>,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -219,6 +225,32 @@ enum KvCommand {
 enum BenchCommand {
     /// Closed-loop load over the etcd v3 API against dslab or etcd.
     Kv(BenchKvArgs),
+    /// What a saga orchestrator and a 2PC coordinator cost over the same
+    /// participant calls made directly (services in this process, on
+    /// 127.0.0.1, with their logs on disk).
+    Transactions(BenchTransactionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchTransactionsArgs {
+    /// Transfers per saga round.
+    #[arg(long, default_value_t = 2_000)]
+    sagas: usize,
+    /// Transfers in flight at once.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// 2PC transactions per round (one at a time).
+    #[arg(long, default_value_t = 300)]
+    transactions: usize,
+    /// Rounds of each side, alternating; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Keep every log in memory (no fsync): the orchestration alone.
+    #[arg(long)]
+    in_memory: bool,
+    /// End with one line of JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -341,8 +373,9 @@ struct RaftKvArgs {
     /// Raft KV and CRDT replica: this member's id (1, 2, 3, …).
     #[arg(long, default_value_t = 1)]
     id: u64,
-    /// Raft KV: where the log and snapshots live (created if absent; the
-    /// same command on a non-empty directory restarts the member).
+    /// Raft KV and the transaction services: where the logs (and
+    /// snapshots) live (created if absent; the same command on a non-empty
+    /// directory restarts the service where it left off).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
     /// Raft KV: join an existing cluster (after `member add`) instead of
@@ -428,6 +461,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let json = args.json;
             return bench(&args.options(), json);
         }
+        Command::Bench(BenchCommand::Transactions(args)) => {
+            let options = TransactionBenchOptions {
+                sagas: args.sagas,
+                clients: args.clients,
+                transactions: args.transactions,
+                rounds: args.rounds,
+                in_memory: args.in_memory,
+            };
+            // Multi-threaded: the services and the load share this process,
+            // as they would share a machine.
+            tokio::runtime::Runtime::new()
+                .context("starting the tokio runtime")?
+                .block_on(bench_transactions(options, args.json))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Check {
             file,
             model,
@@ -504,6 +552,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 placement,
                 flaky,
                 raft,
+                unserved,
                 ..
             } => {
                 let listener = listener.context("the listener bound above")?;
@@ -516,6 +565,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     placement: placement.config(placement.strategy),
                     nodes: placement.nodes,
                     script: flaky.script(),
+                    unserved,
                     raft: RaftArgs {
                         id: raft.id,
                         data_dir: raft.data_dir,

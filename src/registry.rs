@@ -73,6 +73,25 @@ pub fn demos() -> Vec<Demo> {
             episodes: "17, 13",
             run: |out, spans| Box::pin(consensus::raft::raft_failover_demo(out, spans)),
         },
+        Demo {
+            name: "two-phase-commit",
+            episodes: "18, 14",
+            run: |out, spans| Box::pin(consensus::transaction::two_phase_commit_demo(out, spans)),
+        },
+        Demo {
+            name: "three-phase-commit-partition",
+            episodes: "18, 14",
+            run: |out, spans| {
+                Box::pin(consensus::transaction::three_phase_commit_partition_demo(
+                    out, spans,
+                ))
+            },
+        },
+        Demo {
+            name: "saga",
+            episodes: "18, 40",
+            run: |out, spans| Box::pin(consensus::transaction::saga_demo(out, spans)),
+        },
     ]
 }
 
@@ -287,6 +306,34 @@ pub fn topics() -> Vec<Topic> {
             summary: "the etcd v3 API (KV, Cluster, Maintenance) with etcd's errors; `etcdctl` and `dslab kv` drive it, `dslab bench kv` loads it",
             tests: "-p consensus etcd_",
             demo: Some("raft-failover"),
+        },
+        Topic {
+            episodes: "18, 23",
+            module: "consensus::transaction::ledger",
+            summary: "Accounts and Inventory: ledgers with holds, TCC reservations that expire, idempotent credits; the 2PC/3PC participant that resolves its doubts (`dslab serve accounts`, `inventory`)",
+            tests: "-p consensus transaction_ledger",
+            demo: Some("saga"),
+        },
+        Topic {
+            episodes: "18, 14",
+            module: "consensus::transaction::two_phase",
+            summary: "two-phase commit: presumed abort, blocking in doubt, recovery from the coordinator's log; three-phase commit and its split decision (`dslab serve tpc-coordinator`)",
+            tests: "-p consensus transaction_commit",
+            demo: Some("two-phase-commit"),
+        },
+        Topic {
+            episodes: "18, 40, 23",
+            module: "consensus::transaction::saga",
+            summary: "orchestrated sagas: a saga log, idempotency keys, compensation in reverse, resumption after a crash; the twin without keys; the choreographed variant; Shipping (`dslab serve saga-orchestrator`, `shipping`)",
+            tests: "-p consensus transaction_saga",
+            demo: Some("saga"),
+        },
+        Topic {
+            episodes: "18, 40, 4",
+            module: "tests/bank_transfer_saga",
+            summary: "thousands of transfers across three banks through lost replies, duplicates and crashes: the books balance",
+            tests: "--test bank_transfer_saga",
+            demo: Some("saga"),
         },
     ]
 }

@@ -8,15 +8,31 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use consensus::etcd::Services;
 use consensus::raft::{NodeConfig, PeerSecret, RaftNode, Storage};
+use consensus::transaction::ledger::service::{LedgerConfig, LedgerServer};
+use consensus::transaction::saga::orchestrator::{Orchestrator, OrchestratorConfig};
+use consensus::transaction::shipping::{ShippingConfig, ShippingService};
+use consensus::transaction::two_phase::{Coordinator, CoordinatorConfig};
 use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
 use patterns::hashing::StrategyConfig;
 use patterns::shard_router::ShardRouter;
 use replication::clock::ReplicaId;
 use replication::crdt_replica::{CrdtReplica, ReplicaConfig};
+use replication::log::FileDisk;
 
 /// The services `dslab serve` can run.
-pub const SERVICES: &[&str] = &["relay", "shard-router", "flaky", "raft-kv", "crdt-replica"];
+pub const SERVICES: &[&str] = &[
+    "relay",
+    "shard-router",
+    "flaky",
+    "raft-kv",
+    "crdt-replica",
+    "accounts",
+    "inventory",
+    "shipping",
+    "saga-orchestrator",
+    "tpc-coordinator",
+];
 
 /// A Raft KV member's settings (`dslab serve raft-kv`).
 #[derive(Clone, Debug, Default)]
@@ -50,6 +66,8 @@ pub struct ServeConfig {
     pub nodes: Vec<String>,
     /// Flaky's starting script (change it later with its `Configure` RPC).
     pub script: resilience::flaky::proto::Script,
+    /// Shipping's refused destinations.
+    pub unserved: Vec<String>,
     pub raft: RaftArgs,
 }
 
@@ -74,6 +92,37 @@ fn member_peer(text: &str) -> anyhow::Result<(u64, String)> {
         .with_context(|| format!("--peer {text:?}: the id must be a number"))?;
     anyhow::ensure!(id != 0, "--peer {text:?}: member ids start at 1");
     Ok((id, address.trim().to_owned()))
+}
+
+/// `NAME=host:port` → (name, address): a transaction participant.
+fn named_peer(text: &str) -> anyhow::Result<(String, String)> {
+    let (name, address) = text
+        .split_once('=')
+        .with_context(|| format!("--peer {text:?}: a participant is NAME=host:port"))?;
+    let name = name.trim();
+    consensus::transaction::check_id("--peer name", name)?;
+    Ok((name.to_owned(), address.trim().to_owned()))
+}
+
+/// The durable log of a transaction service: `DIR/SERVICE.log` under
+/// --data-dir, or in a temporary directory kept alive by `keep`.
+fn transaction_log(
+    config: &ServeConfig,
+    keep: &mut Option<tempfile::TempDir>,
+) -> anyhow::Result<consensus::transaction::journal::Disk> {
+    let dir = match &config.raft.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = tempfile::tempdir().context("creating a temporary data directory")?;
+            let path = dir.path().to_owned();
+            tracing::warn!(path = %path.display(), "no --data-dir: the log is lost when the process exits");
+            *keep = Some(dir);
+            path
+        }
+    };
+    let path = dir.join(format!("{}.log", config.service));
+    let disk = FileDisk::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(Box::new(disk))
 }
 
 /// The members' shared secret, or a warning that there is none.
@@ -188,6 +237,70 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 replica.into_service(),
                 replication::proto::FILE_DESCRIPTOR_SET,
             )
+        }
+        "accounts" | "inventory" => {
+            let mut peers = BTreeMap::new();
+            for peer in &config.peers {
+                let (name, address) = named_peer(peer)?;
+                peers.insert(name, address);
+            }
+            let disk = transaction_log(&config, &mut _temporary)?;
+            let name = config
+                .name
+                .clone()
+                .unwrap_or_else(|| config.service.clone());
+            let mut ledger_config = LedgerConfig::new(&name, disk, Net::Tcp);
+            ledger_config.peers = peers;
+            let ledger = LedgerServer::start(ledger_config)?;
+            let domain = if config.service == "accounts" {
+                RpcServer::new()
+                    .add_service(ledger.accounts(), consensus::proto::FILE_DESCRIPTOR_SET)
+            } else {
+                RpcServer::new()
+                    .add_service(ledger.inventory(), consensus::proto::FILE_DESCRIPTOR_SET)
+            };
+            domain.add_service(ledger.participant(), consensus::proto::FILE_DESCRIPTOR_SET)
+        }
+        "shipping" => {
+            let disk = transaction_log(&config, &mut _temporary)?;
+            let shipping = ShippingService::start(
+                ShippingConfig {
+                    unserved: config.unserved.iter().cloned().collect(),
+                    transient_failure_rate: config.script.error_rate,
+                    seed: rand::random(),
+                },
+                disk,
+            )?;
+            RpcServer::new().add_service(
+                shipping.into_service(),
+                consensus::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        "saga-orchestrator" | "tpc-coordinator" => {
+            let mut participants = BTreeMap::new();
+            for peer in &config.peers {
+                let (name, address) = named_peer(peer)?;
+                participants.insert(name, address);
+            }
+            anyhow::ensure!(
+                !participants.is_empty(),
+                "name the participants with --peer NAME=host:port"
+            );
+            let disk = transaction_log(&config, &mut _temporary)?;
+            if config.service == "saga-orchestrator" {
+                let mut orchestrator = OrchestratorConfig::new(participants, disk, Net::Tcp);
+                orchestrator.seed = rand::random();
+                RpcServer::new().add_service(
+                    Orchestrator::start(orchestrator)?.into_service(),
+                    consensus::proto::FILE_DESCRIPTOR_SET,
+                )
+            } else {
+                RpcServer::new().add_service(
+                    Coordinator::start(CoordinatorConfig::new(participants, disk, Net::Tcp))?
+                        .into_service(),
+                    consensus::proto::FILE_DESCRIPTOR_SET,
+                )
+            }
         }
         other => anyhow::bail!(
             "unknown service {other:?}; choose one of: {}",

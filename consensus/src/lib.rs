@@ -5,6 +5,7 @@
 //! | 13 FLP Impossibility & Practical Consensus, 17 Leader Election Algorithms, 19 Consistency Models Hierarchy | [`raft`] | a durable, linearizable Raft KV on raft-rs: the Ready loop, raft-engine storage, snapshots, ReadIndex reads, membership changes, leader transfer, peer transport |
 //! | 13 FLP Impossibility & Practical Consensus (etcd internals) | [`mvcc`] | its state machine: etcd's multi-version store — revisions, ranges, transactions, compaction |
 //! | 13, 14 CAP Theorem | [`etcd`] | the etcd v3 API it serves (KV, Cluster, Maintenance), wire compatible with `etcdctl` |
+//! | 18 Distributed Transactions (also 14, 23, 40) | [`transaction`] | two- and three-phase commit, sagas and TCC across small gRPC services (Accounts, Inventory, Shipping, an orchestrator, a coordinator), each on its own durable log |
 //!
 //! The crate sits above `replication` and below the `dslab` binary.
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod raft_kv;
+mod transactions;
 
 use support::{OtlpReceiver, Served, run, stdout};
 
@@ -167,7 +168,7 @@ async fn cli_serve_relay_answers_health_reflection_and_forwards() {
 #[ignore = "needs Python grpcio; run by .ci/run"]
 fn interop_python_grpc_health_reflection_and_call() {
     let relay = Served::start("relay", &["--name", "py-target"]);
-    let text = python_client("grpc_client.py", relay.addr);
+    let text = python_client("grpc_client.py", &[relay.addr]);
     assert!(text.contains("health: SERVING"), "{text}");
     assert!(text.contains("service: observability.v1.Relay"), "{text}");
     assert!(text.contains("path: py-target"), "{text}");
@@ -210,11 +211,12 @@ fn cli_crdt_updates_reads_and_refuses_an_unknown_type() {
     assert!(replica.terminate());
 }
 
-/// Runs `tests/interop/<script>` against `addr`; its stdout and stderr.
-fn python_client(script: &str, addr: std::net::SocketAddr) -> String {
+/// Runs `tests/interop/<script>` against `addrs`; its stdout and stderr.
+fn python_client(script: &str, addrs: &[std::net::SocketAddr]) -> String {
     let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = std::process::Command::new("python3")
-        .args([&script, &addr.to_string()])
+        .arg(&script)
+        .args(addrs.iter().map(ToString::to_string))
         .output()
         .expect("python3 runs");
     let text = format!(
@@ -233,7 +235,7 @@ fn python_client(script: &str, addr: std::net::SocketAddr) -> String {
 #[ignore = "needs python3 with grpcio and grpcio-reflection; .ci/run installs them"]
 fn interop_python_grpc_client_drives_a_crdt_replica() {
     let replica = Served::start("crdt-replica", &["--id", "1"]);
-    let text = python_client("crdt_client.py", replica.addr);
+    let text = python_client("crdt_client.py", &[replica.addr]);
     for line in [
         "remove of an absent element changed: False",
         "likes: 8",

@@ -10,6 +10,10 @@
 //! each caller waits for the flush that covers its record. Under load,
 //! many changes share a flush; alone, a change pays one.
 //!
+//! Records a restart can do without (progress hints) are queued *lazily*
+//! ([`Journal::queue_lazy`]): written at once but synced only by the next
+//! durable flush, so they add bytes, not `fsync`s.
+//!
 //! Records keep the order in which callers queued them. A caller that
 //! changes its state under a lock and queues the record before releasing
 //! it therefore logs in the order it applied, and its reply waits for the
@@ -42,7 +46,9 @@ struct Pending {
     records: Vec<Vec<u8>>,
     /// Replace the whole log with these records (compaction).
     rewrite: bool,
-    done: oneshot::Sender<Result<()>>,
+    /// Whoever waits for the records to be on disk; none for lazy records,
+    /// which are written at once but synced with the next durable batch.
+    done: Option<oneshot::Sender<Result<()>>>,
 }
 
 /// A handle on the writer task; clones share it.
@@ -99,7 +105,7 @@ impl Journal {
         let pending = Pending {
             records,
             rewrite: false,
-            done,
+            done: Some(done),
         };
         // try_send keeps the order of callers that hold a lock; a full
         // queue is refused rather than waited for under that lock.
@@ -120,6 +126,18 @@ impl Journal {
         }
     }
 
+    /// Queues records that need not be durable before anyone is answered
+    /// (progress hints whose loss a restart tolerates): written with the
+    /// next flush, synced by the next durable one. Never waits; a full
+    /// queue drops them, which is what a crash would do.
+    pub fn queue_lazy(&self, records: Vec<Vec<u8>>) {
+        let _ = self.queue.try_send(Pending {
+            records,
+            rewrite: false,
+            done: None,
+        });
+    }
+
     /// Waits until everything queued so far is on disk. A reply that
     /// repeats an earlier change (a deduplicated retry) waits for it: the
     /// change may still be in a flush, and must not be acknowledged twice
@@ -134,7 +152,7 @@ impl Journal {
             .send(Pending {
                 records,
                 rewrite,
-                done,
+                done: Some(done),
             })
             .await
             .map_err(|_| Error::Log("the log writer stopped".into()))?;
@@ -180,7 +198,7 @@ async fn write_batches(log: DurableLog<Disk>, mut receiver: mpsc::Receiver<Pendi
 async fn flush(
     log: &Arc<std::sync::Mutex<DurableLog<Disk>>>,
     failed: &mut Option<String>,
-    batch: Vec<Pending>,
+    mut batch: Vec<Pending>,
 ) {
     if batch.is_empty() {
         return;
@@ -189,13 +207,14 @@ async fn flush(
         Some(reason) => Err(reason),
         None => {
             let rewrite = batch[0].rewrite;
+            let durable = batch.iter().any(|pending| pending.done.is_some());
             let payloads: Vec<Vec<u8>> = batch
-                .iter()
-                .flat_map(|pending| pending.records.iter().cloned())
+                .iter_mut()
+                .flat_map(|pending| std::mem::take(&mut pending.records))
                 .collect();
+            let syncs = rewrite || (durable && !payloads.is_empty());
             let log = Arc::clone(log);
-            // fsync blocks: off the async workers (inline under simulation).
-            offload::cpu(move || {
+            let write = move || {
                 let mut log = log
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -204,20 +223,30 @@ async fn flush(
                     log.rewrite(&slices)
                 } else if slices.is_empty() {
                     Ok(())
-                } else {
+                } else if durable {
                     log.append_batch(&slices).map(drop)
+                } else {
+                    log.append_batch_unsynced(&slices).map(drop)
                 }
-            })
-            .await
-            .map_err(|err| err.to_string())
-            .and_then(|written| written.map_err(|err| err.to_string()))
+            };
+            if !syncs {
+                // A buffered write, or nothing at all: too quick to be
+                // worth a trip to the blocking pool.
+                write().map_err(|err| err.to_string())
+            } else {
+                // fsync blocks: off the async workers (inline under simulation).
+                offload::cpu(write)
+                    .await
+                    .map_err(|err| err.to_string())
+                    .and_then(|written| written.map_err(|err| err.to_string()))
+            }
         }
     };
     if let Err(reason) = &result {
         tracing::error!(%reason, "the log failed; refusing every later change");
         *failed = Some(reason.clone());
     }
-    for pending in batch {
-        let _ = pending.done.send(result.clone().map_err(Error::Log));
+    for done in batch.into_iter().filter_map(|pending| pending.done) {
+        let _ = done.send(result.clone().map_err(Error::Log));
     }
 }

@@ -32,12 +32,15 @@
 //! 1..=[`MAX_AMOUNT`]; each service's tables have fixed caps (documented
 //! on each), and what they remember for deduplication is a bounded window.
 
+mod demo;
 pub mod faults;
 pub mod journal;
 pub mod ledger;
 pub mod saga;
 pub mod shipping;
 pub mod two_phase;
+
+pub use demo::{saga_demo, three_phase_commit_partition_demo, two_phase_commit_demo};
 
 use tonic::{Code, Status};
 

@@ -2,7 +2,7 @@
 //!
 //! Episode: 18, "Distributed Transactions"
 //! Pattern: saga participant / idempotent receiver
-//! Test it: cargo test -p consensus transaction_shipping
+//! Test it: cargo test -p consensus transaction_saga_order
 //!
 //! A shipment is scheduled once per shipment id (the caller's idempotency
 //! key) and can be cancelled — the compensation. Two kinds of failure are

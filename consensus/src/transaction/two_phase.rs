@@ -4,7 +4,7 @@
 //! Episode: 18, "Distributed Transactions" (also 14: blocking under partitions)
 //! Pattern: atomic commitment
 //! Try it:  cargo run -- demo two-phase-commit
-//! Test it: cargo test -p consensus transaction_two_phase
+//! Test it: cargo test -p consensus transaction_commit
 //!
 //! **Two-phase commit.** Phase one asks every participant to *prepare*:
 //! validate, lock, write "yes" to its log, vote. If all vote yes, the
@@ -34,7 +34,7 @@
 //! crash — but the rules assume that a participant you cannot reach has
 //! crashed. When it has merely been partitioned away, the two sides of the
 //! partition decide on their own, one commit and one abort: the
-//! split decision that [`super::tests`] catches, and the reason real
+//! split decision that the transaction tests catch, and the reason real
 //! systems use consensus (Paxos Commit, or a Raft group as coordinator)
 //! instead.
 //!
@@ -378,7 +378,7 @@ impl Coordinator {
                 });
                 // END need not be forced: losing it only means one more
                 // (harmless) delivery after a restart.
-                drop(self.inner.journal.queue(vec![encode(end)]));
+                self.inner.journal.queue_lazy(vec![encode(end)]);
                 self.compact_if_due().await;
             }
         }
@@ -453,7 +453,7 @@ impl Coordinator {
 
     async fn halt_if(&self, point: HaltPoint) -> Result<(), Status> {
         if self.inner.halt_at == Some(point) {
-            tracing::warn!(?point, "coordinator halting, as configured");
+            tracing::info!(?point, "coordinator halting, as configured");
             self.halt();
         }
         self.refuse_if_halted()

@@ -28,7 +28,9 @@
 //! its owner compacts it with [`DurableLog::rewrite`] (an atomic replace).
 //!
 //! Simplified: one file, no segments or preallocation; every append (or
-//! batch, [`DurableLog::append_batch`]) pays one `fsync`.
+//! batch, [`DurableLog::append_batch`]) pays one `fsync`, except records
+//! its owner marks as lazy ([`DurableLog::append_batch_unsynced`]), which
+//! ride along with the next one.
 
 mod disk;
 #[cfg(test)]
@@ -160,6 +162,20 @@ impl<D: LogDisk> DurableLog<D> {
             .append(&bytes)
             .map_err(io_error("appending to the log"))?;
         self.disk.sync().map_err(io_error("syncing the log"))?;
+        self.records += payloads.len() as u64;
+        self.bytes += bytes.len() as u64;
+        Ok(self.records.saturating_sub(1))
+    }
+
+    /// Appends records without waiting for the disk: they become durable
+    /// with the next [`Self::append_batch`] (one `fsync` covers both), or
+    /// are lost in a crash before it — for records whose loss a restart
+    /// tolerates (hints, progress markers). Indexes as `append_batch`.
+    pub fn append_batch_unsynced(&mut self, payloads: &[&[u8]]) -> Result<u64> {
+        let bytes = frames(payloads)?;
+        self.disk
+            .append(&bytes)
+            .map_err(io_error("appending to the log"))?;
         self.records += payloads.len() as u64;
         self.bytes += bytes.len() as u64;
         Ok(self.records.saturating_sub(1))

@@ -38,26 +38,28 @@
 //! under a new id — what a client does when it treats a retry as a new
 //! request — and credits twice when a reply is lost.
 //!
-//! **The saga log** ([`orchestrator`]) holds the start of each saga,
-//! forced to disk before the first step runs, and its turning back; the
-//! progress records in between are hints. Because every step is
-//! idempotent, an orchestrator that crashes anywhere resumes by running
-//! the saga again from its log: steps already done answer with their
-//! first result.
+//! **The saga log** ([`orchestrator`]) holds three kinds of record: the
+//! START of each saga, forced to disk before its first step runs; the
+//! COMPENSATING turn, forced before its first compensation; and, lazily
+//! (synced by the next forced write), which steps ran and how it ended.
+//! Because every step is idempotent, an orchestrator that crashes
+//! anywhere resumes by running the saga again from its log: steps already
+//! done answer with their first result.
 //!
-//! **Choreography**, the alternative: no orchestrator; each service reacts
-//! to the others' events (`StockReserved` → the payment service holds;
-//! `PaymentFailed` → the inventory service cancels). No single point of
-//! control or failure, no central log to replay — and no single place
-//! that knows where an order is, a flow that exists only as the sum of
-//! subscriptions, and cycles that are easy to create. Orchestration puts
-//! the flow in one readable definition, which is why it is the one built
-//! here.
+//! **Choreography** ([`choreography`]), the alternative: no orchestrator;
+//! each service reacts to the others' events (`StockReserved` → the
+//! payment service holds; `ShippingFailed` → it releases, and inventory
+//! cancels). No single point of control or failure, no central log to
+//! replay — and no single place that knows where an order is, a flow that
+//! exists only as the sum of subscriptions, and cycles that are easy to
+//! create. Orchestration puts the flow in one readable definition, with
+//! one log to resume from, which is why it carries the scenarios here.
 //!
 //! Bounds: saga ids at most [`MAX_SAGA_ID_BYTES`] (step ids append to
 //! them); params at most [`MAX_PARAMS`], each value at most
 //! [`super::MAX_ID_BYTES`].
 
+pub mod choreography;
 pub mod orchestrator;
 
 use std::collections::HashMap;

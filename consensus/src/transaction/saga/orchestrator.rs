@@ -277,6 +277,13 @@ impl Orchestrator {
                     end(&mut state, &saga.saga_id, SagaState::Completed)
                 }
                 Some(Record::Compensated(saga)) => {
+                    if let Some(entry) = state.sagas.get_mut(&saga.saga_id) {
+                        for step in &mut entry.report.steps {
+                            if step.state == StepState::Done as i32 {
+                                step.state = StepState::Compensated.into();
+                            }
+                        }
+                    }
                     end(&mut state, &saga.saga_id, SagaState::Compensated);
                 }
                 None => {}
@@ -467,14 +474,6 @@ impl Orchestrator {
                         self.update(saga_id, |saga| {
                             saga.steps[index].state = StepState::Done.into()
                         });
-                        // A hint, not forced: a lost one only means the step
-                        // runs again on recovery, and answers the same.
-                        drop(self.inner.journal.queue(vec![encode(Record::StepDone(
-                            SagaStepDone {
-                                saga_id: saga_id.to_owned(),
-                                step: index as u32,
-                            },
-                        ))]));
                         break;
                     }
                     Err(status) => {
@@ -560,11 +559,18 @@ impl Orchestrator {
     }
 
     async fn finish(&self, saga_id: &str, record: Record, final_state: SagaState) {
-        // Not forced either: without it, recovery runs the saga once more
-        // and reaches the same end.
-        drop(self.inner.journal.queue(vec![encode(record)]));
         let compact = {
             let mut state = self.lock();
+            // Which steps ran, then the end — lazily, in one batch: without
+            // them, recovery runs the saga once more (every step answers as
+            // before) and reaches the same end.
+            let mut records: Vec<Vec<u8>> = state
+                .sagas
+                .get(saga_id)
+                .map(|entry| done_steps(saga_id, &entry.report))
+                .unwrap_or_default();
+            records.push(encode(record));
+            self.inner.journal.queue_lazy(records);
             end(&mut state, saga_id, final_state);
             state.records_since_compaction += 1;
             state.records_since_compaction >= COMPACT_EVERY
@@ -584,14 +590,7 @@ impl Orchestrator {
             for id in ids {
                 let entry = &state.sagas[id];
                 records.push(encode(Record::Start(entry.start.clone())));
-                for (step, report) in entry.report.steps.iter().enumerate() {
-                    if report.state == StepState::Done as i32 {
-                        records.push(encode(Record::StepDone(SagaStepDone {
-                            saga_id: id.clone(),
-                            step: step as u32,
-                        })));
-                    }
-                }
+                records.extend(done_steps(id, &entry.report));
                 if let Some(failed) = entry
                     .report
                     .steps
@@ -831,6 +830,23 @@ impl Orchestrator {
             }
         }
     }
+}
+
+/// A STEP-DONE record for every step of `saga` that ran forward.
+fn done_steps(saga_id: &str, saga: &Saga) -> Vec<Vec<u8>> {
+    saga.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| {
+            step.state == StepState::Done as i32 || step.state == StepState::Compensated as i32
+        })
+        .map(|(step, _)| {
+            encode(Record::StepDone(SagaStepDone {
+                saga_id: saga_id.to_owned(),
+                step: step as u32,
+            }))
+        })
+        .collect()
 }
 
 fn timed<T>(message: T, timeout: Duration) -> Request<T> {

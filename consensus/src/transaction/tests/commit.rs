@@ -193,17 +193,17 @@ fn coordinator_crash_then_recovery(halt: HaltPoint, expected: TxnPhase) {
 }
 
 #[test]
-fn transaction_two_phase_crash_before_decision_blocks_then_presumes_abort() {
+fn transaction_commit_two_phase_crash_before_decision_blocks_then_presumes_abort() {
     coordinator_crash_then_recovery(HaltPoint::AfterVotes, TxnPhase::Aborted);
 }
 
 #[test]
-fn transaction_two_phase_crash_after_decision_blocks_then_commits_everywhere() {
+fn transaction_commit_two_phase_crash_after_decision_blocks_then_commits_everywhere() {
     coordinator_crash_then_recovery(HaltPoint::AfterDecision, TxnPhase::Committed);
 }
 
 #[test]
-fn transaction_two_phase_commits_and_aborts_without_faults() {
+fn transaction_commit_two_phase_commits_and_aborts_without_faults() {
     sim::for_each_seed(|seed| {
         let mut sim = cluster(seed, Vec::new());
         sim.client(async move {
@@ -240,7 +240,7 @@ fn transaction_two_phase_commits_and_aborts_without_faults() {
 }
 
 #[test]
-fn transaction_three_phase_does_not_block_when_the_coordinator_dies() {
+fn transaction_commit_three_phase_does_not_block_when_the_coordinator_dies() {
     sim::for_each_seed(|seed| {
         // Pre-commit reached `a` only; the coordinator never comes back.
         let mut sim = cluster(seed, vec![HaltPoint::AfterPreCommit { delivered: 1 }]);
@@ -266,7 +266,7 @@ fn transaction_three_phase_does_not_block_when_the_coordinator_dies() {
 /// alone — `a` (pre-committed) commits, `b` (only prepared, unable to
 /// reach anyone who knows more) aborts. Money is created out of nothing.
 #[test]
-fn transaction_three_phase_splits_its_decision_under_a_partition() {
+fn transaction_commit_three_phase_splits_its_decision_under_a_partition() {
     sim::for_each_seed(|seed| {
         let mut sim = cluster(seed, vec![HaltPoint::AfterPreCommit { delivered: 1 }]);
         sim.client(async move {

@@ -445,3 +445,67 @@ async fn transaction_fuzz_every_service() {
     assert_eq!(held.amount, 4);
     let _ = ledger_address;
 }
+
+/// The choreographed order: the same services, no orchestrator. It ships
+/// to Paris and unwinds for Atlantis — and where an order stands is known
+/// only from the event stream.
+#[test]
+fn transaction_saga_choreographed_order_completes_or_unwinds() {
+    use crate::transaction::saga::choreography::{Choreography, Event, Order};
+    sim::for_each_seed(|seed| {
+        let mut sim = shop(seed, |_| {});
+        sim.client(async move {
+            stock_shop().await?;
+            let choreography = Choreography::start(channel("n3"), channel("n2"), channel("n4"));
+            let order = |id: &str, destination: &str| Order {
+                id: id.into(),
+                customer: "carol".into(),
+                sku: "widget".into(),
+                quantity: 2,
+                price: 15,
+                destination: destination.into(),
+            };
+            choreography.place(order("c1", "paris"));
+            let shipped = choreography.outcome("c1", Duration::from_secs(10)).await;
+            assert_eq!(shipped, Some(Event::OrderCompleted("c1".into())));
+            assert_eq!(entry("n2", "carol").await?, (70, 0));
+            assert_eq!(entry("n3", "widget").await?, (8, 0));
+
+            choreography.place(order("c2", "atlantis"));
+            let unwound = choreography.outcome("c2", Duration::from_secs(10)).await;
+            assert!(
+                matches!(unwound, Some(Event::OrderCancelled { .. })),
+                "{unwound:?}"
+            );
+            let story: Vec<&str> = choreography
+                .state_of("c2")
+                .iter()
+                .map(|event| match event {
+                    Event::OrderPlaced(_) => "placed",
+                    Event::StockReserved(_) => "stock reserved",
+                    Event::PaymentHeld(_) => "payment held",
+                    Event::ShippingFailed { .. } => "shipping failed",
+                    Event::PaymentReleased(_) => "payment released",
+                    Event::OrderCancelled { .. } => "cancelled",
+                    _ => "other",
+                })
+                .collect();
+            assert_eq!(
+                story,
+                [
+                    "placed",
+                    "stock reserved",
+                    "payment held",
+                    "shipping failed",
+                    "payment released",
+                    "cancelled"
+                ]
+            );
+            assert_eq!(entry("n2", "carol").await?, (70, 0), "payment released");
+            assert_eq!(entry("n3", "widget").await?, (8, 0), "stock returned");
+            choreography.stop();
+            Ok(())
+        });
+        sim.run()
+    });
+}
