@@ -36,7 +36,7 @@ use consensus::proto::v1::{
     Branch, Change, CreditRequest, HoldRef, HoldRequest, OpenRequest, PrepareRequest, Protocol,
     SagaState, StartSagaRequest, TxnPhase, TxnRef, TxnRequest,
 };
-use consensus::transaction::ledger::service::{LedgerConfig, LedgerServer};
+use consensus::transaction::ledger::service::{COORDINATOR, LedgerConfig, LedgerServer};
 use consensus::transaction::saga::orchestrator::{Orchestrator, OrchestratorConfig};
 use consensus::transaction::two_phase::{Coordinator, CoordinatorConfig};
 use futures_util::future::try_join_all;
@@ -89,9 +89,14 @@ async fn start(in_memory: bool) -> anyhow::Result<Services> {
             dir.path().join(format!("{name}.log")),
         )?))
     };
+    // Ledgers vote only with a coordinator to ask: its address first.
+    let coordinator_listener = tokio::net::TcpListener::bind(loopback()).await?;
+    let coordinator_address = coordinator_listener.local_addr()?.to_string();
     let mut ledgers = Vec::new();
     for i in 0..LEDGERS {
-        let ledger = LedgerServer::start(LedgerConfig::new(&bank(i), disk(&bank(i))?, Net::Tcp))?;
+        let mut config = LedgerConfig::new(&bank(i), disk(&bank(i))?, Net::Tcp);
+        config.peers = BTreeMap::from([(COORDINATOR.to_owned(), coordinator_address.clone())]);
+        let ledger = LedgerServer::start(config)?;
         ledgers.push(
             RpcServer::new()
                 .add_service(ledger.accounts(), FILE_DESCRIPTOR_SET)
@@ -122,9 +127,10 @@ async fn start(in_memory: bool) -> anyhow::Result<Services> {
     let orchestrator =
         serve(RpcServer::new().add_service(orchestrator.into_service(), FILE_DESCRIPTOR_SET))
             .await?;
-    let coordinator =
-        serve(RpcServer::new().add_service(coordinator.into_service(), FILE_DESCRIPTOR_SET))
-            .await?;
+    let coordinator = RpcServer::new()
+        .add_service(coordinator.into_service(), FILE_DESCRIPTOR_SET)
+        .bind_tcp(coordinator_listener)?
+        .spawn();
     for server in &ledgers {
         let mut accounts = AccountsClient::new(channel(server));
         for account in ["a", "b"] {

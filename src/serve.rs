@@ -104,8 +104,9 @@ fn named_peer(text: &str) -> anyhow::Result<(String, String)> {
     Ok((name.to_owned(), address.trim().to_owned()))
 }
 
-/// The durable log of a transaction service: `DIR/SERVICE.log` under
-/// --data-dir, or in a temporary directory kept alive by `keep`.
+/// The durable log of a transaction service: `DIR/SERVICE.log` (or
+/// `DIR/SERVICE-NAME.log` with --name) under --data-dir, or in a temporary
+/// directory kept alive by `keep`.
 fn transaction_log(
     config: &ServeConfig,
     keep: &mut Option<tempfile::TempDir>,
@@ -120,7 +121,12 @@ fn transaction_log(
             path
         }
     };
-    let path = dir.join(format!("{}.log", config.service));
+    // Two ledgers sharing a directory must not share a log.
+    let file = match &config.name {
+        Some(name) => format!("{}-{name}.log", config.service),
+        None => format!("{}.log", config.service),
+    };
+    let path = dir.join(file);
     let disk = FileDisk::open(&path).with_context(|| format!("opening {}", path.display()))?;
     Ok(Box::new(disk))
 }

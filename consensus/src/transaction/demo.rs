@@ -421,13 +421,13 @@ impl CommitCluster {
         )
     }
 
-    /// Polls until neither participant is in doubt, for at most `within`.
+    /// Polls until both participants have decided, for at most `within`.
     async fn settle(&self, txn: &str, within: Duration) -> (TxnPhase, TxnPhase) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let phases = self.phases(txn);
-            let open = |p: TxnPhase| matches!(p, TxnPhase::Prepared | TxnPhase::PreCommitted);
-            if (!open(phases.0) && !open(phases.1)) || tokio::time::Instant::now() > deadline {
+            let done = |p: TxnPhase| matches!(p, TxnPhase::Committed | TxnPhase::Aborted);
+            if (done(phases.0) && done(phases.1)) || tokio::time::Instant::now() > deadline {
                 return phases;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -87,41 +87,19 @@ impl Journal {
         self.submit(records, false).await
     }
 
-    /// Replaces the log with `records` once everything queued before is
-    /// written: compaction, with a snapshot of the state as its records.
-    pub async fn rewrite(&self, records: Vec<Vec<u8>>) -> Result<()> {
-        self.submit(records, true).await
-    }
-
-    /// Queues records at once, without waiting for the flush; the returned
-    /// future waits. Callers queue under their state lock (so the log keeps
-    /// their order) and await after releasing it — or drop the future when
-    /// the record is a hint whose loss a restart tolerates.
-    pub fn queue(
-        &self,
-        records: Vec<Vec<u8>>,
-    ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (done, written) = oneshot::channel();
-        let pending = Pending {
-            records,
-            rewrite: false,
-            done: Some(done),
-        };
-        // try_send keeps the order of callers that hold a lock; a full
-        // queue is refused rather than waited for under that lock.
-        let queued = self.queue.try_send(pending);
-        async move {
-            match queued {
-                Ok(()) => written
-                    .await
-                    .unwrap_or_else(|_| Err(Error::Log("the log writer stopped".into()))),
-                Err(mpsc::error::TrySendError::Full(_)) => Err(Error::Full {
-                    table: "log queue",
-                    max: QUEUE_DEPTH,
-                }),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    Err(Error::Log("the log writer stopped".into()))
-                }
+    /// A place in the queue, taken before the caller changes its state:
+    /// with the slot in hand, the records of that change cannot be refused
+    /// after the change is made. A full queue is refused here, before
+    /// anything happened (ResourceExhausted).
+    pub fn reserve(&self) -> Result<Slot> {
+        match self.queue.clone().try_reserve_owned() {
+            Ok(permit) => Ok(Slot { permit }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Error::Full {
+                table: "log queue",
+                max: QUEUE_DEPTH,
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Error::Log("the log writer stopped".into()))
             }
         }
     }
@@ -138,14 +116,6 @@ impl Journal {
         });
     }
 
-    /// Waits until everything queued so far is on disk. A reply that
-    /// repeats an earlier change (a deduplicated retry) waits for it: the
-    /// change may still be in a flush, and must not be acknowledged twice
-    /// before it is durable once.
-    pub fn barrier(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.queue(Vec::new())
-    }
-
     async fn submit(&self, records: Vec<Vec<u8>>, rewrite: bool) -> Result<()> {
         let (done, written) = oneshot::channel();
         self.queue
@@ -159,6 +129,50 @@ impl Journal {
         written
             .await
             .unwrap_or_else(|_| Err(Error::Log("the log writer stopped".into())))
+    }
+}
+
+/// A reserved place in the journal's queue (see [`Journal::reserve`]).
+#[derive(Debug)]
+pub struct Slot {
+    permit: mpsc::OwnedPermit<Pending>,
+}
+
+impl Slot {
+    /// Queues `records` in this slot; the future waits until they are on
+    /// disk. Callers queue under their state lock (so the log keeps their
+    /// order) and await after releasing it. With no records it waits for
+    /// everything queued before: a reply that repeats an earlier change (a
+    /// deduplicated retry) must not be sent before that change is durable.
+    pub fn write(self, records: Vec<Vec<u8>>) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.send(records, false)
+    }
+
+    /// Replaces the log with `records` (a snapshot of the state, for
+    /// compaction) once everything queued before is written.
+    pub fn rewrite(
+        self,
+        records: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.send(records, true)
+    }
+
+    fn send(
+        self,
+        records: Vec<Vec<u8>>,
+        rewrite: bool,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (done, written) = oneshot::channel();
+        self.permit.send(Pending {
+            records,
+            rewrite,
+            done: Some(done),
+        });
+        async move {
+            written
+                .await
+                .unwrap_or_else(|_| Err(Error::Log("the log writer stopped".into())))
+        }
     }
 }
 

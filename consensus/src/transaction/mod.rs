@@ -137,5 +137,16 @@ pub fn check_amount(field: &'static str, amount: i64) -> Result<()> {
     Ok(())
 }
 
+/// Checks a signed change: non-zero, at most [`MAX_AMOUNT`] either way.
+pub fn check_delta(delta: i64) -> Result<()> {
+    if delta == 0 || delta.unsigned_abs() > MAX_AMOUNT.unsigned_abs() {
+        return Err(Error::Invalid {
+            field: "changes.delta",
+            reason: format!("must be non-zero and within ±{MAX_AMOUNT}, got {delta}"),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,8 @@
 //! will do). A cancellation that arrives before its shipment records
 //! itself, and the late shipment is refused.
 //!
-//! Bounds: [`MAX_SHIPMENTS`] shipments remembered (the oldest finished
-//! ones are forgotten first); ids and fields at most
+//! Bounds: [`MAX_SHIPMENTS`] shipments remembered (the oldest are
+//! forgotten first: a retry must come within that window); ids and fields at most
 //! [`super::MAX_ID_BYTES`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -139,6 +139,7 @@ impl ShippingService {
         id: &str,
         decide: impl FnOnce(Option<&Shipment>) -> Result<Option<Record>>,
     ) -> Result<Shipment> {
+        let slot = self.journal.reserve()?;
         let (written, shipment) = {
             let mut state = self.lock();
             // With no record, the answer may repeat a change still on its
@@ -155,10 +156,7 @@ impl ShippingService {
                     ]
                 }
             };
-            (
-                self.journal.queue(records),
-                state.shipments.get(id).cloned(),
-            )
+            (slot.write(records), state.shipments.get(id).cloned())
         };
         written.await?;
         shipment.ok_or_else(|| Error::Log("a logged shipment left no trace".into()))

@@ -38,7 +38,9 @@
 //! systems use consensus (Paxos Commit, or a Raft group as coordinator)
 //! instead.
 //!
-//! Bounds: [`MAX_ACTIVE`] transactions collecting votes at once; decided
+//! Bounds: [`MAX_ACTIVE`] transactions collecting votes or awaiting
+//! delivery at once, each with at most [`MAX_CHANGES`] changes in all
+//! (~10 KiB, so ~40 MiB in all); decided
 //! transactions remembered in a window of [`MAX_DECIDED`]; the log is
 //! compacted to the undelivered commits every [`COMPACT_EVERY`] records.
 
@@ -52,11 +54,12 @@ use observability::rpc::{ClientBuilder, Net, RpcChannel};
 use prost::Message as _;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::faults::LinkCuts;
 use super::journal::{Disk, Journal};
 use super::ledger::{MAX_CHANGES, MAX_PARTICIPANTS};
-use super::{Error, Result, check_amount, check_id};
+use super::{Error, Result, check_delta, check_id};
 use crate::proto::v1::coordinator_record::Record;
 use crate::proto::v1::transaction_coordinator_server::{
     TransactionCoordinator, TransactionCoordinatorServer,
@@ -143,22 +146,42 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Collecting votes (or pre-commits): a channel that announces the decision.
-    active: HashMap<String, watch::Receiver<Option<TxnPhase>>>,
+    /// Collecting votes (or pre-commits): the request's fingerprint and a
+    /// channel that announces the decision.
+    active: HashMap<String, (u64, watch::Receiver<Option<TxnPhase>>)>,
     /// Pre-committed, not yet committed (three-phase).
     pre_committed: BTreeSet<String>,
-    decided: HashMap<String, TxnPhase>,
+    /// Decisions, with the fingerprint of the request they answer.
+    decided: HashMap<String, (TxnPhase, u64)>,
     decided_order: VecDeque<String>,
+    /// A COMMIT (or PRE-COMMIT) record on its way to disk: not yet to be
+    /// delivered, but in every snapshot a compaction takes meanwhile.
+    committing: BTreeMap<String, TxnRequest>,
     /// COMMIT logged, END not yet: still to deliver.
     undelivered: BTreeMap<String, TxnRequest>,
+    /// Records appended since the log was last rewritten, and how many the
+    /// rewrite wrote.
     records_since_compaction: u64,
+    snapshot_records: u64,
+}
+
+/// What identifies a request's content, so that an id reused for another
+/// transaction is refused.
+fn fingerprint(request: &TxnRequest) -> u64 {
+    let mut hash = crate::fnv::Fnv1a::new();
+    hash.mix(&request.encode_to_vec());
+    hash.finish()
 }
 
 impl State {
-    fn decide(&mut self, txn_id: &str, phase: TxnPhase) {
+    fn decide(&mut self, txn_id: &str, phase: TxnPhase, fingerprint: u64) {
         self.active.remove(txn_id);
         self.pre_committed.remove(txn_id);
-        if self.decided.insert(txn_id.to_owned(), phase).is_none() {
+        if self
+            .decided
+            .insert(txn_id.to_owned(), (phase, fingerprint))
+            .is_none()
+        {
             self.decided_order.push_back(txn_id.to_owned());
         }
         while self.decided_order.len() > MAX_DECIDED {
@@ -187,13 +210,13 @@ impl Coordinator {
                 .map_err(|err| Error::Log(format!("undecodable coordinator record: {err}")))?;
             match record.record {
                 Some(Record::Commit(txn)) => {
-                    state.decide(&txn.txn_id, TxnPhase::Committed);
+                    state.decide(&txn.txn_id, TxnPhase::Committed, fingerprint(&txn));
                     state.undelivered.insert(txn.txn_id.clone(), txn);
                 }
                 // Pre-committed and then crashed: everyone voted yes, so
                 // recovery commits.
                 Some(Record::PreCommit(txn)) => {
-                    state.decide(&txn.txn_id, TxnPhase::Committed);
+                    state.decide(&txn.txn_id, TxnPhase::Committed, fingerprint(&txn));
                     state.undelivered.insert(txn.txn_id.clone(), txn);
                 }
                 Some(Record::End(txn)) => {
@@ -202,7 +225,7 @@ impl Coordinator {
                 None => {}
             }
         }
-        state.records_since_compaction = records.len() as u64;
+        state.snapshot_records = records.len() as u64;
         let client = ClientBuilder::new(config.net).default_deadline(config.vote_timeout);
         let mut participants = BTreeMap::new();
         for (name, address) in &config.participants {
@@ -245,22 +268,38 @@ impl Coordinator {
         self.inner.lock().undelivered.len()
     }
 
-    /// Runs a transaction to its decision.
+    /// Runs a transaction to its decision. The protocol runs in a task of
+    /// its own: a caller that gives up (a deadline, a cancelled call) does
+    /// not abandon the transaction half way, holding locks everywhere.
     pub async fn execute(&self, request: TxnRequest) -> Result<TxnPhase, Status> {
         self.refuse_if_halted()?;
         self.validate(&request)?;
         let txn_id = request.txn_id.clone();
-        let (announce, mut decision) = {
+        let print = fingerprint(&request);
+        let reused = || {
+            Status::already_exists(format!(
+                "transaction {txn_id:?} was started with other branches"
+            ))
+        };
+        let mut decision = {
             let mut state = self.inner.lock();
-            if let Some(&phase) = state.decided.get(&txn_id) {
-                return Ok(phase);
+            if let Some(&(phase, decided)) = state.decided.get(&txn_id) {
+                return if decided == print {
+                    Ok(phase)
+                } else {
+                    Err(reused())
+                };
             }
-            if let Some(existing) = state.active.get(&txn_id) {
-                (None, existing.clone())
+            if let Some((active, existing)) = state.active.get(&txn_id) {
+                if *active != print {
+                    return Err(reused());
+                }
+                existing.clone()
             } else {
                 // Undelivered commits count too: a participant that never
                 // comes back must not let them pile up without end.
-                if state.active.len() + state.undelivered.len() >= MAX_ACTIVE {
+                let open = state.active.len() + state.committing.len() + state.undelivered.len();
+                if open >= MAX_ACTIVE {
                     return Err(Error::Full {
                         table: "active transactions",
                         max: MAX_ACTIVE,
@@ -268,21 +307,36 @@ impl Coordinator {
                     .into());
                 }
                 let (announce, decision) = watch::channel(None);
-                state.active.insert(txn_id.clone(), decision.clone());
-                (Some(announce), decision)
+                state
+                    .active
+                    .insert(txn_id.clone(), (print, decision.clone()));
+                let coordinator = self.clone();
+                tokio::spawn(
+                    async move {
+                        match coordinator.run(request).await {
+                            Ok(phase) => {
+                                announce.send_replace(Some(phase));
+                            }
+                            // Only a halt or a failed log write end a run
+                            // early, and either leaves this coordinator
+                            // unable to know what its log holds: it stops,
+                            // as a crash would, until restarted on its log.
+                            Err(status) => {
+                                tracing::error!(%status, "stopping the coordinator");
+                                coordinator.halt();
+                            }
+                        }
+                    }
+                    .instrument(tracing::Span::current()),
+                );
+                decision
             }
         };
-        let Some(announce) = announce else {
-            // Someone else runs it: wait for their decision.
-            let decided = decision
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| Status::unavailable("the coordinator stopped"))?;
-            return Ok(decided.unwrap_or_default());
-        };
-        let phase = self.run(request).await;
-        announce.send_replace(phase.as_ref().ok().copied());
-        phase
+        let decided = decision
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Status::unavailable("the coordinator is down"))?;
+        Ok(decided.unwrap_or_default())
     }
 
     async fn run(&self, request: TxnRequest) -> Result<TxnPhase, Status> {
@@ -317,12 +371,19 @@ impl Coordinator {
         if let Some(refusal) = votes.into_iter().find_map(Result::err) {
             tracing::info!(txn = %txn_id, reason = %refusal.message(), "aborting");
             // Presumed abort: nothing to log. Tell whoever may have voted yes.
-            self.inner.lock().decide(&txn_id, TxnPhase::Aborted);
+            self.inner
+                .lock()
+                .decide(&txn_id, TxnPhase::Aborted, fingerprint(&request));
             self.broadcast(&participants, &txn_id, Broadcast::Abort)
                 .await;
             return Ok(TxnPhase::Aborted);
         }
         self.halt_if(HaltPoint::AfterVotes).await?;
+        // From here the transaction may commit: every snapshot must keep it.
+        self.inner
+            .lock()
+            .committing
+            .insert(txn_id.clone(), request.clone());
         if protocol == Protocol::ThreePhase {
             self.log(Record::PreCommit(request.clone())).await?;
             self.inner.lock().pre_committed.insert(txn_id.clone());
@@ -347,7 +408,8 @@ impl Coordinator {
         self.log(Record::Commit(request.clone())).await?;
         {
             let mut state = self.inner.lock();
-            state.decide(&txn_id, TxnPhase::Committed);
+            state.decide(&txn_id, TxnPhase::Committed, fingerprint(&request));
+            state.committing.remove(&txn_id);
             state.undelivered.insert(txn_id.clone(), request.clone());
         }
         self.halt_if(HaltPoint::AfterDecision).await?;
@@ -430,23 +492,32 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Rewrites the log as the commits still undelivered: everything else
-    /// in it is either ENDed or presumed aborted.
+    /// Rewrites the log as the commits still undelivered (and those on
+    /// their way to disk): everything else in it is either ENDed or
+    /// presumed aborted. The snapshot is taken and queued under the state
+    /// lock, so no COMMIT can slip between the two and be erased.
     async fn compact_if_due(&self) {
-        let records = {
+        let rewritten = {
             let mut state = self.inner.lock();
             state.records_since_compaction += 1;
-            if state.records_since_compaction < COMPACT_EVERY {
+            let due = COMPACT_EVERY.max(2 * state.snapshot_records);
+            if state.records_since_compaction < due {
                 return;
             }
-            state.records_since_compaction = state.undelivered.len() as u64;
-            state
-                .undelivered
+            let Ok(slot) = self.inner.journal.reserve() else {
+                return; // The queue is full: compact next time.
+            };
+            let records: Vec<Vec<u8>> = state
+                .committing
                 .values()
+                .chain(state.undelivered.values())
                 .map(|txn| encode(Record::Commit(txn.clone())))
-                .collect()
+                .collect();
+            state.records_since_compaction = 0;
+            state.snapshot_records = records.len() as u64;
+            slot.rewrite(records)
         };
-        if let Err(err) = self.inner.journal.rewrite(records).await {
+        if let Err(err) = rewritten.await {
             tracing::error!(%err, "compacting the coordinator log failed");
         }
     }
@@ -478,6 +549,13 @@ impl Coordinator {
                 reason: format!("must name 1..={MAX_PARTICIPANTS} participants"),
             });
         }
+        let changes: usize = request.branches.iter().map(|b| b.changes.len()).sum();
+        if changes > MAX_CHANGES {
+            return Err(Error::Invalid {
+                field: "branches.changes",
+                reason: format!("{changes} changes in all; at most {MAX_CHANGES}"),
+            });
+        }
         let mut seen = BTreeSet::new();
         for branch in &request.branches {
             if !self.inner.participants.contains_key(&branch.participant) {
@@ -500,7 +578,7 @@ impl Coordinator {
             }
             for change in &branch.changes {
                 check_id("changes.key", &change.key)?;
-                check_amount("changes.delta", change.delta.saturating_abs())?;
+                check_delta(change.delta)?;
             }
         }
         Ok(())
@@ -511,11 +589,13 @@ impl Coordinator {
         self.refuse_if_halted()?;
         check_id("txn_id", txn_id)?;
         let state = self.inner.lock();
-        Ok(if let Some(&phase) = state.decided.get(txn_id) {
+        Ok(if state.undelivered.contains_key(txn_id) {
+            TxnPhase::Committed
+        } else if let Some(&(phase, _)) = state.decided.get(txn_id) {
             phase
         } else if state.pre_committed.contains(txn_id) {
             TxnPhase::PreCommitted
-        } else if state.active.contains_key(txn_id) {
+        } else if state.active.contains_key(txn_id) || state.committing.contains_key(txn_id) {
             TxnPhase::Active
         } else {
             TxnPhase::Aborted

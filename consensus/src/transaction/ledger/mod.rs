@@ -31,8 +31,10 @@
 //! Bounds: [`MAX_ENTRIES`] entries; [`MAX_OPEN`] live holds and prepared
 //! transactions; finished holds, credits and decided transactions are
 //! remembered for deduplication in a window of [`MAX_REMEMBERED`] (the
-//! oldest are forgotten first: a retry must come within that window);
-//! [`MAX_CHANGES`] changes per transaction.
+//! oldest are forgotten first: a retry must come within that window;
+//! about 400 bytes apiece, a decided transaction keeping its outcome but
+//! not its changes); [`MAX_CHANGES`] changes per transaction, each on an
+//! entry no other prepared transaction holds.
 
 pub mod service;
 
@@ -40,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use prost::Message as _;
 
-use super::{Error, MAX_AMOUNT, Result, check_amount, check_id};
+use super::{Error, MAX_AMOUNT, Result, check_amount, check_delta, check_id};
 use crate::proto::v1::{
     self, Change, CreditReply, CreditRequest, HoldPlaced, HoldReply, HoldRequest, HoldState,
     LedgerEntry, OpenRequest, PrepareRequest, Protocol, TxnPhase, TxnRef, ledger_record::Record,
@@ -323,7 +325,7 @@ impl Ledger {
         let mut keys = BTreeSet::new();
         for change in &request.changes {
             check_id("changes.key", &change.key)?;
-            check_amount("changes.delta", change.delta.saturating_abs())?;
+            check_delta(change.delta)?;
             if !keys.insert(change.key.as_str()) {
                 return Err(Error::Invalid {
                     field: "changes",
@@ -332,7 +334,8 @@ impl Ledger {
             }
         }
         if let Some(txn) = self.txns.get(&request.txn_id) {
-            if txn.changes != request.changes {
+            let open = matches!(txn.phase, TxnPhase::Prepared | TxnPhase::PreCommitted);
+            if open && txn.changes != request.changes {
                 return Err(Error::Invalid {
                     field: "txn_id",
                     reason: format!("{:?} was prepared with other changes", request.txn_id),
@@ -368,6 +371,15 @@ impl Ledger {
     /// Three-phase commit's second phase.
     pub fn pre_commit(&self, txn_id: &str) -> Result<Decision<TxnPhase>> {
         check_id("txn_id", txn_id)?;
+        if self
+            .txns
+            .get(txn_id)
+            .is_some_and(|txn| txn.protocol != Protocol::ThreePhase)
+        {
+            return Err(Error::Precondition(format!(
+                "transaction {txn_id:?} runs two-phase commit; it has no pre-commit"
+            )));
+        }
         match self.phase(txn_id) {
             TxnPhase::Prepared => Ok(Decision::Apply(Record::PreCommit(txn_ref(txn_id)))),
             phase @ (TxnPhase::PreCommitted | TxnPhase::Committed) => Ok(Decision::Known(phase)),
@@ -585,7 +597,10 @@ impl Ledger {
             return;
         }
         txn.phase = phase;
-        for change in &txn.changes {
+        // Decided: only the outcome is remembered (a repeated prepare is
+        // answered from it), not the changes.
+        let changes = std::mem::take(&mut txn.changes);
+        for change in &changes {
             if let Some(entry) = self.entries.get_mut(&change.key) {
                 entry.locked_by = None;
                 match (phase, change.delta < 0) {

@@ -177,6 +177,9 @@ impl LedgerServer {
         answer: impl FnOnce(&Ledger) -> Option<T>,
     ) -> Result<T> {
         let now_ms = self.inner.now_ms();
+        // The log's place first: once the state changes, its record must
+        // not be refused.
+        let slot = self.inner.journal.reserve()?;
         let (written, result) = {
             let mut ledger = self.inner.lock();
             let mut records = ledger.due_expiries(now_ms);
@@ -195,10 +198,7 @@ impl LedgerServer {
             };
             // Even an answer that changes nothing waits for the log: it
             // may repeat a change still on its way to disk.
-            let written = self
-                .inner
-                .journal
-                .queue(records.into_iter().map(Ledger::encode).collect());
+            let written = slot.write(records.into_iter().map(Ledger::encode).collect());
             (written, result)
         };
         written.await?;
@@ -349,6 +349,14 @@ impl Inventory for LedgerServer {
 #[tonic::async_trait]
 impl TransactionParticipant for LedgerServer {
     async fn prepare(&self, request: Request<PrepareRequest>) -> Result<Response<Vote>, Status> {
+        // A participant that could never ask anyone the outcome would stay
+        // locked for good after a yes vote: refuse to vote at all.
+        if self.inner.coordinator.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "ledger {:?} has no coordinator (--peer {COORDINATOR}=ADDR); it takes no part in commits",
+                self.inner.name
+            )));
+        }
         let request = request.into_inner();
         let txn_id = request.txn_id.clone();
         let (yes, reason) = self

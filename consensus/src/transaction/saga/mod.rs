@@ -69,7 +69,7 @@ use super::{Error, MAX_AMOUNT, Result, check_id};
 /// The longest saga id.
 pub const MAX_SAGA_ID_BYTES: usize = 96;
 /// Params one saga may carry.
-pub const MAX_PARAMS: usize = 16;
+pub const MAX_PARAMS: usize = 8;
 /// The participant names the `order` saga uses.
 pub const ACCOUNTS: &str = "accounts";
 pub const INVENTORY: &str = "inventory";

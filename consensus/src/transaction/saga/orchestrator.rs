@@ -59,8 +59,10 @@ use crate::transaction::{Error, Result};
 
 /// Sagas running at once, at most.
 pub const MAX_RUNNING: usize = 4096;
-/// Ended sagas remembered.
-pub const MAX_REMEMBERED: usize = 100_000;
+/// Ended sagas remembered: with [`super::MAX_PARAMS`] params of at most
+/// [`crate::transaction::MAX_ID_BYTES`] each, at most ~2.5 KiB apiece, so
+/// ~125 MiB in all.
+pub const MAX_REMEMBERED: usize = 50_000;
 /// The longest per-attempt step timeout a request may ask for.
 pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Log records between compactions.
@@ -148,7 +150,10 @@ struct State {
     sagas: HashMap<String, Entry>,
     ended: VecDeque<String>,
     running: usize,
+    /// Records appended since the log was last rewritten, and how many the
+    /// rewrite wrote.
     records_since_compaction: u64,
+    snapshot_records: u64,
 }
 
 fn encode(record: Record) -> Vec<u8> {
@@ -250,6 +255,9 @@ impl Orchestrator {
             let record = SagaRecord::decode(bytes.as_slice())
                 .map_err(|err| Error::Log(format!("undecodable saga record: {err}")))?;
             match record.record {
+                // A START written again by a compaction racing its own
+                // append is the same saga.
+                Some(Record::Start(start)) if state.sagas.contains_key(&start.saga_id) => {}
                 Some(Record::Start(start)) => {
                     let definition = define(&start.saga_id, &start.saga_type, &start.params)?;
                     let entry = new_entry(start, definition);
@@ -289,7 +297,7 @@ impl Orchestrator {
                 None => {}
             }
         }
-        state.records_since_compaction = records.len() as u64;
+        state.snapshot_records = records.len() as u64;
         let mut unfinished: Vec<String> = state
             .sagas
             .iter()
@@ -573,52 +581,59 @@ impl Orchestrator {
             self.inner.journal.queue_lazy(records);
             end(&mut state, saga_id, final_state);
             state.records_since_compaction += 1;
-            state.records_since_compaction >= COMPACT_EVERY
+            // Compacting costs a snapshot of every saga remembered: only
+            // once the log has grown well past the last snapshot.
+            let due = COMPACT_EVERY.max(2 * state.snapshot_records);
+            (state.records_since_compaction >= due).then(|| self.compact(&mut state))
         };
-        if compact {
-            self.compact().await;
+        if let Some(Some(rewritten)) = compact
+            && let Err(err) = rewritten.await
+        {
+            tracing::error!(%err, "compacting the saga log failed");
         }
     }
 
-    /// Rewrites the log as the records of the sagas remembered.
-    async fn compact(&self) {
-        let records = {
-            let mut state = self.lock();
-            let mut records = Vec::new();
-            let mut ids: Vec<&String> = state.sagas.keys().collect();
-            ids.sort();
-            for id in ids {
-                let entry = &state.sagas[id];
-                records.push(encode(Record::Start(entry.start.clone())));
-                records.extend(done_steps(id, &entry.report));
-                if let Some(failed) = entry
-                    .report
-                    .steps
-                    .iter()
-                    .position(|s| s.state == StepState::Failed as i32)
-                {
-                    records.push(encode(Record::Compensating(SagaCompensating {
-                        saga_id: id.clone(),
-                        failed_step: failed as u32,
-                        failure_code: entry.report.failure_code,
-                        failure: entry.report.failure.clone(),
-                    })));
-                }
-                let saga = SagaRef {
+    /// Rewrites the log as the records of the sagas remembered. The
+    /// snapshot is queued under the state lock, so no record written
+    /// meanwhile can be erased by it (a saga is in the map before its
+    /// START is logged, so a START in flight is in the snapshot too).
+    fn compact(
+        &self,
+        state: &mut State,
+    ) -> Option<impl Future<Output = crate::transaction::Result<()>> + use<>> {
+        let slot = self.inner.journal.reserve().ok()?;
+        let mut records = Vec::new();
+        let mut ids: Vec<&String> = state.sagas.keys().collect();
+        ids.sort();
+        for id in ids {
+            let entry = &state.sagas[id];
+            records.push(encode(Record::Start(entry.start.clone())));
+            records.extend(done_steps(id, &entry.report));
+            if let Some(failed) = entry
+                .report
+                .steps
+                .iter()
+                .position(|s| s.state == StepState::Failed as i32)
+            {
+                records.push(encode(Record::Compensating(SagaCompensating {
                     saga_id: id.clone(),
-                };
-                if entry.report.state == SagaState::Completed as i32 {
-                    records.push(encode(Record::Completed(saga)));
-                } else if entry.report.state == SagaState::Compensated as i32 {
-                    records.push(encode(Record::Compensated(saga)));
-                }
+                    failed_step: failed as u32,
+                    failure_code: entry.report.failure_code,
+                    failure: entry.report.failure.clone(),
+                })));
             }
-            state.records_since_compaction = records.len() as u64;
-            records
-        };
-        if let Err(err) = self.inner.journal.rewrite(records).await {
-            tracing::error!(%err, "compacting the saga log failed");
+            let saga = SagaRef {
+                saga_id: id.clone(),
+            };
+            if entry.report.state == SagaState::Completed as i32 {
+                records.push(encode(Record::Completed(saga)));
+            } else if entry.report.state == SagaState::Compensated as i32 {
+                records.push(encode(Record::Compensated(saga)));
+            }
         }
+        state.records_since_compaction = 0;
+        state.snapshot_records = records.len() as u64;
+        Some(slot.rewrite(records))
     }
 
     async fn log(&self, record: Record) -> Result<()> {

@@ -95,14 +95,15 @@ async fn phase(host: &str, txn: &str) -> Result<TxnPhase, tonic::Status> {
     Ok(TxnPhase::try_from(status.phase).unwrap_or_default())
 }
 
-/// Both participants' phases, polled until neither is in doubt (or
-/// `within` passes).
+/// Both participants' phases, polled until both have decided (or `within`
+/// passes).
 async fn decided(txn: &str, within: Duration) -> Result<(TxnPhase, TxnPhase), tonic::Status> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let phases = (phase("n2", txn).await?, phase("n3", txn).await?);
-        let open = |p: TxnPhase| matches!(p, TxnPhase::Prepared | TxnPhase::PreCommitted);
-        if (!open(phases.0) && !open(phases.1)) || tokio::time::Instant::now() > deadline {
+        // Unknown is not decided either: the prepare may not have arrived.
+        let done = |p: TxnPhase| matches!(p, TxnPhase::Committed | TxnPhase::Aborted);
+        if (done(phases.0) && done(phases.1)) || tokio::time::Instant::now() > deadline {
             return Ok(phases);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -223,6 +224,26 @@ fn transaction_commit_two_phase_commits_and_aborts_without_faults() {
             assert_eq!(refused.into_inner().phase, TxnPhase::Aborted as i32);
             assert_eq!(balances().await?, (70, 30, false));
             assert_eq!(phase("n3", "t2").await?, TxnPhase::Aborted, "b was told");
+            // The same id for another transaction is refused, not answered.
+            let mut reused = transfer("t1", Protocol::TwoPhase);
+            reused.branches[0].changes[0].delta = -50;
+            reused.branches[1].changes[0].delta = 50;
+            let refused = coordinator.execute(reused).await.expect_err("reused id");
+            assert_eq!(refused.code(), Code::AlreadyExists);
+            // A caller that gives up does not abandon the transaction: it
+            // runs to its decision and releases its locks.
+            let mut impatient = tonic::Request::new(transfer("t3", Protocol::TwoPhase));
+            impatient.set_timeout(Duration::from_micros(1));
+            let _ = coordinator.execute(impatient).await;
+            // (Unless the deadline passed before the call even arrived.)
+            let phases = decided("t3", Duration::from_secs(10)).await?;
+            let (alice, bob, locked) = balances().await?;
+            assert!(!locked, "no locks left behind");
+            match phases {
+                (TxnPhase::Committed, TxnPhase::Committed) => assert_eq!((alice, bob), (40, 60)),
+                (TxnPhase::Unknown, TxnPhase::Unknown) => assert_eq!((alice, bob), (70, 30)),
+                other => panic!("t3 ended {other:?}"),
+            }
             let unknown = coordinator
                 .outcome(TxnRef {
                     txn_id: "never".into(),

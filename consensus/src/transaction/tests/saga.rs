@@ -16,9 +16,10 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::accounts_client::AccountsClient;
 use crate::proto::v1::inventory_client::InventoryClient;
 use crate::proto::v1::saga_orchestrator_client::SagaOrchestratorClient;
+use crate::proto::v1::transaction_participant_client::TransactionParticipantClient;
 use crate::proto::v1::{
-    HoldRef, HoldRequest, KeyRequest, OpenRequest, Saga, SagaRef, SagaState, StartSagaRequest,
-    StepState,
+    Change, HoldRef, HoldRequest, KeyRequest, OpenRequest, PrepareRequest, Protocol, Saga, SagaRef,
+    SagaState, StartSagaRequest, StepState,
 };
 use crate::transaction::faults::MessageFaults;
 use crate::transaction::ledger::service::{LedgerConfig, LedgerServer};
@@ -302,6 +303,22 @@ fn transaction_saga_refuses_bad_input_and_applies_nothing() {
                 .await
                 .expect_err("unknown");
             assert_eq!(missing.code(), Code::NotFound);
+            // A ledger with no coordinator to ask refuses to vote: a yes
+            // would lock carol for good.
+            let vote = TransactionParticipantClient::new(channel("n2"))
+                .prepare(PrepareRequest {
+                    txn_id: "stray".into(),
+                    protocol: Protocol::TwoPhase.into(),
+                    changes: vec![Change {
+                        key: "carol".into(),
+                        delta: -1,
+                    }],
+                    participants: Vec::new(),
+                })
+                .await
+                .expect_err("no coordinator");
+            assert_eq!(vote.code(), Code::FailedPrecondition);
+            assert_eq!(entry("n2", "carol").await?, (95, 0));
             Ok(())
         });
         sim.run()
