@@ -12,6 +12,9 @@
 //! - every saga ended completed or compensated;
 //! - no hold is left behind.
 //!
+//! The banks compact their logs every hundred records or so, so restarts
+//! replay snapshots as well as records.
+//!
 //! Run more seeds: `DSLAB_SEEDS=50 cargo test --test bank_transfer_saga`.
 
 use std::cell::RefCell;
@@ -83,6 +86,8 @@ fn simulate(seed: u64) -> sim::SimResult {
                 disk.crash();
                 let mut config = LedgerConfig::new(&name, Box::new(disk), Net::Sim);
                 config.clock = Arc::new(TokioClock::new(1_700_000_000_000_000_000, 0));
+                // Compact often, so the crashes land on snapshots too.
+                config.compact_every = 100;
                 let ledger = LedgerServer::start(config)?;
                 RpcServer::new()
                     .add_service(ledger.accounts(), FILE_DESCRIPTOR_SET)

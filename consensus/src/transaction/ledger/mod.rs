@@ -45,7 +45,8 @@ use prost::Message as _;
 use super::{Error, MAX_AMOUNT, Result, check_amount, check_delta, check_id};
 use crate::proto::v1::{
     self, Change, CreditReply, CreditRequest, HoldPlaced, HoldReply, HoldRequest, HoldState,
-    LedgerEntry, OpenRequest, PrepareRequest, Protocol, TxnPhase, TxnRef, ledger_record::Record,
+    LedgerEntry, LedgerSnapshotPart, OpenRequest, PrepareRequest, Protocol, SnapshotHold,
+    SnapshotTxn, TxnPhase, TxnRef, ledger_record::Record,
 };
 
 /// Entries (accounts, items), at most.
@@ -56,6 +57,8 @@ pub const MAX_OPEN: usize = 100_000;
 pub const MAX_REMEMBERED: usize = 200_000;
 /// Changes one transaction may make at one participant.
 pub const MAX_CHANGES: usize = 64;
+/// The largest snapshot record, roughly (one item may pass it).
+pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
 /// Participants one transaction may name.
 pub const MAX_PARTICIPANTS: usize = 16;
 
@@ -552,6 +555,124 @@ impl Ledger {
             }
             Record::Commit(txn) => self.decide(&txn.txn_id, TxnPhase::Committed),
             Record::Abort(txn) => self.decide(&txn.txn_id, TxnPhase::Aborted),
+            Record::Snapshot(part) => self.restore(part),
+        }
+    }
+
+    /// The whole state as snapshot records, in parts of at most
+    /// [`SNAPSHOT_PART_BYTES`] (well under the log's record limit): what
+    /// the log is rewritten to when it is compacted.
+    pub fn snapshot_records(&self) -> Vec<Vec<u8>> {
+        let mut parts = Parts::default();
+        for key in self.entries.keys() {
+            if let Ok(entry) = self.entry(key) {
+                parts.room(entry.encoded_len()).entries.push(entry);
+            }
+        }
+        let mut holds: Vec<(&String, &Hold)> = self.holds.iter().collect();
+        holds.sort_by(|a, b| a.0.cmp(b.0));
+        for (hold_id, hold) in holds {
+            let hold = SnapshotHold {
+                hold_id: hold_id.clone(),
+                key: hold.key.clone(),
+                amount: hold.amount,
+                state: hold.state.into(),
+                expires_at_ms: hold.expires_at_ms,
+            };
+            parts.room(hold.encoded_len()).holds.push(hold);
+        }
+        let mut credits: Vec<&CreditReply> = self.credits.values().collect();
+        credits.sort_by(|a, b| a.credit_id.cmp(&b.credit_id));
+        for credit in credits {
+            parts
+                .room(credit.encoded_len())
+                .credits
+                .push(credit.clone());
+        }
+        let mut txns: Vec<(&String, &Txn)> = self.txns.iter().collect();
+        txns.sort_by(|a, b| a.0.cmp(b.0));
+        for (txn_id, txn) in txns {
+            let txn = SnapshotTxn {
+                txn_id: txn_id.clone(),
+                protocol: txn.protocol.into(),
+                phase: txn.phase.into(),
+                changes: txn.changes.clone(),
+                participants: txn.participants.clone(),
+            };
+            parts.room(txn.encoded_len()).txns.push(txn);
+        }
+        for finished in &self.finished {
+            let tagged = match finished {
+                Finished::Hold(id) => format!("h:{id}"),
+                Finished::Credit(id) => format!("c:{id}"),
+                Finished::Txn(id) => format!("t:{id}"),
+            };
+            parts.room(tagged.len() + 2).finished.push(tagged);
+        }
+        parts
+            .parts
+            .into_iter()
+            .map(|part| Ledger::encode(Record::Snapshot(part)))
+            .collect()
+    }
+
+    /// Applies one snapshot part (to a ledger rebuilt from an empty one).
+    fn restore(&mut self, part: &LedgerSnapshotPart) {
+        for entry in &part.entries {
+            self.entries.insert(
+                entry.key.clone(),
+                Entry {
+                    available: entry.available,
+                    held: entry.held,
+                    locked_by: (!entry.locked_by.is_empty()).then(|| entry.locked_by.clone()),
+                },
+            );
+        }
+        for hold in &part.holds {
+            let state = HoldState::try_from(hold.state).unwrap_or_default();
+            if state == HoldState::Held {
+                self.open += 1;
+                if hold.expires_at_ms > 0 {
+                    self.expiries
+                        .insert((hold.expires_at_ms, hold.hold_id.clone()));
+                }
+            }
+            self.holds.insert(
+                hold.hold_id.clone(),
+                Hold {
+                    key: hold.key.clone(),
+                    amount: hold.amount,
+                    state,
+                    expires_at_ms: hold.expires_at_ms,
+                },
+            );
+        }
+        for credit in &part.credits {
+            self.credits
+                .insert(credit.credit_id.clone(), credit.clone());
+        }
+        for txn in &part.txns {
+            let phase = TxnPhase::try_from(txn.phase).unwrap_or_default();
+            if matches!(phase, TxnPhase::Prepared | TxnPhase::PreCommitted) {
+                self.open += 1;
+            }
+            self.txns.insert(
+                txn.txn_id.clone(),
+                Txn {
+                    protocol: Protocol::try_from(txn.protocol).unwrap_or_default(),
+                    changes: txn.changes.clone(),
+                    participants: txn.participants.clone(),
+                    phase,
+                },
+            );
+        }
+        for finished in &part.finished {
+            let (kind, id) = finished.split_at(finished.len().min(2));
+            self.finished.push_back(match kind {
+                "h:" => Finished::Hold(id.to_owned()),
+                "c:" => Finished::Credit(id.to_owned()),
+                _ => Finished::Txn(id.to_owned()),
+            });
         }
     }
 
@@ -660,6 +781,26 @@ impl Ledger {
             });
         }
         Ok(())
+    }
+}
+
+/// Snapshot parts being filled, each up to about [`SNAPSHOT_PART_BYTES`].
+#[derive(Default)]
+struct Parts {
+    parts: Vec<LedgerSnapshotPart>,
+    bytes: usize,
+}
+
+impl Parts {
+    /// The part with room for an item of `bytes`.
+    fn room(&mut self, bytes: usize) -> &mut LedgerSnapshotPart {
+        if self.parts.is_empty() || self.bytes + bytes > SNAPSHOT_PART_BYTES {
+            self.parts.push(LedgerSnapshotPart::default());
+            self.bytes = 0;
+        }
+        self.bytes += bytes + 4;
+        let last = self.parts.len() - 1;
+        &mut self.parts[last]
     }
 }
 

@@ -17,6 +17,7 @@
 //! own, differently.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -63,6 +64,9 @@ pub struct LedgerConfig {
     pub three_phase_timeout: Duration,
     /// Links cut at the message layer (demos on TCP).
     pub cuts: LinkCuts,
+    /// Log records after which the log is rewritten as a snapshot (once it
+    /// has also grown to twice the last snapshot).
+    pub compact_every: u64,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -86,6 +90,7 @@ impl LedgerConfig {
             in_doubt_after: Duration::from_secs(1),
             three_phase_timeout: Duration::from_secs(1),
             cuts: LinkCuts::default(),
+            compact_every: 100_000,
         }
     }
 }
@@ -108,6 +113,11 @@ struct Inner {
     cuts: LinkCuts,
     /// When each open transaction was last heard of, on this run.
     heard: Mutex<HashMap<String, Instant>>,
+    compact_every: u64,
+    /// Records appended since the log was last rewritten, and how many the
+    /// rewrite wrote (both changed under the ledger lock).
+    records_since_compaction: AtomicU64,
+    snapshot_records: AtomicU64,
 }
 
 impl LedgerServer {
@@ -138,6 +148,9 @@ impl LedgerServer {
             peers,
             cuts: config.cuts,
             heard: Mutex::new(HashMap::new()),
+            compact_every: config.compact_every.max(1),
+            records_since_compaction: AtomicU64::new(records.len() as u64),
+            snapshot_records: AtomicU64::new(0),
         });
         tokio::spawn(background(
             Arc::downgrade(&inner),
@@ -180,7 +193,7 @@ impl LedgerServer {
         // The log's place first: once the state changes, its record must
         // not be refused.
         let slot = self.inner.journal.reserve()?;
-        let (written, result) = {
+        let (written, rewritten, result) = {
             let mut ledger = self.inner.lock();
             let mut records = ledger.due_expiries(now_ms);
             for record in &records {
@@ -198,11 +211,50 @@ impl LedgerServer {
             };
             // Even an answer that changes nothing waits for the log: it
             // may repeat a change still on its way to disk.
+            let appended = records.len() as u64;
             let written = slot.write(records.into_iter().map(Ledger::encode).collect());
-            (written, result)
+            (written, self.compact_if_due(&ledger, appended), result)
         };
         written.await?;
+        if let Some(rewritten) = rewritten {
+            // Off this call: a large snapshot must not delay its answer.
+            tokio::spawn(async move {
+                if let Err(err) = rewritten.await {
+                    tracing::error!(%err, "compacting the ledger log failed");
+                }
+            });
+        }
         result
+    }
+}
+
+impl LedgerServer {
+    /// Once the log has grown past `compact_every` records and twice its
+    /// last snapshot, queues its replacement by a snapshot of `ledger` —
+    /// under the ledger lock, so no record can fall between the two.
+    fn compact_if_due(
+        &self,
+        ledger: &Ledger,
+        appended: u64,
+    ) -> Option<impl Future<Output = Result<()>> + Send + 'static + use<>> {
+        let inner = &self.inner;
+        let since = inner
+            .records_since_compaction
+            .fetch_add(appended, Ordering::Relaxed)
+            + appended;
+        let due = inner
+            .compact_every
+            .max(2 * inner.snapshot_records.load(Ordering::Relaxed));
+        if since < due {
+            return None;
+        }
+        let slot = inner.journal.reserve().ok()?;
+        let records = ledger.snapshot_records();
+        inner.records_since_compaction.store(0, Ordering::Relaxed);
+        inner
+            .snapshot_records
+            .store(records.len() as u64, Ordering::Relaxed);
+        Some(slot.rewrite(records))
     }
 }
 
@@ -571,5 +623,6 @@ pub fn record_name(record: &Record) -> &'static str {
         Record::PreCommit(_) => "pre-commit",
         Record::Commit(_) => "commit",
         Record::Abort(_) => "abort",
+        Record::Snapshot(_) => "snapshot",
     }
 }

@@ -53,6 +53,8 @@ fn ledger_host(
             config.tick = Duration::from_millis(100);
             config.in_doubt_after = Duration::from_millis(500);
             config.three_phase_timeout = Duration::from_secs(1);
+            // Compact often, so restarts replay snapshots too.
+            config.compact_every = 8;
             let ledger = LedgerServer::start(config)?;
             RpcServer::new()
                 .add_service(ledger.accounts(), FILE_DESCRIPTOR_SET)
