@@ -15,6 +15,10 @@
 //! Bounds: [`MAX_SHIPMENTS`] shipments remembered (the oldest are
 //! forgotten first: a retry must come within that window); ids and fields at most
 //! [`super::MAX_ID_BYTES`].
+//!
+//! Simplified: unlike the ledgers', this log is never compacted; it grows
+//! with every shipment and cancellation until the service starts over on
+//! a fresh directory.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -34,7 +34,10 @@
 //! oldest are forgotten first: a retry must come within that window;
 //! about 400 bytes apiece, a decided transaction keeping its outcome but
 //! not its changes); [`MAX_CHANGES`] changes per transaction, each on an
-//! entry no other prepared transaction holds.
+//! entry no other prepared transaction holds. The log is compacted to a
+//! snapshot of this state ([`Ledger::snapshot_records`]) once it outgrows
+//! both its configured threshold and twice the last snapshot, so it stays
+//! within a small multiple of the state.
 
 pub mod service;
 
