@@ -274,6 +274,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     unserved: config.unserved.iter().cloned().collect(),
                     transient_failure_rate: config.script.error_rate,
                     seed: rand::random(),
+                    compact_every: 0,
                 },
                 disk,
             )?;

@@ -15,10 +15,8 @@
 //! Bounds: [`MAX_SHIPMENTS`] shipments remembered (the oldest are
 //! forgotten first: a retry must come within that window); ids and fields at most
 //! [`super::MAX_ID_BYTES`].
-//!
-//! Simplified: unlike the ledgers', this log is never compacted; it grows
-//! with every shipment and cancellation until the service starts over on
-//! a fresh directory.
+//! The log is compacted to the shipments remembered once it outgrows
+//! both its threshold and twice the last snapshot.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,10 +30,14 @@ use super::journal::{Disk, Journal};
 use super::{Error, Result, check_id};
 use crate::proto::v1::shipping_record::Record;
 use crate::proto::v1::shipping_server::{Shipping, ShippingServer};
-use crate::proto::v1::{ShipRequest, Shipment, ShipmentRef, ShipmentState, ShippingRecord};
+use crate::proto::v1::{
+    ShipRequest, Shipment, ShipmentRef, ShipmentState, ShippingRecord, ShippingSnapshotPart,
+};
 
 /// Shipments remembered, at most.
 pub const MAX_SHIPMENTS: usize = 200_000;
+/// The largest snapshot record, roughly.
+pub const SNAPSHOT_PART_BYTES: usize = 1024 * 1024;
 
 /// How the carrier fails.
 #[derive(Clone, Debug, Default)]
@@ -45,17 +47,30 @@ pub struct ShippingConfig {
     /// Share of `Ship` calls refused with Unavailable before doing anything.
     pub transient_failure_rate: f64,
     pub seed: u64,
+    /// Log records after which the log is rewritten as a snapshot (once it
+    /// has also grown to twice the last snapshot); 0: 100,000.
+    pub compact_every: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     shipments: HashMap<String, Shipment>,
     order: VecDeque<String>,
+    /// Records appended since the log was last rewritten, and how many the
+    /// rewrite wrote.
+    records_since_compaction: u64,
+    snapshot_records: u64,
 }
 
 impl State {
     fn apply(&mut self, record: &Record) {
         let shipment = match record {
+            Record::Snapshot(part) => {
+                for shipment in &part.shipments {
+                    self.remember(shipment.clone());
+                }
+                return;
+            }
             Record::Ship(ship) => Shipment {
                 shipment_id: ship.shipment_id.clone(),
                 order_id: ship.order_id.clone(),
@@ -74,6 +89,12 @@ impl State {
                 },
             },
         };
+        self.remember(shipment);
+    }
+
+    /// Records a shipment's latest state, forgetting the oldest past the
+    /// window.
+    fn remember(&mut self, shipment: Shipment) {
         if self
             .shipments
             .insert(shipment.shipment_id.clone(), shipment.clone())
@@ -89,6 +110,34 @@ impl State {
     }
 }
 
+impl State {
+    /// The shipments remembered, oldest first, as snapshot records of
+    /// about [`SNAPSHOT_PART_BYTES`] each.
+    fn snapshot_records(&self) -> Vec<Vec<u8>> {
+        let mut parts: Vec<ShippingSnapshotPart> = Vec::new();
+        let mut bytes = 0;
+        for shipment in self.order.iter().filter_map(|id| self.shipments.get(id)) {
+            let size = shipment.encoded_len() + 4;
+            if parts.is_empty() || bytes + size > SNAPSHOT_PART_BYTES {
+                parts.push(ShippingSnapshotPart::default());
+                bytes = 0;
+            }
+            bytes += size;
+            let last = parts.len() - 1;
+            parts[last].shipments.push(shipment.clone());
+        }
+        parts
+            .into_iter()
+            .map(|part| {
+                ShippingRecord {
+                    record: Some(Record::Snapshot(part)),
+                }
+                .encode_to_vec()
+            })
+            .collect()
+    }
+}
+
 /// The Shipping service; clones share it.
 #[derive(Clone, Debug)]
 pub struct ShippingService {
@@ -96,6 +145,7 @@ pub struct ShippingService {
     journal: Journal,
     unserved: Arc<BTreeSet<String>>,
     transient_failure_rate: f64,
+    compact_every: u64,
     rng: Arc<Mutex<SmallRng>>,
 }
 
@@ -110,7 +160,12 @@ impl ShippingService {
                 state.apply(&record);
             }
         }
+        state.records_since_compaction = records.len() as u64;
         Ok(Self {
+            compact_every: match config.compact_every {
+                0 => 100_000,
+                every => every,
+            },
             state: Arc::new(Mutex::new(state)),
             journal,
             unserved: Arc::new(config.unserved),
@@ -144,7 +199,7 @@ impl ShippingService {
         decide: impl FnOnce(Option<&Shipment>) -> Result<Option<Record>>,
     ) -> Result<Shipment> {
         let slot = self.journal.reserve()?;
-        let (written, shipment) = {
+        let (written, rewritten, shipment) = {
             let mut state = self.lock();
             // With no record, the answer may repeat a change still on its
             // way to disk: an empty append waits for it.
@@ -160,9 +215,30 @@ impl ShippingService {
                     ]
                 }
             };
-            (slot.write(records), state.shipments.get(id).cloned())
+            state.records_since_compaction += records.len() as u64;
+            let written = slot.write(records);
+            // Compaction, queued under the lock like every record.
+            let due = self.compact_every.max(2 * state.snapshot_records);
+            let rewritten = if state.records_since_compaction >= due
+                && let Ok(slot) = self.journal.reserve()
+            {
+                let snapshot = state.snapshot_records();
+                state.records_since_compaction = 0;
+                state.snapshot_records = snapshot.len() as u64;
+                Some(slot.rewrite(snapshot))
+            } else {
+                None
+            };
+            (written, rewritten, state.shipments.get(id).cloned())
         };
         written.await?;
+        if let Some(rewritten) = rewritten {
+            tokio::spawn(async move {
+                if let Err(err) = rewritten.await {
+                    tracing::error!(%err, "compacting the shipping log failed");
+                }
+            });
+        }
         shipment.ok_or_else(|| Error::Log("a logged shipment left no trace".into()))
     }
 }
@@ -241,5 +317,40 @@ impl Shipping for ShippingService {
                 key: id,
             })?;
         Ok(Response::new(shipment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot replays to the same shipments, in the same order.
+    #[test]
+    fn transaction_shipping_snapshot_replays_to_the_same_state() {
+        let mut state = State::default();
+        for i in 0..50 {
+            state.apply(&Record::Ship(ShipRequest {
+                shipment_id: format!("s{i}"),
+                order_id: format!("o{i}"),
+                destination: "paris".into(),
+            }));
+        }
+        state.apply(&Record::Cancel(ShipmentRef {
+            shipment_id: "s7".into(),
+        }));
+        state.apply(&Record::Cancel(ShipmentRef {
+            shipment_id: "never-shipped".into(),
+        }));
+        let mut replayed = State::default();
+        for bytes in state.snapshot_records() {
+            let record = ShippingRecord::decode(bytes.as_slice()).expect("decodes");
+            replayed.apply(&record.record.expect("a record"));
+        }
+        assert_eq!(replayed.order, state.order);
+        assert_eq!(replayed.shipments, state.shipments);
+        assert_eq!(
+            replayed.shipments["s7"].state,
+            ShipmentState::Cancelled as i32
+        );
     }
 }

@@ -260,7 +260,7 @@ impl Orchestrator {
                 Some(Record::Start(start)) if state.sagas.contains_key(&start.saga_id) => {}
                 Some(Record::Start(start)) => {
                     let definition = define(&start.saga_id, &start.saga_type, &start.params)?;
-                    let entry = new_entry(start, definition);
+                    let entry = new_entry(start, definition, true);
                     state.running += 1;
                     state.sagas.insert(entry.report.saga_id.clone(), entry);
                 }
@@ -367,7 +367,7 @@ impl Orchestrator {
                         }
                         .into());
                     } else {
-                        let entry = new_entry(request.clone(), definition);
+                        let entry = new_entry(request.clone(), definition, false);
                         let changes = entry.changed.subscribe();
                         state.sagas.insert(saga_id.clone(), entry);
                         state.running += 1;
@@ -385,6 +385,8 @@ impl Orchestrator {
                             state.running -= 1;
                             return Err(err.into());
                         }
+                        // Only now may anyone be told it runs.
+                        self.update(&saga_id, |saga| saga.state = SagaState::Running.into());
                         let span = tracing::info_span!("saga", saga = %saga_id);
                         let runner = self.clone();
                         let id = saga_id.clone();
@@ -401,8 +403,12 @@ impl Orchestrator {
                 .map_err(|_| Status::unavailable("the orchestrator stopped"))?;
             return Ok(report.clone());
         }
-        let report = changes.borrow().clone();
-        Ok(report)
+        // A duplicate start waits, like the first, for the START record.
+        let report = changes
+            .wait_for(|saga| saga.state != SagaState::Unspecified as i32)
+            .await
+            .map_err(|_| Status::unavailable("the orchestrator could not log the saga"))?;
+        Ok(report.clone())
     }
 
     pub fn get(&self, saga_id: &str) -> Result<Saga, Status> {
@@ -870,11 +876,18 @@ fn timed<T>(message: T, timeout: Duration) -> Request<T> {
     request
 }
 
-fn new_entry(start: StartSagaRequest, definition: SagaDefinition) -> Entry {
+/// A saga as first known: UNSPECIFIED until its START is on disk
+/// (`logged: false`), RUNNING once it is.
+fn new_entry(start: StartSagaRequest, definition: SagaDefinition, logged: bool) -> Entry {
+    let state = if logged {
+        SagaState::Running
+    } else {
+        SagaState::Unspecified
+    };
     let report = Saga {
         saga_id: start.saga_id.clone(),
         saga_type: start.saga_type.clone(),
-        state: SagaState::Running.into(),
+        state: state.into(),
         steps: definition
             .steps
             .iter()
