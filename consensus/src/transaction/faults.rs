@@ -87,10 +87,6 @@ impl FaultInjector {
         }
     }
 
-    pub fn none() -> Self {
-        Self::new(MessageFaults::default(), 0)
-    }
-
     pub fn fate(&self) -> Fate {
         let MessageFaults {
             drop_request,

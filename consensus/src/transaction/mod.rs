@@ -7,7 +7,9 @@
 //! Test it: cargo test -p consensus transaction_ && cargo test --test bank_transfer_saga
 //!
 //! Every participant is a small gRPC service that writes what it promised
-//! to its own durable log ([`replication::log`]) before it answers:
+//! to its own durable log ([`replication::log`], with group commit and
+//! compaction in [`journal`]) before it answers; [`faults`] loses and
+//! duplicates their messages on demand:
 //!
 //! - [`ledger`]: `Accounts` (balances, holds) and `Inventory` (stock,
 //!   reservations) — the same ledger of non-negative amounts under each
@@ -19,7 +21,8 @@
 //!   block when the coordinator dies and decides both ways when the network
 //!   splits;
 //! - [`saga`]: the orchestrator — ordered steps, each an action and a
-//!   compensation, a saga log, idempotency keys on every call;
+//!   compensation, a saga log, idempotency keys on every call — and the
+//!   same saga choreographed, for comparison;
 //! - TCC (try / confirm / cancel) is the ledger's hold with a TTL: a
 //!   reservation nobody confirms frees itself ([`ledger`]).
 //!

@@ -178,16 +178,6 @@ impl ShippingService {
         ShippingServer::new(self)
     }
 
-    /// Every shipment remembered.
-    pub fn shipments(&self) -> Vec<Shipment> {
-        let state = self.lock();
-        state
-            .order
-            .iter()
-            .filter_map(|id| state.shipments.get(id).cloned())
-            .collect()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

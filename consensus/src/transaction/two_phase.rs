@@ -42,7 +42,8 @@
 //! delivery at once, each with at most [`MAX_CHANGES`] changes in all
 //! (~10 KiB, so ~40 MiB in all); decided
 //! transactions remembered in a window of [`MAX_DECIDED`]; the log is
-//! compacted to the undelivered commits every [`COMPACT_EVERY`] records.
+//! compacted to the commits not yet delivered once it has grown by
+//! [`COMPACT_EVERY`] records and twice the last snapshot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,11 +262,6 @@ impl Coordinator {
     /// Stops as if crashed: answers nothing, sends nothing more.
     pub fn halt(&self) {
         self.inner.halted.store(true, Ordering::SeqCst);
-    }
-
-    /// Transactions whose COMMIT is logged and not yet acknowledged by all.
-    pub fn undelivered(&self) -> usize {
-        self.inner.lock().undelivered.len()
     }
 
     /// Runs a transaction to its decision. The protocol runs in a task of

@@ -35,9 +35,8 @@ use crate::proto::v1::transaction_participant_server::{
     TransactionParticipant, TransactionParticipantServer,
 };
 use crate::proto::v1::{
-    CreditReply, CreditRequest, HoldRef, HoldReply, HoldRequest, HoldState, KeyRequest,
-    LedgerEntry, OpenRequest, PrepareRequest, Protocol, TxnPhase, TxnRef, TxnStatus, Vote,
-    ledger_record::Record,
+    CreditReply, CreditRequest, HoldRef, HoldReply, HoldRequest, KeyRequest, LedgerEntry,
+    OpenRequest, PrepareRequest, Protocol, TxnPhase, TxnRef, TxnStatus, Vote,
 };
 use crate::transaction::faults::LinkCuts;
 use crate::transaction::journal::{Disk, Journal};
@@ -602,27 +601,5 @@ impl LedgerServer {
             }
             (Protocol::ThreePhase, _) => Some(TxnPhase::Aborted),
         }
-    }
-}
-
-/// Whether a hold reply says the amount is set aside.
-pub fn is_held(reply: &HoldReply) -> bool {
-    reply.state == HoldState::Held as i32
-}
-
-/// The record kinds a ledger logs, by name (for logs and demos).
-pub fn record_name(record: &Record) -> &'static str {
-    match record {
-        Record::Open(_) => "open",
-        Record::Hold(_) => "hold",
-        Record::Capture(_) => "capture",
-        Record::Release(_) => "release",
-        Record::Expire(_) => "expire",
-        Record::Credit(_) => "credit",
-        Record::Prepare(_) => "prepare",
-        Record::PreCommit(_) => "pre-commit",
-        Record::Commit(_) => "commit",
-        Record::Abort(_) => "abort",
-        Record::Snapshot(_) => "snapshot",
     }
 }

@@ -26,7 +26,9 @@
 //! Bounds: [`MAX_RUNNING`] sagas at once (ResourceExhausted beyond);
 //! [`MAX_REMEMBERED`] ended sagas kept for `Get` and duplicate starts;
 //! step timeouts at most [`MAX_STEP_TIMEOUT`]; the log is compacted to
-//! the sagas remembered every [`COMPACT_EVERY`] records.
+//! the sagas remembered once it has grown by [`COMPACT_EVERY`] records and
+//! twice the last snapshot — O(sagas remembered) under the state lock,
+//! so amortized over at least as many records as it writes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -225,20 +227,6 @@ impl Orchestrator {
 
     pub fn into_service(self) -> SagaOrchestratorServer<Self> {
         SagaOrchestratorServer::new(self)
-    }
-
-    /// Every saga remembered, by id.
-    pub fn sagas(&self) -> BTreeMap<String, Saga> {
-        self.lock()
-            .sagas
-            .iter()
-            .map(|(id, entry)| (id.clone(), entry.report.clone()))
-            .collect()
-    }
-
-    /// Sagas not yet ended.
-    pub fn running(&self) -> usize {
-        self.lock().running
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -695,118 +683,83 @@ impl Orchestrator {
                 )))
             }
         };
+        // One RPC of `Client::method` with `message`, through the faults;
+        // the reply's message.
+        macro_rules! send {
+            ($client:ident, $method:ident, $message:expr) => {{
+                let message = $message;
+                faults
+                    .send(|| {
+                        let mut client = $client::new(channel.clone());
+                        let request = timed(message.clone(), timeout);
+                        async move { client.$method(request).await }
+                    })
+                    .await?
+                    .into_inner()
+            }};
+        }
+        let hold_ref = |id: &String| HoldRef {
+            hold_id: id.clone(),
+        };
         match call {
             Call::Hold {
                 id, key, amount, ..
             } => {
-                let message = HoldRequest {
-                    hold_id: id.clone(),
-                    key: key.clone(),
-                    amount: *amount,
-                    ttl_ms: 0,
-                };
-                let reply = faults
-                    .send(|| {
-                        let mut client = AccountsClient::new(channel.clone());
-                        let message = timed(message.clone(), timeout);
-                        async move { client.hold(message).await }
-                    })
-                    .await?;
-                held(reply.into_inner().state, HoldState::Held)
+                let reply = send!(
+                    AccountsClient,
+                    hold,
+                    HoldRequest {
+                        hold_id: id.clone(),
+                        key: key.clone(),
+                        amount: *amount,
+                        ttl_ms: 0,
+                    }
+                );
+                held(reply.state, HoldState::Held)
             }
             Call::Capture { id, .. } => {
-                let reply = faults
-                    .send(|| {
-                        let mut client = AccountsClient::new(channel.clone());
-                        let message = timed(
-                            HoldRef {
-                                hold_id: id.clone(),
-                            },
-                            timeout,
-                        );
-                        async move { client.capture(message).await }
-                    })
-                    .await?;
-                held(reply.into_inner().state, HoldState::Captured)
+                let reply = send!(AccountsClient, capture, hold_ref(id));
+                held(reply.state, HoldState::Captured)
             }
             Call::Release { id, .. } => {
-                faults
-                    .send(|| {
-                        let mut client = AccountsClient::new(channel.clone());
-                        let message = timed(
-                            HoldRef {
-                                hold_id: id.clone(),
-                            },
-                            timeout,
-                        );
-                        async move { client.release(message).await }
-                    })
-                    .await?;
+                send!(AccountsClient, release, hold_ref(id));
                 Ok(())
             }
             Call::Credit {
                 id, key, amount, ..
             } => {
-                let message = CreditRequest {
-                    credit_id: id.clone(),
-                    key: key.clone(),
-                    amount: *amount,
-                };
-                faults
-                    .send(|| {
-                        let mut client = AccountsClient::new(channel.clone());
-                        let message = timed(message.clone(), timeout);
-                        async move { client.credit(message).await }
-                    })
-                    .await?;
+                send!(
+                    AccountsClient,
+                    credit,
+                    CreditRequest {
+                        credit_id: id.clone(),
+                        key: key.clone(),
+                        amount: *amount,
+                    }
+                );
                 Ok(())
             }
             Call::Reserve {
                 id, sku, quantity, ..
             } => {
-                let message = HoldRequest {
-                    hold_id: id.clone(),
-                    key: sku.clone(),
-                    amount: *quantity,
-                    ttl_ms: 0,
-                };
-                let reply = faults
-                    .send(|| {
-                        let mut client = InventoryClient::new(channel.clone());
-                        let message = timed(message.clone(), timeout);
-                        async move { client.reserve(message).await }
-                    })
-                    .await?;
-                held(reply.into_inner().state, HoldState::Held)
+                let reply = send!(
+                    InventoryClient,
+                    reserve,
+                    HoldRequest {
+                        hold_id: id.clone(),
+                        key: sku.clone(),
+                        amount: *quantity,
+                        ttl_ms: 0,
+                    }
+                );
+                held(reply.state, HoldState::Held)
             }
             Call::Confirm { id, .. } => {
-                let reply = faults
-                    .send(|| {
-                        let mut client = InventoryClient::new(channel.clone());
-                        let message = timed(
-                            HoldRef {
-                                hold_id: id.clone(),
-                            },
-                            timeout,
-                        );
-                        async move { client.confirm(message).await }
-                    })
-                    .await?;
-                held(reply.into_inner().state, HoldState::Captured)
+                let reply = send!(InventoryClient, confirm, hold_ref(id));
+                held(reply.state, HoldState::Captured)
             }
             Call::Cancel { id, .. } => {
-                faults
-                    .send(|| {
-                        let mut client = InventoryClient::new(channel.clone());
-                        let message = timed(
-                            HoldRef {
-                                hold_id: id.clone(),
-                            },
-                            timeout,
-                        );
-                        async move { client.cancel(message).await }
-                    })
-                    .await?;
+                send!(InventoryClient, cancel, hold_ref(id));
                 Ok(())
             }
             Call::Ship {
@@ -815,19 +768,15 @@ impl Orchestrator {
                 destination,
                 ..
             } => {
-                let message = ShipRequest {
-                    shipment_id: id.clone(),
-                    order_id: order_id.clone(),
-                    destination: destination.clone(),
-                };
-                let shipment = faults
-                    .send(|| {
-                        let mut client = ShippingClient::new(channel.clone());
-                        let message = timed(message.clone(), timeout);
-                        async move { client.ship(message).await }
-                    })
-                    .await?
-                    .into_inner();
+                let shipment = send!(
+                    ShippingClient,
+                    ship,
+                    ShipRequest {
+                        shipment_id: id.clone(),
+                        order_id: order_id.clone(),
+                        destination: destination.clone(),
+                    }
+                );
                 if shipment.state == ShipmentState::Scheduled as i32 {
                     Ok(())
                 } else {
@@ -835,18 +784,13 @@ impl Orchestrator {
                 }
             }
             Call::CancelShipment { id, .. } => {
-                faults
-                    .send(|| {
-                        let mut client = ShippingClient::new(channel.clone());
-                        let message = timed(
-                            ShipmentRef {
-                                shipment_id: id.clone(),
-                            },
-                            timeout,
-                        );
-                        async move { client.cancel_shipment(message).await }
-                    })
-                    .await?;
+                send!(
+                    ShippingClient,
+                    cancel_shipment,
+                    ShipmentRef {
+                        shipment_id: id.clone(),
+                    }
+                );
                 Ok(())
             }
         }
