@@ -9,5 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/eraftpb/eraftpb.proto",
         "proto/consensus/v1/raft.proto",
         "proto/consensus/v1/transaction.proto",
+        "proto/consensus/v1/fencing.proto",
+        "proto/v3lockpb/v3lock.proto",
+        "proto/v3electionpb/v3election.proto",
     ])
 }

@@ -88,6 +88,11 @@ pub fn demos() -> Vec<Demo> {
             },
         },
         Demo {
+            name: "distributed-lock",
+            episodes: "16, 4",
+            run: |out, spans| Box::pin(consensus::lock::distributed_lock_demo(out, spans)),
+        },
+        Demo {
             name: "saga",
             episodes: "18, 40",
             run: |out, spans| Box::pin(consensus::transaction::saga_demo(out, spans)),
@@ -303,9 +308,30 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "13, 14",
             module: "consensus::etcd",
-            summary: "the etcd v3 API (KV, Cluster, Maintenance) with etcd's errors; `etcdctl` and `dslab kv` drive it, `dslab bench kv` loads it",
+            summary: "the etcd v3 API (KV, Watch, Lease, Cluster, Maintenance, Lock, Election) with etcd's errors; `etcdctl` and `dslab kv` drive it, `dslab bench kv` loads it",
             tests: "-p consensus etcd_",
             demo: Some("raft-failover"),
+        },
+        Topic {
+            episodes: "16, 17, 4",
+            module: "consensus::lease",
+            summary: "leases: TTLs and attached keys replicated, expiry decided by the leader's clock and proposed through the log, restarted on failover",
+            tests: "-p consensus lease_",
+            demo: Some("distributed-lock"),
+        },
+        Topic {
+            episodes: "16, 13",
+            module: "consensus::etcd::watch",
+            summary: "watches: a cursor over the applied log, every change once and in order, across failovers and reconnects from a revision",
+            tests: "-p consensus watch_",
+            demo: None,
+        },
+        Topic {
+            episodes: "16, 17, 4",
+            module: "consensus::lock",
+            summary: "etcd's lock and election recipes, fencing tokens, a FencedStore and its unfenced twin that loses updates",
+            tests: "-p consensus lock_",
+            demo: Some("distributed-lock"),
         },
         Topic {
             episodes: "18, 23",

@@ -32,6 +32,16 @@ pub enum Error {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// dslab's rule: lease ids are positive (etcd's 0 asks for one).
+    #[error("etcdserver: lease ID must be positive")]
+    NegativeLeaseId,
+    /// dslab's bound on the lease table ([`crate::lease::MAX_LEASES`]).
+    #[error("etcdserver: too many leases")]
+    TooManyLeases,
     #[error("etcdserver: member ID already exist")]
     MemberExists,
     #[error("etcdserver: Peer URLs already exists")]
@@ -97,6 +107,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::EmptyKey
+            | Error::NegativeLeaseId
             | Error::KeyNotFound
             | Error::ValueProvided
             | Error::LeaseProvided
@@ -106,10 +117,13 @@ impl Error {
             | Error::RequestTooLarge
             | Error::Config(_)
             | Error::Transport(_) => Code::InvalidArgument,
-            Error::Compacted | Error::FutureRevision => Code::OutOfRange,
-            Error::NoSpace | Error::RangeTooLarge { .. } => Code::ResourceExhausted,
+            Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::NoSpace | Error::RangeTooLarge { .. } | Error::TooManyLeases => {
+                Code::ResourceExhausted
+            }
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
             Error::MemberExists
+            | Error::LeaseExists
             | Error::PeerUrlExists
             | Error::MemberNotLearner
             | Error::LearnerNotReady

@@ -12,6 +12,8 @@
 pub mod error;
 pub mod etcd;
 mod fnv;
+pub mod lease;
+pub mod lock;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

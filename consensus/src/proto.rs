@@ -20,6 +20,16 @@ pub mod authpb {
     tonic::include_proto!("authpb");
 }
 
+/// etcd's `v3lockpb`: the Lock service.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// etcd's `v3electionpb`: the Election service.
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
 /// raft-rs's message schema, decoded with prost.
 pub mod eraftpb {
     tonic::include_proto!("eraftpb");

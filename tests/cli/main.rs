@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod coordination;
 mod raft_kv;
 mod transactions;
 

@@ -28,7 +28,7 @@ impl Drop for Member {
 }
 
 /// Free ports on 127.0.0.1 (bound, read and released).
-fn free_addresses(n: usize) -> Vec<String> {
+pub(crate) fn free_addresses(n: usize) -> Vec<String> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("binds"))
         .collect();
@@ -39,14 +39,14 @@ fn free_addresses(n: usize) -> Vec<String> {
 }
 
 /// A cluster of real processes sharing one temporary directory.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     addresses: Vec<String>,
     members: Vec<Option<Member>>,
 }
 
 impl Cluster {
-    fn start(n: usize) -> Self {
+    pub(crate) fn start(n: usize) -> Self {
         let mut cluster = Self {
             dir: tempfile::tempdir().expect("a temp dir"),
             addresses: free_addresses(n),
@@ -107,7 +107,7 @@ impl Cluster {
         self.members[(id - 1) as usize] = None;
     }
 
-    fn endpoints(&self) -> String {
+    pub(crate) fn endpoints(&self) -> String {
         self.addresses.join(",")
     }
 
@@ -497,7 +497,7 @@ fn cli_bench_kv_counts_every_request_it_makes() {
 }
 
 /// Runs `etcdctl` (ETCDCTL_API=3) against `endpoints`, feeding it `stdin`.
-fn etcdctl_output(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn etcdctl_output(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
@@ -516,7 +516,7 @@ fn etcdctl_output(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output
 }
 
 /// What a successful `etcdctl` printed on stdout.
-fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
     let output = etcdctl_output(endpoints, args, stdin);
     assert!(
         output.status.success(),
@@ -526,7 +526,7 @@ fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
     stdout(&output)
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     for _ in 0..100 {
         if condition() {
             return;
@@ -666,9 +666,9 @@ fn interop_etcdctl_drives_a_dslab_cluster() {
 }
 
 /// One node of etcd (Debian's `etcd-server`) on free ports; killed on drop.
-struct Etcd {
+pub(crate) struct Etcd {
     child: Child,
-    client: String,
+    pub(crate) client: String,
     _dir: tempfile::TempDir,
 }
 
@@ -680,7 +680,7 @@ impl Drop for Etcd {
 }
 
 impl Etcd {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let [client, peer] = <[String; 2]>::try_from(free_addresses(2)).expect("two addresses");
         let child = Command::new("etcd")

@@ -8,9 +8,10 @@
 //! The same packages, services, messages and field numbers as etcd's own
 //! protos, so `etcdctl` and etcd's client libraries talk to a dslab node as
 //! to an etcd member: `KV` (Range, Put, DeleteRange, Txn, Compact),
-//! `Cluster` (MemberAdd/Remove/Update/List/Promote) and `Maintenance`
-//! (Status, MoveLeader; Alarm, Defragment, Hash and HashKV in their
-//! simplest honest form). Every response header carries the cluster id,
+//! `Watch`, `Lease` (see [`crate::lease`]), `Cluster`
+//! (MemberAdd/Remove/Update/List/Promote), `Maintenance` (Status,
+//! MoveLeader; Alarm, Defragment, Hash and HashKV in their simplest honest
+//! form), and etcd's `Lock` and `Election` services (see [`crate::lock`]). Every response header carries the cluster id,
 //! this member's id, the store's revision and the Raft term; every error
 //! carries etcd's exact text, which is what clients match on.
 //!
@@ -20,15 +21,19 @@
 //! served on any node after a ReadIndex round; serializable ones from the
 //! local state.
 //!
-//! Simplified: no Watch, Lease or Auth service yet (they answer
-//! `Unimplemented`); `Maintenance.Snapshot` is unsupported (etcd streams a
-//! bbolt file, which this store does not have).
+//! Simplified: no Auth service (it answers `Unimplemented`);
+//! `Maintenance.Snapshot` is unsupported (etcd streams a bbolt file, which
+//! this store does not have).
 
 mod cluster;
+mod election;
 mod kv;
+mod lease;
+mod lock;
 mod maintenance;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,8 +42,12 @@ use observability::rpc::{ClientBuilder, Net, RpcChannel, peer_uri};
 use tonic::metadata::MetadataMap;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
+pub use lease::LeaseService;
+pub use lock::LockService;
 pub use maintenance::MaintenanceService;
+pub use watch::{MAX_EVENTS_PER_RESPONSE, MAX_WATCHERS_PER_STREAM, WatchService};
 
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::raft::{RaftNode, Role};
@@ -170,6 +179,10 @@ pub(crate) fn forwarded<T>(request: T) -> tonic::Request<T> {
 #[derive(Debug)]
 pub struct Services {
     pub kv: crate::proto::etcdserverpb::kv_server::KvServer<KvService>,
+    pub watch: crate::proto::etcdserverpb::watch_server::WatchServer<WatchService>,
+    pub lease: crate::proto::etcdserverpb::lease_server::LeaseServer<LeaseService>,
+    pub lock: crate::proto::v3lockpb::lock_server::LockServer<LockService>,
+    pub election: crate::proto::v3electionpb::election_server::ElectionServer<ElectionService>,
     pub cluster: crate::proto::etcdserverpb::cluster_server::ClusterServer<ClusterService>,
     pub maintenance:
         crate::proto::etcdserverpb::maintenance_server::MaintenanceServer<MaintenanceService>,
@@ -179,11 +192,32 @@ pub struct Services {
 
 impl Services {
     /// The etcd API and the peer transport of `node`; forwarded requests
-    /// travel over `net`.
+    /// travel over `net`. Starts the node's lease clock.
     pub fn new(node: &RaftNode, net: Net) -> Self {
+        Self::with_watch(node, net, |watch| watch)
+    }
+
+    /// [`Services::new`], its Watch service set up by `configure` (tests
+    /// shorten the progress interval).
+    pub fn with_watch(
+        node: &RaftNode,
+        net: Net,
+        configure: impl FnOnce(WatchService) -> WatchService,
+    ) -> Self {
         let api = Api::new(node.clone(), net);
+        let kv = KvService::new(api.clone());
+        let lease = LeaseService::new(api.clone(), crate::lease::Lessor::start(node.clone()));
+        let local = lock::Local {
+            api: api.clone(),
+            kv: kv.clone(),
+            lease: lease.clone(),
+        };
         Self {
-            kv: KvService::new(api.clone()).into_service(),
+            kv: kv.into_service(),
+            watch: configure(WatchService::new(api.clone())).into_service(),
+            lease: lease.into_service(),
+            lock: LockService::new(local.clone()).into_service(),
+            election: ElectionService::new(local).into_service(),
             cluster: ClusterService::new(api.clone()).into_service(),
             maintenance: MaintenanceService::new(api).into_service(),
             transport: node.transport().into_service(),
@@ -195,6 +229,10 @@ impl Services {
         use crate::proto::FILE_DESCRIPTOR_SET;
         observability::rpc::RpcServer::new()
             .add_service(self.kv, FILE_DESCRIPTOR_SET)
+            .add_service(self.watch, FILE_DESCRIPTOR_SET)
+            .add_service(self.lease, FILE_DESCRIPTOR_SET)
+            .add_service(self.lock, FILE_DESCRIPTOR_SET)
+            .add_service(self.election, FILE_DESCRIPTOR_SET)
             .add_service(self.cluster, FILE_DESCRIPTOR_SET)
             .add_service(self.maintenance, FILE_DESCRIPTOR_SET)
             .add_service(self.transport, FILE_DESCRIPTOR_SET)

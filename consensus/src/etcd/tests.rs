@@ -38,6 +38,9 @@ async fn single_node_with(
     drop(listener);
     let peers = BTreeMap::from([(1, addr.to_string())]);
     let mut config = NodeConfig::new(1, peers, Storage::Memory(MemDisk::new()), Net::Tcp);
+    // A hostile client fills the store to its quota; every snapshot of a
+    // full store copies it several times over, so tests keep it small.
+    config.quota_bytes = 32 * 1024 * 1024;
     config.timing = Timing {
         tick: Duration::from_millis(10),
         request_timeout: timeout,
@@ -344,9 +347,21 @@ async fn fuzz_raft_kv_every_service_answers_precisely() {
         "etcdserverpb.KV",
         "etcdserverpb.Cluster",
         "etcdserverpb.Maintenance",
+        "etcdserverpb.Lease",
+        "etcdserverpb.Watch",
+        "v3lockpb.Lock",
+        "v3electionpb.Election",
         "consensus.v1.RaftTransport",
     ] {
-        let (node, server) = single_node(Duration::from_millis(300)).await;
+        // Lock and Campaign wait for their turn as long as the caller
+        // allows; random requests often queue behind each other, so the
+        // server's cap on them is short here.
+        let (node, server) = single_node_with(Duration::from_millis(300), |server| {
+            server
+                .route_max_duration("/v3lockpb.Lock/Lock", Duration::from_secs(1))
+                .route_max_duration("/v3electionpb.Election/Campaign", Duration::from_secs(1))
+        })
+        .await;
         let options = FuzzOptions {
             random_messages: 24,
             ..FuzzOptions::default()
@@ -391,6 +406,447 @@ async fn etcd_silent_peer_stream_is_ended_by_the_idle_limit() {
         .expect_err("ended with a status");
     assert_eq!(ended.code(), Code::Cancelled, "{ended:?}");
     assert!(ended.message().contains("idle"), "{ended:?}");
+    drop(server);
+    node.stop().await;
+}
+
+fn lease_client(
+    server: &ServerHandle,
+) -> crate::proto::etcdserverpb::lease_client::LeaseClient<RpcChannel> {
+    crate::proto::etcdserverpb::lease_client::LeaseClient::new(
+        ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()),
+    )
+}
+
+/// Episode 16. The Lease API as etcd answers it: a TTL below the minimum
+/// is raised to it; TimeToLive lists the keys; a revoke deletes them all
+/// in one revision; an unknown lease answers TTL -1 to TimeToLive, TTL 0
+/// to a keep-alive, and "requested lease not found" to a revoke or a put;
+/// too large a TTL and a negative id are refused; nothing refused is
+/// applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_api_answers_as_etcd_does() {
+    use crate::proto::etcdserverpb::{
+        LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+        LeaseTimeToLiveRequest,
+    };
+    let (node, server) = single_node(Duration::from_secs(5)).await;
+    let mut leases = lease_client(&server);
+    let mut kv = kv(&server);
+    let granted = leases
+        .lease_grant(LeaseGrantRequest { ttl: -5, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner();
+    assert!(granted.id > 0, "a positive id: {}", granted.id);
+    assert_eq!(granted.ttl, 1, "a negative TTL becomes the minimum");
+    let long = leases
+        .lease_grant(LeaseGrantRequest { ttl: 600, id: 77 })
+        .await
+        .expect("grant with an id")
+        .into_inner();
+    assert_eq!((long.id, long.ttl), (77, 600));
+    let again = leases
+        .lease_grant(LeaseGrantRequest { ttl: 600, id: 77 })
+        .await
+        .expect_err("the id is taken");
+    assert_eq!(
+        (again.code(), again.message()),
+        (Code::FailedPrecondition, "etcdserver: lease already exists")
+    );
+    for (request, code, text) in [
+        (
+            LeaseGrantRequest {
+                ttl: 9_000_000_001,
+                id: 0,
+            },
+            Code::OutOfRange,
+            "etcdserver: too large lease TTL",
+        ),
+        (
+            LeaseGrantRequest { ttl: 10, id: -3 },
+            Code::InvalidArgument,
+            "etcdserver: lease ID must be positive",
+        ),
+    ] {
+        let refused = leases.lease_grant(request).await.expect_err("refused");
+        assert_eq!((refused.code(), refused.message()), (code, text));
+    }
+    for key in ["/svc/a", "/svc/b", "/svc/c"] {
+        let mut request = put(key, "up");
+        request.lease = 77;
+        kv.put(request).await.expect("put with a lease");
+    }
+    let mut orphan = put("/svc/d", "up");
+    orphan.lease = 999;
+    let refused = kv.put(orphan).await.expect_err("an unknown lease");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::NotFound, "etcdserver: requested lease not found")
+    );
+    let ttl = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 77, keys: true })
+        .await
+        .expect("time to live")
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 600);
+    assert!((599..=600).contains(&ttl.ttl), "remaining {}", ttl.ttl);
+    assert_eq!(
+        ttl.keys,
+        vec![b"/svc/a".to_vec(), b"/svc/b".to_vec(), b"/svc/c".to_vec()]
+    );
+    let unknown = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 5, keys: false })
+        .await
+        .expect("an unknown lease is an answer")
+        .into_inner();
+    assert_eq!(unknown.ttl, -1);
+    let mut keep = leases
+        .lease_keep_alive(tokio_stream::iter([
+            LeaseKeepAliveRequest { id: 77 },
+            LeaseKeepAliveRequest { id: 5 },
+        ]))
+        .await
+        .expect("keep-alive stream")
+        .into_inner();
+    let first = keep.message().await.expect("answer").expect("one");
+    let second = keep.message().await.expect("answer").expect("two");
+    assert_eq!((first.id, first.ttl), (77, 600));
+    assert_eq!(
+        (second.id, second.ttl),
+        (5, 0),
+        "unknown: TTL 0, not an error"
+    );
+    let listed: Vec<i64> = leases
+        .lease_leases(LeaseLeasesRequest {})
+        .await
+        .expect("leases")
+        .into_inner()
+        .leases
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&77) && listed.contains(&granted.id));
+
+    let before = node.status().revision;
+    leases
+        .lease_revoke(LeaseRevokeRequest { id: 77 })
+        .await
+        .expect("revoke");
+    let after = node.read_state(|s| s.mvcc.revision());
+    assert_eq!(after, before + 1, "three keys deleted in one revision");
+    let left = kv
+        .range(RangeRequest {
+            key: b"/svc/".to_vec(),
+            range_end: b"/svc0".to_vec(),
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(left.count, 0);
+    let gone = leases
+        .lease_revoke(LeaseRevokeRequest { id: 77 })
+        .await
+        .expect_err("revoked already");
+    assert_eq!(
+        (gone.code(), gone.message()),
+        (Code::NotFound, "etcdserver: requested lease not found")
+    );
+    assert_eq!(
+        node.read_state(|s| s.mvcc.revision()),
+        after,
+        "nothing applied"
+    );
+    drop(server);
+    node.stop().await;
+}
+
+/// Episode 16. The Watch API as etcd answers it: `created` with the
+/// revision first; puts and deletes in order with `prev_kv`; a filter;
+/// history replayed from `start_revision`; a progress request answered
+/// with watch id -1; an empty range refused at creation; a compacted start
+/// cancelled with the compaction's revision; a cancel acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_api_answers_as_etcd_does() {
+    use crate::proto::etcdserverpb::watch_client::WatchClient;
+    use crate::proto::etcdserverpb::watch_create_request::FilterType;
+    use crate::proto::etcdserverpb::watch_request::RequestUnion;
+    use crate::proto::etcdserverpb::{
+        DeleteRangeRequest, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest,
+        WatchRequest,
+    };
+    let (node, server) = single_node(Duration::from_secs(5)).await;
+    let mut kv = kv(&server);
+    kv.put(put("/a/1", "old")).await.expect("put");
+    let history_start = node.status().revision;
+    let (requests, inbox) = tokio::sync::mpsc::channel(8);
+    let mut watch = WatchClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()))
+        .watch(tokio_stream::wrappers::ReceiverStream::new(inbox))
+        .await
+        .expect("watch")
+        .into_inner();
+    let create = |create: WatchCreateRequest| WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(create)),
+    };
+    requests
+        .send(create(WatchCreateRequest {
+            key: b"/a/".to_vec(),
+            range_end: b"/a0".to_vec(),
+            prev_kv: true,
+            ..WatchCreateRequest::default()
+        }))
+        .await
+        .expect("send");
+    let created = watch.message().await.expect("ok").expect("created");
+    assert!(created.created && created.events.is_empty());
+    assert_eq!(created.header.expect("header").revision, history_start);
+    let live = created.watch_id;
+
+    kv.put(put("/a/1", "new")).await.expect("put");
+    kv.put(put("/b/1", "elsewhere")).await.expect("put");
+    kv.delete_range(DeleteRangeRequest {
+        key: b"/a/1".to_vec(),
+        ..DeleteRangeRequest::default()
+    })
+    .await
+    .expect("delete");
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let response = watch.message().await.expect("ok").expect("events");
+        assert_eq!(response.watch_id, live);
+        events.extend(response.events);
+    }
+    assert_eq!(events[0].r#type, 0, "a put");
+    let kv0 = events[0].kv.clone().expect("kv");
+    assert_eq!(
+        (kv0.key.as_slice(), kv0.value.as_slice()),
+        (&b"/a/1"[..], &b"new"[..])
+    );
+    assert_eq!(events[0].prev_kv.clone().expect("prev").value, b"old");
+    assert_eq!(events[1].r#type, 1, "a delete");
+    assert!(events[1].kv.as_ref().expect("kv").mod_revision > kv0.mod_revision);
+
+    // History from the start, puts only.
+    requests
+        .send(create(WatchCreateRequest {
+            key: b"/a/".to_vec(),
+            range_end: b"/a0".to_vec(),
+            start_revision: history_start,
+            filters: vec![FilterType::Nodelete as i32],
+            ..WatchCreateRequest::default()
+        }))
+        .await
+        .expect("send");
+    let created = watch.message().await.expect("ok").expect("created");
+    assert!(created.created);
+    let replay = watch.message().await.expect("ok").expect("replay");
+    let values: Vec<Vec<u8>> = replay
+        .events
+        .iter()
+        .map(|e| e.kv.clone().expect("kv").value)
+        .collect();
+    assert_eq!(values, vec![b"old".to_vec(), b"new".to_vec()], "no delete");
+
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+        })
+        .await
+        .expect("send");
+    let progress = watch.message().await.expect("ok").expect("progress");
+    assert_eq!(progress.watch_id, -1);
+    assert_eq!(
+        progress.header.expect("header").revision,
+        node.status().revision
+    );
+
+    requests
+        .send(create(WatchCreateRequest {
+            key: b"/z".to_vec(),
+            range_end: b"/a".to_vec(),
+            ..WatchCreateRequest::default()
+        }))
+        .await
+        .expect("send");
+    let refused = watch.message().await.expect("ok").expect("refused");
+    assert!(refused.created && refused.canceled);
+    assert_eq!(refused.cancel_reason, "mvcc: watcher range is empty");
+
+    kv.compact(CompactionRequest {
+        revision: node.status().revision,
+        physical: false,
+    })
+    .await
+    .expect("compact");
+    requests
+        .send(create(WatchCreateRequest {
+            key: b"/a/1".to_vec(),
+            start_revision: history_start,
+            ..WatchCreateRequest::default()
+        }))
+        .await
+        .expect("send");
+    let created = watch.message().await.expect("ok").expect("created");
+    let compacted = watch.message().await.expect("ok").expect("compacted");
+    assert_eq!(compacted.watch_id, created.watch_id);
+    assert!(compacted.canceled);
+    assert_eq!(compacted.compact_revision, node.status().revision);
+
+    requests
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: live,
+            })),
+        })
+        .await
+        .expect("send");
+    let cancelled = watch.message().await.expect("ok").expect("cancelled");
+    assert!(cancelled.canceled && cancelled.watch_id == live);
+    drop(requests);
+    drop(server);
+    node.stop().await;
+}
+
+/// Episodes 16 and 17. etcd's Lock and Election services on one node: a
+/// second Lock waits until the first holder unlocks; a campaign without a
+/// lease gets one; Leader answers the first candidate, Proclaim changes
+/// its value, Resign hands over to the next; the errors carry etcd's
+/// texts.
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_and_election_services_answer_as_etcd_does() {
+    use crate::proto::etcdserverpb::LeaseGrantRequest;
+    use crate::proto::v3electionpb::election_client::ElectionClient;
+    use crate::proto::v3electionpb::{
+        CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest, ResignRequest,
+    };
+    use crate::proto::v3lockpb::lock_client::LockClient;
+    use crate::proto::v3lockpb::{LockRequest, UnlockRequest};
+    let (node, server) = single_node(Duration::from_secs(5)).await;
+    let channel = ClientBuilder::new(Net::Tcp).connect_lazy(server.uri());
+    let mut leases = lease_client(&server);
+    let mut grant = async || {
+        leases
+            .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
+            .await
+            .expect("grant")
+            .into_inner()
+            .id
+    };
+    let (first, second) = (grant().await, grant().await);
+    let mut locks = LockClient::new(channel.clone());
+    let held = locks
+        .lock(LockRequest {
+            name: b"jobs".to_vec(),
+            lease: first,
+        })
+        .await
+        .expect("lock")
+        .into_inner();
+    assert_eq!(held.key, format!("jobs/{first:x}").into_bytes());
+    let mut waiting = LockClient::new(channel.clone());
+    let waiter = tokio::spawn(async move {
+        waiting
+            .lock(LockRequest {
+                name: b"jobs".to_vec(),
+                lease: second,
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the second lock waits for the first");
+    locks
+        .unlock(UnlockRequest {
+            key: held.key.clone(),
+        })
+        .await
+        .expect("unlock");
+    let next = waiter.await.expect("joined").expect("locked").into_inner();
+    assert_eq!(next.key, format!("jobs/{second:x}").into_bytes());
+    let unknown = locks
+        .lock(LockRequest {
+            name: b"jobs".to_vec(),
+            lease: 424_242,
+        })
+        .await
+        .expect_err("an unknown lease");
+    assert_eq!(
+        (unknown.code(), unknown.message()),
+        (Code::NotFound, "etcdserver: requested lease not found")
+    );
+
+    let mut election = ElectionClient::new(channel.clone());
+    let none = election
+        .leader(LeaderRequest {
+            name: b"primary".to_vec(),
+        })
+        .await
+        .expect_err("nobody campaigned");
+    assert_eq!(
+        (none.code(), none.message()),
+        (Code::NotFound, "election: no leader")
+    );
+    let won = election
+        .campaign(CampaignRequest {
+            name: b"primary".to_vec(),
+            lease: 0,
+            value: b"10.0.0.1".to_vec(),
+        })
+        .await
+        .expect("campaign without a lease")
+        .into_inner()
+        .leader
+        .expect("a leader key");
+    assert!(won.lease > 0, "a lease was granted for it");
+    let leader = election
+        .leader(LeaderRequest {
+            name: b"primary".to_vec(),
+        })
+        .await
+        .expect("leader")
+        .into_inner()
+        .kv
+        .expect("kv");
+    assert_eq!(leader.value, b"10.0.0.1");
+    election
+        .proclaim(ProclaimRequest {
+            leader: Some(won.clone()),
+            value: b"10.0.0.9".to_vec(),
+        })
+        .await
+        .expect("proclaim");
+    let stale = LeaderKey {
+        rev: won.rev + 1000,
+        ..won.clone()
+    };
+    let refused = election
+        .proclaim(ProclaimRequest {
+            leader: Some(stale),
+            value: b"x".to_vec(),
+        })
+        .await
+        .expect_err("not the leader's key");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::FailedPrecondition, "election: not leader")
+    );
+    let missing = election
+        .resign(ResignRequest { leader: None })
+        .await
+        .expect_err("no leader key");
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    election
+        .resign(ResignRequest { leader: Some(won) })
+        .await
+        .expect("resign");
+    let none = election
+        .leader(LeaderRequest {
+            name: b"primary".to_vec(),
+        })
+        .await
+        .expect_err("resigned");
+    assert_eq!(none.code(), Code::NotFound);
     drop(server);
     node.stop().await;
 }

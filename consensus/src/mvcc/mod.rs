@@ -24,6 +24,7 @@
 //! etcd keeps it in bbolt on disk. Durability comes from the Raft log and
 //! snapshots (`crate::raft`), as it does for etcd's index.
 
+pub mod changes;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -34,14 +35,17 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::lease::LeaseTable;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
 use crate::proto::mvccpb::KeyValue;
-use crate::proto::v1::{KeyHistory, KeyVersion};
+use crate::proto::v1::{KeyHistory, KeyVersion, LeaseEntry};
 use crate::{Error, Result};
+use changes::Recent;
 
 /// The largest request the API accepts, as etcd's `--max-request-bytes`
 /// defaults to.
@@ -67,12 +71,12 @@ pub struct Version {
 }
 
 impl Version {
-    fn is_tombstone(&self) -> bool {
+    pub fn is_tombstone(&self) -> bool {
         self.version == 0
     }
 
     /// The version as etcd's `KeyValue`, its value copied only if asked.
-    fn key_value(&self, key: &[u8], with_value: bool) -> KeyValue {
+    pub fn key_value(&self, key: &[u8], with_value: bool) -> KeyValue {
         KeyValue {
             key: key.to_vec(),
             create_revision: self.create_revision,
@@ -103,6 +107,10 @@ pub struct Mvcc {
     compacted: i64,
     /// Keys, values and per-version overhead, history included.
     bytes: usize,
+    /// The leases, and the keys attached to each.
+    leases: LeaseTable,
+    /// The latest changes, for watchers.
+    recent: Recent,
 }
 
 impl Default for Mvcc {
@@ -112,7 +120,7 @@ impl Default for Mvcc {
 }
 
 /// Where a key range ends.
-enum End<'a> {
+pub(crate) enum End<'a> {
     /// `range_end` empty: the one key.
     Single,
     /// `range_end` is `"\0"`: every key from `key` on.
@@ -121,7 +129,7 @@ enum End<'a> {
     Before(&'a [u8]),
 }
 
-fn end_of(range_end: &[u8]) -> End<'_> {
+pub(crate) fn end_of(range_end: &[u8]) -> End<'_> {
     match range_end {
         [] => End::Single,
         [0] => End::Unbounded,
@@ -136,7 +144,44 @@ impl Mvcc {
             revision: 1,
             compacted: -1,
             bytes: 0,
+            leases: LeaseTable::default(),
+            recent: Recent::starting_after(1),
         }
+    }
+
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    /// `LeaseGrant`, its id and TTL already chosen by the leader.
+    pub fn grant(&mut self, request: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if request.id <= 0 {
+            return Err(Error::LeaseNotFound);
+        }
+        self.leases.grant(request.id, request.ttl)?;
+        Ok(LeaseGrantResponse {
+            header: Some(header(self.revision)),
+            id: request.id,
+            ttl: request.ttl,
+            error: String::new(),
+        })
+    }
+
+    /// `LeaseRevoke`: the lease goes, and its keys with it, all in one
+    /// revision (none if it had no keys).
+    pub fn revoke(&mut self, request: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        let lease = self.leases.remove(request.id).ok_or(Error::LeaseNotFound)?;
+        let mut write = self.write();
+        for key in lease.keys {
+            write.delete_range(&DeleteRangeRequest {
+                key,
+                ..DeleteRangeRequest::default()
+            });
+        }
+        let revision = write.finish();
+        Ok(LeaseRevokeResponse {
+            header: Some(header(revision)),
+        })
     }
 
     pub fn revision(&self) -> i64 {
@@ -365,6 +410,8 @@ impl Mvcc {
             return Err(Error::FutureRevision);
         }
         let mut freed = 0usize;
+        // Compaction drops history, never a live version: lease
+        // attachments (which follow live versions) are untouched.
         self.keys.retain(|key, versions| {
             let at = versions.partition_point(|v| v.mod_revision <= revision);
             // Keep the last version at or before `revision`, unless it is
@@ -419,14 +466,33 @@ impl Mvcc {
             .collect()
     }
 
+    /// Every lease, for a snapshot (attachments follow from the keys).
+    pub fn to_lease_entries(&self) -> Vec<LeaseEntry> {
+        self.leases
+            .ttls()
+            .map(|(id, ttl)| LeaseEntry { id, ttl })
+            .collect()
+    }
+
     /// The store a snapshot describes.
-    pub fn from_histories(revision: i64, compacted: i64, histories: Vec<KeyHistory>) -> Self {
+    pub fn from_histories(
+        revision: i64,
+        compacted: i64,
+        histories: Vec<KeyHistory>,
+        leases: Vec<LeaseEntry>,
+    ) -> Self {
         let mut store = Self {
             keys: BTreeMap::new(),
             revision,
             compacted,
             bytes: 0,
+            leases: LeaseTable::default(),
+            recent: Recent::starting_after(revision),
         };
+        for lease in leases {
+            // A snapshot holds each lease once, within the bound.
+            let _ = store.leases.grant(lease.id, lease.ttl);
+        }
         for history in histories {
             let versions: Vec<Version> = history
                 .versions
@@ -441,6 +507,9 @@ impl Mvcc {
                 })
                 .collect();
             store.bytes += history.key.len() + versions.iter().map(Version::cost).sum::<usize>();
+            if let Some(live) = versions.last().filter(|v| !v.is_tombstone()) {
+                store.leases.attach(live.lease, &history.key);
+            }
             store.keys.insert(history.key, versions);
         }
         store
@@ -486,14 +555,23 @@ impl Write<'_> {
         if (request.ignore_value || request.ignore_lease) && self.current(&request.key).is_none() {
             return Err(Error::KeyNotFound);
         }
-        // Simplified: no leases yet, so any lease id is unknown.
-        if request.lease != 0 {
+        if request.lease != 0 && !self.store.leases.contains(request.lease) {
             return Err(Error::LeaseNotFound);
         }
         Ok(())
     }
 
     fn append(&mut self, key: &[u8], version: Version) {
+        // The key leaves the lease of the version it replaces and joins
+        // the new one's.
+        if let Some(current) = self.current(key) {
+            let lease = current.lease;
+            self.store.leases.detach(lease, key);
+        }
+        if !version.is_tombstone() {
+            self.store.leases.attach(version.lease, key);
+        }
+        self.store.recent.push(key, &version);
         self.store.bytes += version.cost();
         match self.store.keys.get_mut(key) {
             Some(versions) => versions.push(version),

@@ -406,6 +406,7 @@ fn mvcc_snapshot_round_trips() {
         store.revision(),
         store.compact_revision(),
         store.to_histories(),
+        store.to_lease_entries(),
     );
     assert_eq!(copy, store);
 }

@@ -125,8 +125,7 @@ impl Mvcc {
                     if (put.ignore_value || put.ignore_lease) && !exists {
                         return Err(Error::KeyNotFound);
                     }
-                    // Simplified: no leases yet, so any lease id is unknown.
-                    if put.lease != 0 {
+                    if put.lease != 0 && !self.leases.contains(put.lease) {
                         return Err(Error::LeaseNotFound);
                     }
                 }

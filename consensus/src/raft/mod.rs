@@ -41,7 +41,7 @@
 //!
 //! Simplified: one Raft group (no sharding, no multi-raft); the state
 //! machine lives in memory and is rebuilt from the last snapshot and the
-//! log at start-up; no leases or watches yet.
+//! log at start-up.
 
 mod demo;
 pub mod disk;
@@ -53,7 +53,7 @@ pub mod wire;
 
 mod logger;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -234,7 +234,7 @@ pub struct RaftNode {
     status: watch::Receiver<NodeStatus>,
     cluster_id: Arc<AtomicU64>,
     quota_bytes: usize,
-    request_timeout: Duration,
+    timing: Timing,
     peer_secret: Option<PeerSecret>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -376,7 +376,7 @@ impl RaftNode {
             status,
             cluster_id,
             quota_bytes: config.quota_bytes,
-            request_timeout: config.timing.request_timeout,
+            timing: config.timing,
             peer_secret: config.peer_secret,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         })
@@ -395,7 +395,11 @@ impl RaftNode {
     }
 
     pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+        self.timing.request_timeout
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// The peer transport service to host beside the client API.

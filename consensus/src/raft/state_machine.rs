@@ -11,7 +11,8 @@ use prost::Message as _;
 
 use crate::mvcc::Mvcc;
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    TxnResponse,
 };
 use crate::proto::v1::{Command, Member, StateSnapshot, command};
 use crate::{Error, Result};
@@ -23,6 +24,8 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
     /// A membership change or update: the members after it.
     Members(Vec<Member>),
 }
@@ -75,6 +78,8 @@ impl StateMachine {
             }
             command::Op::Txn(txn) => Applied::Txn(self.mvcc.txn(txn)?),
             command::Op::Compact(compact) => Applied::Compact(self.mvcc.compact(compact)?),
+            command::Op::LeaseGrant(grant) => Applied::LeaseGrant(self.mvcc.grant(grant)?),
+            command::Op::LeaseRevoke(revoke) => Applied::LeaseRevoke(self.mvcc.revoke(revoke)?),
             command::Op::UpdateMember(update) => {
                 let taken = self.members.values().any(|other| {
                     other.id != update.id
@@ -117,6 +122,7 @@ impl StateMachine {
             keys: self.mvcc.to_histories(),
             members: self.member_list(),
             removed_member_ids: self.removed.iter().copied().collect(),
+            leases: self.mvcc.to_lease_entries(),
         }
         .encode_to_vec()
     }
@@ -127,7 +133,12 @@ impl StateMachine {
             .map_err(|e| Error::Storage(format!("a corrupt state snapshot: {e}")))?;
         Ok(Self {
             cluster_id: snapshot.cluster_id,
-            mvcc: Mvcc::from_histories(snapshot.revision, snapshot.compact_revision, snapshot.keys),
+            mvcc: Mvcc::from_histories(
+                snapshot.revision,
+                snapshot.compact_revision,
+                snapshot.keys,
+                snapshot.leases,
+            ),
             members: snapshot.members.into_iter().map(|m| (m.id, m)).collect(),
             removed: snapshot.removed_member_ids.into_iter().collect(),
             applied,

@@ -11,10 +11,12 @@
 mod agreement;
 mod durability;
 mod election;
+mod leases;
 mod linearizability;
 mod membership;
 mod snapshots;
 mod transport;
+mod watch;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
