@@ -1,5 +1,7 @@
-//! Compiles etcd's v3 API, raft-rs's message schema and dslab's own Raft
-//! protos (see `build-support/protos.rs`).
+//! Compiles etcd's v3 API (with its Lock and Election services), raft-rs's
+//! message schema and dslab's own protos: Raft, transactions, fencing,
+//! leader election (see
+//! `build-support/protos.rs`).
 
 include!("../build-support/protos.rs");
 
@@ -10,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/consensus/v1/raft.proto",
         "proto/consensus/v1/transaction.proto",
         "proto/consensus/v1/fencing.proto",
+        "proto/consensus/v1/election.proto",
         "proto/v3lockpb/v3lock.proto",
         "proto/v3electionpb/v3election.proto",
     ])

@@ -5,10 +5,12 @@
 //! | 13 FLP Impossibility & Practical Consensus, 17 Leader Election Algorithms, 19 Consistency Models Hierarchy | [`raft`] | a durable, linearizable Raft KV on raft-rs: the Ready loop, raft-engine storage, snapshots, ReadIndex reads, membership changes, leader transfer, peer transport |
 //! | 13 FLP Impossibility & Practical Consensus (etcd internals) | [`mvcc`] | its state machine: etcd's multi-version store — revisions, ranges, transactions, compaction |
 //! | 13, 14 CAP Theorem | [`etcd`] | the etcd v3 API it serves (KV, Cluster, Maintenance), wire compatible with `etcdctl` |
+//! | 17 Leader Election Algorithms (also 4 Network Partitions) | [`election`] | the bully and ring algorithms as small gRPC services, for comparison with Raft's election: messages counted, time to elect measured, and the split brain both allow under a partition |
 //! | 18 Distributed Transactions (also 14, 23, 40) | [`transaction`] | two- and three-phase commit, sagas and TCC across small gRPC services (Accounts, Inventory, Shipping, an orchestrator, a coordinator), each on its own durable log |
 //!
 //! The crate sits above `replication` and below the `dslab` binary.
 
+pub mod election;
 pub mod error;
 pub mod etcd;
 mod fnv;

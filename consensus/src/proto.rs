@@ -1,6 +1,6 @@
 //! Generated protobuf types: etcd's v3 API (wire compatible with etcd
 //! 3.4), raft-rs's messages as prost types (to decode what peers send),
-//! and dslab's own Raft protos.
+//! and dslab's own protos (Raft, transactions, leader election).
 
 #![allow(missing_debug_implementations, clippy::large_enum_variant)]
 
@@ -35,8 +35,9 @@ pub mod eraftpb {
     tonic::include_proto!("eraftpb");
 }
 
-/// `consensus.v1`: log commands, snapshots, the peer transport (nested as
-/// the package is, so its references to `etcdserverpb` resolve).
+/// `consensus.v1`: Raft's log commands, snapshots and peer transport, the
+/// transaction services, and leader election (nested as the package is,
+/// so its references to `etcdserverpb` resolve).
 pub mod consensus {
     pub mod v1 {
         tonic::include_proto!("consensus.v1");
