@@ -74,6 +74,16 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(consensus::raft::raft_failover_demo(out, spans)),
         },
         Demo {
+            name: "leader-election",
+            episodes: "17, 4",
+            run: |out, spans| Box::pin(consensus::election::leader_election_demo(out, spans)),
+        },
+        Demo {
+            name: "distributed-lock",
+            episodes: "16, 4",
+            run: |out, spans| Box::pin(consensus::lock::distributed_lock_demo(out, spans)),
+        },
+        Demo {
             name: "two-phase-commit",
             episodes: "18, 14",
             run: |out, spans| Box::pin(consensus::transaction::two_phase_commit_demo(out, spans)),
@@ -86,11 +96,6 @@ pub fn demos() -> Vec<Demo> {
                     out, spans,
                 ))
             },
-        },
-        Demo {
-            name: "distributed-lock",
-            episodes: "16, 4",
-            run: |out, spans| Box::pin(consensus::lock::distributed_lock_demo(out, spans)),
         },
         Demo {
             name: "saga",
@@ -311,6 +316,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "the etcd v3 API (KV, Watch, Lease, Cluster, Maintenance, Lock, Election) with etcd's errors; `etcdctl` and `dslab kv` drive it, `dslab bench kv` loads it",
             tests: "-p consensus etcd_",
             demo: Some("raft-failover"),
+        },
+        Topic {
+            episodes: "17, 4",
+            module: "consensus::election",
+            summary: "bully and ring elections as gRPC services: messages counted, time to elect, the split brain both allow; compared with Raft's",
+            tests: "-p consensus election_",
+            demo: Some("leader-election"),
         },
         Topic {
             episodes: "16, 17, 4",

@@ -3,7 +3,7 @@
 //!
 //! Episode: 17, "Leader Election Algorithms" (also 4)
 //! Pattern: coordination / leader election
-//! Try it:  cargo test -p consensus election_compare -- --nocapture
+//! Try it:  cargo run -- demo leader-election
 //! Test it: cargo test -p consensus election_
 //!
 //! A group that wants one node to act for it (assign work, order writes,
@@ -55,6 +55,7 @@
 pub mod bully;
 pub mod compare;
 pub mod core;
+mod demo;
 pub mod ring;
 pub mod service;
 #[cfg(test)]
@@ -62,6 +63,7 @@ mod tests;
 
 pub use compare::{ElectionReport, Phase, REPORT_HEADER, Scenario, compare, simulate};
 pub use core::{Elector, Members, Node, View};
+pub use demo::leader_election_demo;
 pub use service::{ElectionNode, NodeConfig};
 
 use std::fmt;

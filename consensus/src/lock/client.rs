@@ -2,12 +2,13 @@
 //! lease kept alive in the background, as `clientv3/concurrency` keeps
 //! one. Works against a dslab node or a real etcd alike.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use observability::rpc::RpcChannel;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tonic::Status;
 
 use super::recipe::{self, Etcd, Held};
@@ -139,11 +140,20 @@ impl Etcd for EtcdClient {
 /// A lease kept alive by a background task until dropped, revoked or
 /// lost. The lease is the session: every lock taken with it goes when it
 /// goes.
+///
+/// [`Session::valid_until`] is the client's own, conservative view of the
+/// lease: a TTL after the moment it *sent* the last keep-alive the server
+/// acknowledged. The server renewed the lease later than that, so on
+/// clocks that run at the same rate the server cannot expire it sooner. A
+/// holder that stops acting at `valid_until` stops before anyone else can
+/// be given what it held — the client half of a leader lease. (Clocks that
+/// drift need a margin; this does not add one.)
 #[derive(Debug)]
 pub struct Session {
     lease: i64,
     ttl: i64,
     alive: Arc<AtomicBool>,
+    valid_until: Arc<Mutex<Instant>>,
     keeper: JoinHandle<()>,
     channel: RpcChannel,
 }
@@ -152,21 +162,25 @@ impl Session {
     /// Grants a lease of `ttl` seconds and keeps it alive (a keep-alive
     /// every third of the TTL, as etcd's client does).
     pub async fn start(channel: RpcChannel, ttl: i64) -> Result<Self, Status> {
+        let asked = Instant::now();
         let granted = LeaseClient::new(channel.clone())
             .lease_grant(LeaseGrantRequest { ttl, id: 0 })
             .await?
             .into_inner();
         let alive = Arc::new(AtomicBool::new(true));
+        let valid_until = Arc::new(Mutex::new(asked + seconds(granted.ttl)));
         let keeper = tokio::spawn(keep_alive(
             channel.clone(),
             granted.id,
             granted.ttl,
             alive.clone(),
+            valid_until.clone(),
         ));
         Ok(Self {
             lease: granted.id,
             ttl: granted.ttl,
             alive,
+            valid_until,
             keeper,
             channel,
         })
@@ -183,6 +197,14 @@ impl Session {
     /// False once the server said the lease is gone.
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
+    }
+
+    /// Until when the lease surely holds, by this client's clock.
+    pub fn valid_until(&self) -> Instant {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stops the keep-alives without revoking: what a paused or crashed
@@ -210,12 +232,19 @@ impl Drop for Session {
 
 /// Sends a keep-alive every third of the TTL; a failed one is retried
 /// sooner. Ends when the server answers TTL 0.
-async fn keep_alive(channel: RpcChannel, lease: i64, ttl: i64, alive: Arc<AtomicBool>) {
+async fn keep_alive(
+    channel: RpcChannel,
+    lease: i64,
+    ttl: i64,
+    alive: Arc<AtomicBool>,
+    valid_until: Arc<Mutex<Instant>>,
+) {
     let every = Duration::from_millis((ttl.max(1) as u64 * 1000) / 3);
     let mut client = LeaseClient::new(channel);
     let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
+        let sent = Instant::now();
         let request = tokio_stream::once(LeaseKeepAliveRequest { id: lease });
         let answer = match client.lease_keep_alive(request).await {
             Ok(answers) => answers.into_inner().message().await,
@@ -226,10 +255,18 @@ async fn keep_alive(channel: RpcChannel, lease: i64, ttl: i64, alive: Arc<Atomic
                 alive.store(false, Ordering::Release);
                 return;
             }
-            Ok(Some(_)) => every,
+            Ok(Some(answer)) => {
+                *valid_until.lock().unwrap_or_else(PoisonError::into_inner) =
+                    sent + seconds(answer.ttl);
+                every
+            }
             // A failover or a lost message: try again soon; the lease
             // outlives a few misses.
             _ => every / 4,
         };
     }
+}
+
+fn seconds(ttl: i64) -> Duration {
+    Duration::from_secs(ttl.max(0) as u64)
 }

@@ -10,7 +10,9 @@ use observability::sim::{SimResult, turmoil};
 
 use super::client::{EtcdClient, Session};
 use super::fencing::{FencedStore, Fencing};
-use crate::raft::tests::{Cluster, Options, channel, seeds_or};
+use crate::proto::v3electionpb::election_client::ElectionClient;
+use crate::proto::v3electionpb::{CampaignRequest, ResignRequest};
+use crate::raft::tests::{Cluster, Options, channel, host, seeds_or};
 
 const LOCK: &[u8] = b"/locks/ledger";
 const CLIENTS: usize = 3;
@@ -52,7 +54,10 @@ async fn contend(
             };
             match tokio::time::timeout(Duration::from_secs(20), attempt).await {
                 Ok(Ok(done)) => break done,
-                _ => node = node % 3 + 1,
+                _ => {
+                    node = node % 3 + 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         };
         let acquired = turmoil::elapsed();
@@ -93,7 +98,7 @@ async fn contend(
 }
 
 /// Episode 16. Three clients take turns on one lock while the leader
-/// crashes; one of them stalls past its lease while holding it. Checked:
+/// crashes and then its successor is cut off; one of them stalls past its lease while holding it. Checked:
 /// holders that did not stall never overlap; every later holder has a
 /// larger token; the fenced store refuses the stalled holder's write and
 /// never accepts a token smaller than one it accepted; the unfenced twin
@@ -124,6 +129,13 @@ fn lock_fencing_refuses_stale_holders_and_the_unfenced_twin_does_not() -> SimRes
         cluster.crash(old);
         cluster.run_for(Duration::from_secs(3))?;
         cluster.restart(old)?;
+        // Then the new leader is cut off from everyone for a while.
+        cluster.run_for(Duration::from_secs(2))?;
+        if let Some(leader) = cluster.stable_leader() {
+            cluster.isolate(leader);
+            cluster.run_for(Duration::from_secs(4))?;
+            cluster.heal();
+        }
         cluster.finish(Duration::from_secs(300))?;
 
         let holds = holds.borrow().clone();
@@ -175,6 +187,183 @@ fn lock_fencing_refuses_stale_holders_and_the_unfenced_twin_does_not() -> SimRes
             !monotonic(&accepted.1),
             "seed {seed}: the unfenced twin's stale write went undetected"
         );
+    }
+    Ok(())
+}
+
+/// One term of office, as its candidate lived it.
+#[derive(Clone, Debug)]
+struct Term {
+    candidate: usize,
+    revision: i64,
+    elected: Duration,
+    /// When it stopped acting as leader: it resigned, or its own view of
+    /// its lease ran out.
+    stopped: Duration,
+}
+
+/// Campaigns through etcd's Election service, leads for a while (acting
+/// only while its session is surely valid, unless `ignores_lease`: the
+/// broken twin), resigns; `rounds` times.
+async fn candidate(
+    id: usize,
+    rounds: usize,
+    ignores_lease: bool,
+    terms: Rc<RefCell<Vec<Term>>>,
+    leading: Rc<RefCell<Option<usize>>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut node = id % 3 + 1;
+    for _ in 0..rounds {
+        let (session, leader) = loop {
+            let attempt = async {
+                let session = Session::start(channel(node), 2).await?;
+                let campaign = CampaignRequest {
+                    name: b"/elect/primary".to_vec(),
+                    lease: session.lease(),
+                    value: format!("candidate-{id}").into_bytes(),
+                };
+                let mut request = tonic::Request::new(campaign);
+                request.set_timeout(Duration::from_secs(20));
+                let won = ElectionClient::new(channel(node)).campaign(request).await?;
+                let leader = won.into_inner().leader.ok_or("no leader key")?;
+                Ok::<_, Box<dyn std::error::Error>>((session, leader))
+            };
+            match tokio::time::timeout(Duration::from_secs(25), attempt).await {
+                Ok(Ok(won)) => break won,
+                _ => {
+                    node = node % 3 + 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let elected = turmoil::elapsed();
+        *leading.borrow_mut() = Some(id);
+        // Lead for up to three seconds, acting only while the lease
+        // surely holds.
+        let term_ends = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let valid = session.valid_until();
+            let now = tokio::time::Instant::now();
+            let lost = now >= valid || !session.is_alive();
+            if now >= term_ends || (lost && !ignores_lease) {
+                break;
+            }
+            let wake = if ignores_lease {
+                term_ends
+            } else {
+                valid.min(term_ends)
+            };
+            tokio::time::sleep_until(wake.min(now + Duration::from_millis(50))).await;
+        }
+        let stopped = turmoil::elapsed();
+        *leading.borrow_mut() = None;
+        terms.borrow_mut().push(Term {
+            candidate: id,
+            revision: leader.rev,
+            elected,
+            stopped,
+        });
+        let _ = ElectionClient::new(channel(node))
+            .resign(ResignRequest {
+                leader: Some(leader),
+            })
+            .await;
+        let _ = session.close().await;
+    }
+    Ok(())
+}
+
+/// Runs three candidates, three terms each, and cuts the first leader off
+/// from the cluster for six seconds; answers every term and who was cut.
+fn election_with_a_cut_off_leader(seed: u64, ignores_lease: bool) -> SimResult<(Vec<Term>, usize)> {
+    let mut cluster = Cluster::new(seed, &Options::new(3));
+    cluster
+        .await_leader(Duration::from_secs(30))?
+        .ok_or("no leader")?;
+    let terms = Rc::new(RefCell::new(Vec::new()));
+    let leading = Rc::new(RefCell::new(None));
+    for id in 1..=CLIENTS {
+        let (terms, leading) = (terms.clone(), leading.clone());
+        cluster.script(&format!("candidate-{id}"), async move {
+            candidate(id, 3, ignores_lease, terms, leading).await
+        });
+    }
+    let cut = cluster.run_until(Duration::from_secs(30), |_| leading.borrow().is_some())?;
+    cut.ok_or("nobody was elected")?;
+    let cut_off = leading.borrow().ok_or("the leader vanished")?;
+    let candidate_host = format!("candidate-{cut_off}");
+    for node in 1..=3 {
+        cluster.sim.partition(&candidate_host, &host(node));
+    }
+    cluster.run_for(Duration::from_secs(6))?;
+    for node in 1..=3 {
+        cluster.sim.heal(&candidate_host, &host(node));
+    }
+    cluster.finish(Duration::from_secs(300))?;
+    let mut terms = terms.borrow().clone();
+    terms.sort_by_key(|t| t.elected);
+    Ok((terms, cut_off))
+}
+
+/// Whether any term began before the one before it stopped.
+fn overlapping(terms: &[Term]) -> Option<(Term, Term)> {
+    terms
+        .windows(2)
+        .find(|pair| pair[0].stopped > pair[1].elected)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+}
+
+/// Episodes 17 and 16. Three candidates campaign through etcd's Election
+/// service; while one leads, it is cut off from the whole cluster. It
+/// stops acting when its own view of its lease runs out — before the
+/// cluster expires the lease and elects another — so terms of office never
+/// overlap, checked over the whole run; and every term's revision is
+/// larger than the last.
+#[test]
+fn lock_election_leaders_never_overlap_when_a_leader_is_cut_off() -> SimResult {
+    for seed in seeds_or(3) {
+        let (terms, cut_off) = election_with_a_cut_off_leader(seed, false)?;
+        assert_eq!(
+            terms.len(),
+            CLIENTS * 3,
+            "seed {seed}: every candidate led three times"
+        );
+        assert_eq!(
+            overlapping(&terms).map(|_| ()),
+            None,
+            "seed {seed}: two leaders at once: {terms:?}"
+        );
+        assert!(
+            terms
+                .windows(2)
+                .all(|pair| pair[0].revision < pair[1].revision),
+            "seed {seed}: a later term with a smaller revision: {terms:?}"
+        );
+        let first_cut = terms
+            .iter()
+            .find(|t| t.candidate == cut_off)
+            .ok_or("the cut-off candidate never led")?;
+        assert!(
+            first_cut.stopped - first_cut.elected < Duration::from_secs(3),
+            "seed {seed}: the cut-off leader kept acting: {first_cut:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The broken twin: a leader that acts for its whole term whatever its
+/// lease says is still acting, cut off, when the cluster elects the next.
+#[test]
+fn lock_election_twin_that_ignores_its_lease_overlaps_the_next_leader() -> SimResult {
+    for seed in seeds_or(3) {
+        let (terms, cut_off) = election_with_a_cut_off_leader(seed, true)?;
+        let (old, new) = overlapping(&terms)
+            .ok_or_else(|| format!("seed {seed}: the twin's overlap went undetected: {terms:?}"))?;
+        assert_eq!(
+            old.candidate, cut_off,
+            "seed {seed}: the cut-off leader overlapped"
+        );
+        assert!(new.revision > old.revision);
     }
     Ok(())
 }

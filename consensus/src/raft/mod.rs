@@ -236,6 +236,7 @@ pub struct RaftNode {
     quota_bytes: usize,
     timing: Timing,
     peer_secret: Option<PeerSecret>,
+    controls: transport::Controls,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -342,6 +343,7 @@ impl RaftNode {
             id: config.id,
             ..NodeStatus::default()
         });
+        let controls = transport::Controls::default();
         let peers = Peers::new(
             config.id,
             cluster_id.clone(),
@@ -349,6 +351,7 @@ impl RaftNode {
             events.clone(),
             config.faults,
             config.peer_secret.clone(),
+            controls.clone(),
         );
         let settings = Settings {
             timing: config.timing,
@@ -378,6 +381,7 @@ impl RaftNode {
             quota_bytes: config.quota_bytes,
             timing: config.timing,
             peer_secret: config.peer_secret,
+            controls,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
         })
     }
@@ -400,6 +404,31 @@ impl RaftNode {
 
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// Stops (`true`) or resumes sending to `peers`. Done on both sides of
+    /// a line, it partitions a cluster on real TCP (demos; tests partition
+    /// turmoil's network instead).
+    pub fn cut(&self, peers: &[u64], cut: bool) {
+        let mut set = self
+            .controls
+            .cut
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for peer in peers {
+            if cut {
+                set.insert(*peer);
+            } else {
+                set.remove(peer);
+            }
+        }
+    }
+
+    /// Votes and pre-votes this node has sent, requests and answers.
+    pub fn election_messages_sent(&self) -> u64 {
+        self.controls
+            .election_messages
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The peer transport service to host beside the client API.

@@ -31,7 +31,7 @@
 //! message may be larger), [`MAX_SNAPSHOT_BYTES`] per received snapshot,
 //! one snapshot sent per peer and one received at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -261,6 +261,17 @@ pub struct Peers {
     faults: TransportFaults,
     secret: Option<PeerSecret>,
     peers: HashMap<u64, Peer>,
+    controls: Controls,
+}
+
+/// What a node's handle shares with its sending side.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Controls {
+    /// Votes and pre-votes, asked and answered: what an election costs.
+    pub election_messages: Arc<AtomicU64>,
+    /// Peers this node sends nothing to: a partition on real TCP, for
+    /// demos (cut on both sides, it is a two-way partition).
+    pub cut: Arc<RwLock<HashSet<u64>>>,
 }
 
 impl Peers {
@@ -271,6 +282,7 @@ impl Peers {
         inbox: mpsc::Sender<Event>,
         faults: TransportFaults,
         secret: Option<PeerSecret>,
+        controls: Controls,
     ) -> Self {
         Self {
             id,
@@ -280,6 +292,7 @@ impl Peers {
             faults,
             secret,
             peers: HashMap::new(),
+            controls,
         }
     }
 
@@ -334,10 +347,30 @@ impl Peers {
     /// Sends raft's messages, never waiting: what cannot be queued is lost,
     /// as on any network.
     pub fn send(&mut self, messages: Vec<Message>) {
+        let cut = self
+            .controls
+            .cut
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         for message in messages {
             let Some(peer) = self.peers.get(&message.to) else {
                 continue;
             };
+            if cut.contains(&message.to) {
+                continue;
+            }
+            if matches!(
+                message.get_msg_type(),
+                MessageType::MsgRequestVote
+                    | MessageType::MsgRequestVoteResponse
+                    | MessageType::MsgRequestPreVote
+                    | MessageType::MsgRequestPreVoteResponse
+            ) {
+                self.controls
+                    .election_messages
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             if message.get_msg_type() == MessageType::MsgSnapshot {
                 self.send_snapshot(message);
                 continue;
