@@ -225,10 +225,47 @@ enum KvCommand {
 enum BenchCommand {
     /// Closed-loop load over the etcd v3 API against dslab or etcd.
     Kv(BenchKvArgs),
+    /// Lock cycles per second under contention, with etcd's lock recipe,
+    /// against dslab or etcd.
+    Lock(BenchLockArgs),
+    /// Watch delivery latency (put sent to event received), and a check
+    /// that every event arrives once and in order, against dslab or etcd.
+    Watch(BenchWatchArgs),
     /// What a saga orchestrator and a 2PC coordinator cost over the same
     /// participant calls made directly (services in this process, on
     /// 127.0.0.1, with their logs on disk).
     Transactions(BenchTransactionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchLockArgs {
+    #[command(flatten)]
+    endpoints: EndpointArgs,
+    /// Contenders, each with its own lease and connection.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// End with one line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchWatchArgs {
+    #[command(flatten)]
+    endpoints: EndpointArgs,
+    /// Writers putting to the watched prefix, one put in flight each.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Watchers of the prefix, spread over the endpoints.
+    #[arg(long, default_value_t = 1)]
+    watchers: usize,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// End with one line of JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -460,6 +497,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Kv(args)) => {
             let json = args.json;
             return bench(&args.options(), json);
+        }
+        Command::Bench(BenchCommand::Lock(args)) => {
+            let endpoints = args.endpoints.endpoints;
+            let report = client_runtime()?.block_on(dslab::bench_coordination::bench_lock(
+                &endpoints,
+                args.clients,
+                args.duration,
+            ))?;
+            return print_coordination(&report, args.json, args.clients, &endpoints);
+        }
+        Command::Bench(BenchCommand::Watch(args)) => {
+            let endpoints = args.endpoints.endpoints;
+            let report = client_runtime()?.block_on(dslab::bench_coordination::bench_watch(
+                &endpoints,
+                args.clients,
+                args.watchers,
+                args.duration,
+            ))?;
+            return print_coordination(&report, args.json, args.clients, &endpoints);
         }
         Command::Bench(BenchCommand::Transactions(args)) => {
             let options = TransactionBenchOptions {
@@ -763,6 +819,20 @@ fn bench(options: &BenchOptions, json: bool) -> anyhow::Result<ExitCode> {
     report.print(out)?;
     if json {
         writeln!(out, "{}", report.to_json(options))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_coordination(
+    report: &dslab::bench_coordination::CoordinationReport,
+    json: bool,
+    clients: usize,
+    endpoints: &[String],
+) -> anyhow::Result<ExitCode> {
+    let out = &mut std::io::stdout().lock();
+    report.print(out)?;
+    if json {
+        writeln!(out, "{}", report.to_json(clients, endpoints))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,17 +4,16 @@
 //! each side of the partition ends up with.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use observability::demo::{DemoResult, Narrator};
-use observability::rpc::{Net, ServerHandle};
+use observability::rpc::ServerHandle;
 use observability::telemetry::SpanCapture;
 use tokio::time::Instant;
 
 use super::compare::{REPORT_HEADER, compare};
-use crate::etcd::Services;
-use crate::raft::{MemDisk, NodeConfig, RaftNode, Role, Storage, Timing};
+use crate::raft::demo::loopback_cluster;
+use crate::raft::{RaftNode, Role};
 
 const NODES: u64 = 5;
 
@@ -26,30 +25,13 @@ struct RaftCluster {
 
 impl RaftCluster {
     async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let mut peers = BTreeMap::new();
-        let mut listeners = Vec::new();
-        for id in 1..=NODES {
-            let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-            peers.insert(id, listener.local_addr()?.to_string());
-            listener.set_nonblocking(true)?;
-            listeners.push(listener);
-        }
-        let mut nodes = BTreeMap::new();
-        for (id, listener) in (1..=NODES).zip(listeners) {
-            let mut config =
-                NodeConfig::new(id, peers.clone(), Storage::Memory(MemDisk::new()), Net::Tcp);
-            config.timing = Timing {
-                tick: Duration::from_millis(10),
-                ..Timing::default()
-            };
-            let node = RaftNode::start(config).await?;
-            let server = Services::new(&node, Net::Tcp)
-                .into_server()
-                .bind_tcp(tokio::net::TcpListener::from_std(listener)?)?
-                .spawn();
-            nodes.insert(id, (node, server));
-        }
-        Ok(Self { nodes })
+        let members = loopback_cluster(NODES, Duration::from_millis(10)).await?;
+        Ok(Self {
+            nodes: members
+                .into_iter()
+                .map(|(id, node, server)| (id, (node, server)))
+                .collect(),
+        })
     }
 
     fn messages(&self) -> u64 {

@@ -2,61 +2,20 @@
 //! another takes the lock, the first wakes and writes — once to a store
 //! that checks fencing tokens, once to one that does not.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use observability::demo::{DemoResult, Narrator};
-use observability::rpc::{ClientBuilder, Net, ServerHandle};
+use observability::rpc::{ClientBuilder, Net};
 use observability::telemetry::SpanCapture;
 use tokio::time::Instant;
 
 use super::client::{EtcdClient, Session};
 use super::fencing::{FencedStore, Fencing};
-use crate::etcd::Services;
-use crate::raft::{MemDisk, NodeConfig, RaftNode, Storage, Timing};
+use crate::raft::demo::loopback_cluster;
 
 const NODES: u64 = 3;
 const LOCK: &[u8] = b"/locks/report";
 const FILE: &str = "report.txt";
-
-/// A three-node cluster on 127.0.0.1 with fast timing: elections after
-/// 200–400 ms, so the shortest lease is one second.
-async fn cluster()
--> Result<(Vec<RaftNode>, Vec<ServerHandle>), Box<dyn std::error::Error + Send + Sync>> {
-    let mut peers = BTreeMap::new();
-    let mut listeners = Vec::new();
-    for id in 1..=NODES {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        peers.insert(id, listener.local_addr()?.to_string());
-        listener.set_nonblocking(true)?;
-        listeners.push(listener);
-    }
-    let mut nodes = Vec::new();
-    let mut servers = Vec::new();
-    for (id, listener) in (1..=NODES).zip(listeners) {
-        let mut config =
-            NodeConfig::new(id, peers.clone(), Storage::Memory(MemDisk::new()), Net::Tcp);
-        config.timing = Timing {
-            tick: Duration::from_millis(20),
-            ..Timing::default()
-        };
-        let node = RaftNode::start(config).await?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        servers.push(
-            Services::new(&node, Net::Tcp)
-                .into_server()
-                .bind_tcp(listener)?
-                .spawn(),
-        );
-        nodes.push(node);
-    }
-    nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .ok_or("no leader was elected")?;
-    Ok((nodes, servers))
-}
 
 /// One line of the timeline.
 struct Moment {
@@ -80,7 +39,16 @@ pub async fn distributed_lock_demo(out: &mut Narrator, _spans: &SpanCapture) -> 
     out.say("Three Raft members on 127.0.0.1. Two clients, A and B, want the same lock to edit");
     out.say("one file. Each holds a lease kept alive in the background; the lock key is attached");
     out.say("to it. The file is written to two stores: one checks fencing tokens, one does not.");
-    let (nodes, servers) = cluster().await?;
+    // Elections after 200–400 ms, so the shortest lease is one second.
+    let (nodes, servers): (Vec<_>, Vec<_>) = loopback_cluster(NODES, Duration::from_millis(20))
+        .await?
+        .into_iter()
+        .map(|(_, node, server)| (node, server))
+        .unzip();
+    nodes[0]
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .ok_or("no leader was elected")?;
     let uri = servers[0].uri();
     let endpoint = || {
         EtcdClient::new(

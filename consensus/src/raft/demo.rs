@@ -101,6 +101,43 @@ fn rows(members: &BTreeMap<u64, Member>) -> Vec<Vec<String>> {
 
 const HEADER: &[&str] = &["member", "role", "term", "voted for", "commit", "applied"];
 
+/// A cluster of `nodes` members on 127.0.0.1 for a demo, state in memory,
+/// ticking every `tick` (elections after 10–20 ticks): each member's id,
+/// node and server.
+pub(crate) async fn loopback_cluster(
+    nodes: u64,
+    tick: Duration,
+) -> Result<Vec<(u64, RaftNode, ServerHandle)>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut peers = BTreeMap::new();
+    let mut listeners = Vec::new();
+    for id in 1..=nodes {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        peers.insert(id, listener.local_addr()?.to_string());
+        listener.set_nonblocking(true)?;
+        listeners.push(listener);
+    }
+    let mut members = Vec::new();
+    for (id, listener) in (1..=nodes).zip(listeners) {
+        let mut config = NodeConfig::new(
+            id,
+            peers.clone(),
+            Storage::Memory(super::MemDisk::new()),
+            Net::Tcp,
+        );
+        config.timing = super::Timing {
+            tick,
+            ..super::Timing::default()
+        };
+        let node = RaftNode::start(config).await?;
+        let server = Services::new(&node, Net::Tcp)
+            .into_server()
+            .bind_tcp(tokio::net::TcpListener::from_std(listener)?)?
+            .spawn();
+        members.push((id, node, server));
+    }
+    Ok(members)
+}
+
 /// Episodes 17 and 13: failover in a real three-process-style cluster on
 /// 127.0.0.1, each member with its own raft-engine directory.
 pub async fn raft_failover_demo(out: &mut Narrator, _spans: &SpanCapture) -> DemoResult {

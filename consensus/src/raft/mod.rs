@@ -43,7 +43,7 @@
 //! machine lives in memory and is rebuilt from the last snapshot and the
 //! log at start-up.
 
-mod demo;
+pub(crate) mod demo;
 pub mod disk;
 pub(crate) mod node;
 pub mod state_machine;
