@@ -299,7 +299,7 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "13, 17, 14, 19",
             module: "consensus::raft",
-            summary: "a durable, linearizable Raft KV on raft-rs: Ready loop, raft-engine log, snapshots, ReadIndex, membership, transfer; its broken twin (`dslab serve raft-kv`)",
+            summary: "a durable, linearizable Raft KV on raft-rs: Ready loop, raft-engine log, snapshots, ReadIndex and leader-lease reads, membership, transfer; broken twins for local and drift-blind lease reads (`dslab serve raft-kv`)",
             tests: "-p consensus raft_",
             demo: Some("raft-failover"),
         },

@@ -29,7 +29,10 @@
 //! Reads are linearizable by ReadIndex: the leader confirms with a
 //! heartbeat round that it still leads, notes its commit index, and the
 //! read is served once that index is applied — on any node. Serializable
-//! reads (`--consistency=s`) skip that and read the local state.
+//! reads (`--consistency=s`) skip that and read the local state. A leader
+//! lease ([`ReadMode::LeaderLease`]) lets the leader skip the round for a
+//! while after each confirmation — safe only within a bound on clock
+//! drift, which its broken twin leaves out.
 //!
 //! Bounds: at most [`MAX_PENDING_PROPOSALS`] writes and
 //! [`MAX_PENDING_READS`] reads wait on the Raft loop (beyond them:
@@ -114,6 +117,27 @@ pub enum ReadMode {
     /// The broken twin: read the local state, leader or not. Fast — and a
     /// partitioned old leader or a lagging follower serves stale data.
     UnsafeLocal,
+    /// A leader lease (Raft thesis §6.4.1): once a majority has confirmed
+    /// this leader with a heartbeat sent at `t`, none of them will help
+    /// elect another before an election timeout has passed *on its own
+    /// clock*; so until `t` plus that timeout — shortened for clocks that
+    /// may run up to `max_drift_percent` faster than this one — the leader
+    /// serves reads from its state without asking anyone. Leader transfers
+    /// and membership changes end the lease (a transfer's candidate is
+    /// allowed to ignore it).
+    ///
+    /// `max_drift_percent: 0` is the broken twin: a lease that trusts
+    /// every clock to run at its own rate, which serves stale reads when a
+    /// follower's clock runs fast ([`ReadMode::UNBOUNDED_LEASE`]).
+    LeaderLease { max_drift_percent: u32 },
+}
+
+impl ReadMode {
+    /// The broken twin of [`ReadMode::LeaderLease`]: no allowance for
+    /// clock drift.
+    pub const UNBOUNDED_LEASE: ReadMode = ReadMode::LeaderLease {
+        max_drift_percent: 0,
+    };
 }
 
 /// Where a node keeps its state.

@@ -51,6 +51,9 @@ impl Loop {
         change: MembershipChange,
         reply: oneshot::Sender<Result<Applied>>,
     ) {
+        // A new configuration has new majorities; the lease was granted by
+        // an old one.
+        self.lease = None;
         if !self.is_leader() {
             let _ = reply.send(Err(self.not_leader()));
             return;
@@ -159,6 +162,9 @@ impl Loop {
     }
 
     pub(super) fn transfer(&mut self, target: u64, reply: oneshot::Sender<Result<()>>) {
+        // The transferee campaigns at once, and voters grant it whatever
+        // lease they honour: this leader's lease ends now.
+        self.lease = None;
         if !self.is_leader() {
             let _ = reply.send(Err(Error::NotLeader));
             return;

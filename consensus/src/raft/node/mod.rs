@@ -141,6 +141,8 @@ pub(crate) struct Loop {
     /// Reads that know their index, waiting for it to be applied.
     indexed_reads: Vec<(u64, WaitingReads)>,
     transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
+    /// The leader lease, as (term, until), for `ReadMode::LeaderLease`.
+    lease: Option<(u64, Instant)>,
     ticks: u64,
     snapshot_index: u64,
     /// A snapshot being encoded off the loop.
@@ -210,6 +212,7 @@ impl Loop {
             next_read: 0,
             indexed_reads: Vec::new(),
             transfers: Vec::new(),
+            lease: None,
             ticks: 0,
             snapshot_index,
             encoding: false,

@@ -10,6 +10,11 @@
 //! drops a ReadIndex silently before a new leader has committed an entry
 //! of its own term, so unanswered requests are asked again, and every read
 //! has a deadline.
+//!
+//! With `ReadMode::LeaderLease`, each confirmed round also starts a lease
+//! measured from when the round was *asked*; until it runs out, reads on
+//! the leader skip the round. The lease is only as good as its bound on
+//! how much faster another member's clock may run.
 
 use super::*;
 
@@ -19,6 +24,10 @@ pub(super) type WaitingReads = Vec<(Instant, oneshot::Sender<Result<()>>)>;
 /// Reads waiting on one ReadIndex request.
 pub(super) struct ReadBatch {
     pub(super) issued_tick: u64,
+    /// When and in which term it was asked: a confirmation starts a
+    /// leader lease from then, not from when it arrived.
+    pub(super) issued_at: Instant,
+    pub(super) term: u64,
     pub(super) replies: WaitingReads,
 }
 
@@ -51,7 +60,40 @@ impl Loop {
             return;
         }
         let deadline = self.deadline();
+        if self.lease_holds() {
+            // Nobody else can lead yet: what this leader has committed is
+            // the newest there is.
+            let committed = self.raw.raft.raft_log.committed;
+            self.indexed_reads
+                .push((committed, vec![(deadline, reply)]));
+            self.serve_reads();
+            return;
+        }
         self.waiting_reads.push((deadline, reply));
+    }
+
+    /// Whether this node leads under a lease that has not run out, and has
+    /// committed an entry of its term (so its commit index is current).
+    fn lease_holds(&self) -> bool {
+        let ReadMode::LeaderLease { .. } = self.settings.read_mode else {
+            return false;
+        };
+        let raft = &self.raw.raft;
+        self.is_leader()
+            && raft.commit_to_current_term()
+            && raft.lead_transferee.is_none()
+            && self
+                .lease
+                .is_some_and(|(term, until)| term == raft.term && Instant::now() < until)
+    }
+
+    /// How long a confirmation keeps the lease: the shortest election
+    /// timeout less one tick (a voter's first tick may come right after
+    /// the heartbeat), shortened for a voter whose clock runs fast.
+    fn lease_length(&self, max_drift_percent: u32) -> Duration {
+        let timing = self.settings.timing;
+        let election = timing.tick * (timing.election_ticks.saturating_sub(1)) as u32;
+        election.mul_f64(100.0 / (100.0 + f64::from(max_drift_percent)))
     }
 
     /// Asks raft for one read index covering every read that arrived since
@@ -68,6 +110,8 @@ impl Loop {
             context,
             ReadBatch {
                 issued_tick: self.ticks,
+                issued_at: Instant::now(),
+                term: self.raw.raft.term,
                 replies,
             },
         );
@@ -79,6 +123,18 @@ impl Loop {
                 continue;
             };
             if let Some(batch) = self.read_batches.remove(&u64::from_be_bytes(context)) {
+                if let ReadMode::LeaderLease { max_drift_percent } = self.settings.read_mode
+                    && self.is_leader()
+                    && batch.term == self.raw.raft.term
+                {
+                    let until = batch.issued_at + self.lease_length(max_drift_percent);
+                    if self
+                        .lease
+                        .is_none_or(|(term, old)| term != batch.term || old < until)
+                    {
+                        self.lease = Some((batch.term, until));
+                    }
+                }
                 self.indexed_reads.push((read_state.index, batch.replies));
             }
         }

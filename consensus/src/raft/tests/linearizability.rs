@@ -1,9 +1,9 @@
 //! Linearizability under faults: concurrent clients on a few keys while a
 //! nemesis partitions, crashes and restarts nodes and the transport loses,
 //! duplicates and reorders messages; every history goes to the checker.
-//! Then the broken twin: the same kind of schedule against a node that
-//! serves "linearizable" reads from local state, which the checker must
-//! catch.
+//! Then the broken twins: the same kind of schedule against a node that
+//! serves "linearizable" reads from local state, and against a leader
+//! lease that ignores clock drift, both of which the checker must catch.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -269,6 +269,104 @@ fn raft_broken_twin_local_reads_are_caught_and_read_index_passes() {
             matches!(verdict.verdict, Verdict::Linearizable { .. }),
             "{}",
             verdict.explain(&real)
+        );
+        Ok(())
+    });
+}
+
+/// Episode 17's leader lease under clock skew: node 1 leads with a clock
+/// that keeps time; nodes 2 and 3 run 400 % fast. Node 1 confirms its
+/// leadership with a read, is cut off from the others, and is read from
+/// again after they have elected a leader and taken a write.
+fn lease_read_under_skew(seed: u64, read_mode: ReadMode) -> observability::sim::SimResult<History> {
+    let mut options = Options::new(3);
+    options.read_mode = read_mode;
+    options.fast_clocks = vec![(2, 400), (3, 400)];
+    let mut cluster = Cluster::new(seed, &options);
+    let first = cluster
+        .await_leader(Duration::from_secs(10))?
+        .ok_or("no leader")?;
+    if first != 1 {
+        let node = cluster.node(first).ok_or("the leader is down")?;
+        cluster.script("transfer", async move {
+            node.transfer_leader(1).await.map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        cluster.finish(Duration::from_secs(10))?;
+    }
+    cluster.run_until(Duration::from_secs(10), |c| c.stable_leader() == Some(1))?;
+    let recorder = Recorder::new();
+    let writer = recorder.clone();
+    cluster.script("lease", async move {
+        let mut leader = writer.client(0, Etcd(client(1)));
+        leader
+            .put("k", "before")
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        // A read confirms node 1's leadership and starts its lease.
+        leader.get("k").await.map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    });
+    cluster.finish(Duration::from_secs(10))?;
+    cluster.split(&[1]);
+    // Node 1 still believes it leads until its own clock says otherwise,
+    // so the new leader is looked for on the majority's side alone.
+    let majority_leader = |c: &Cluster<'_>| {
+        [2, 3].into_iter().find(|&i| {
+            c.status(i)
+                .is_some_and(|s| s.role == crate::raft::Role::Leader)
+                && [2, 3]
+                    .iter()
+                    .all(|&j| c.status(j).is_some_and(|s| s.leader == i as u64))
+        })
+    };
+    cluster.run_until(Duration::from_secs(10), |c| majority_leader(c).is_some())?;
+    let new = majority_leader(&cluster).ok_or("the fast majority elected no leader")?;
+    let (writer, acknowledged) = (recorder.clone(), Rc::new(RefCell::new(false)));
+    let done = acknowledged.clone();
+    cluster.script("after", async move {
+        writer
+            .client(1, Etcd(client(new)))
+            .put("k", "after")
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        *done.borrow_mut() = true;
+        let _ = writer.client(2, Etcd(client(1))).get("k").await;
+        Ok(())
+    });
+    cluster.finish(Duration::from_secs(20))?;
+    assert!(
+        *acknowledged.borrow(),
+        "the majority did not take the write"
+    );
+    Ok(recorder.history())
+}
+
+/// The broken twin: a lease that assumes every clock keeps time serves
+/// node 1's stale value after the fast majority has moved on — caught by
+/// the checker. With a bound that covers the skew, the lease has run out
+/// by then and the read goes to the (unreachable) majority instead.
+#[test]
+fn raft_leader_lease_needs_a_drift_bound_under_clock_skew() {
+    for_each_seed(|seed| {
+        let broken = lease_read_under_skew(seed, ReadMode::UNBOUNDED_LEASE)?;
+        let verdict = judge(&broken);
+        assert!(
+            matches!(verdict.verdict, Verdict::NotLinearizable(_)),
+            "the checker missed the lease's stale read: {}",
+            verdict.explain(&broken)
+        );
+        let bounded = lease_read_under_skew(
+            seed,
+            ReadMode::LeaderLease {
+                max_drift_percent: 400,
+            },
+        )?;
+        let verdict = judge(&bounded);
+        assert!(
+            matches!(verdict.verdict, Verdict::Linearizable { .. }),
+            "{}",
+            verdict.explain(&bounded)
         );
         Ok(())
     });

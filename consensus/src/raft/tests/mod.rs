@@ -48,6 +48,9 @@ pub(crate) struct Options {
     pub faults: TransportFaults,
     pub read_mode: ReadMode,
     pub peer_secret: Option<PeerSecret>,
+    /// Hosts whose clock runs this many percent fast (their ticks come
+    /// sooner): the simulation has one clock, so skew is injected here.
+    pub fast_clocks: Vec<(usize, u32)>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             faults: TransportFaults::none(),
             read_mode: ReadMode::ReadIndex,
             peer_secret: None,
+            fast_clocks: Vec::new(),
         }
     }
 }
@@ -139,6 +143,12 @@ impl<'a> Cluster<'a> {
                         NodeConfig::new(i as u64, peers, Storage::Memory(disk), Net::Sim);
                     config.join = join;
                     config.timing = options.timing;
+                    if let Some((_, percent)) = options.fast_clocks.iter().find(|(h, _)| *h == i) {
+                        config.timing.tick = options
+                            .timing
+                            .tick
+                            .mul_f64(100.0 / (100.0 + f64::from(*percent)));
+                    }
                     config.snapshot_entries = options.snapshot_entries;
                     config.keep_entries = options.keep_entries;
                     config.faults = TransportFaults {
