@@ -19,8 +19,6 @@ use tonic::{Request, Response, Status};
 
 use super::lock::Local;
 use crate::lock::recipe::{self, Held};
-use crate::proto::etcdserverpb::RangeRequest;
-use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::mvccpb::KeyValue;
 use crate::proto::v3electionpb::election_server::{Election, ElectionServer};
 use crate::proto::v3electionpb::{
@@ -89,7 +87,7 @@ impl Election for ElectionService {
         self.local.api.check_serving(false)?;
         let ProclaimRequest { leader, value } = request.into_inner();
         let held = held(leader)?;
-        recipe::proclaim(&self.local, &held.key, held.revision, held.lease, &value).await?;
+        recipe::proclaim(&self.local, &held.key, held.revision, &value).await?;
         Ok(Response::new(ProclaimResponse {
             header: Some(self.local.api.header(0)),
         }))
@@ -119,21 +117,30 @@ impl Election for ElectionService {
         let api = self.local.api.clone();
         tokio::spawn(async move {
             let prefix = recipe::prefix(&name);
-            let first = RangeRequest {
-                key: prefix.clone(),
-                range_end: recipe::prefix_end(&prefix),
-                limit: 1,
-                sort_order: SortOrder::Ascend as i32,
-                sort_target: SortTarget::Create as i32,
-                ..RangeRequest::default()
-            };
+            let end = recipe::prefix_end(&prefix);
             let mut status = api.node.watch_status();
             let mut last: Option<(Vec<u8>, i64)> = None;
+            // The first revision not yet looked at: a write elsewhere in
+            // the store costs a look at the newest changes, not a pass
+            // over the election's keys.
+            let mut next = 0;
             loop {
                 let current: Option<(KeyValue, i64)> = api.node.read_state(|state| {
-                    let found = state.mvcc.range(&first).ok()?;
-                    let revision = found.header.map_or(0, |h| h.revision);
-                    found.kvs.into_iter().next().map(|kv| (kv, revision))
+                    let revision = state.mvcc.revision();
+                    let touched = next == 0
+                        || (next <= revision
+                            && !state
+                                .mvcc
+                                .changes_since(&prefix, &end, (next, 0), 1, false)
+                                .is_empty());
+                    next = revision + 1;
+                    if !touched {
+                        return None;
+                    }
+                    state
+                        .mvcc
+                        .first_created(&prefix, &end)
+                        .map(|kv| (kv, revision))
                 });
                 if let Some((kv, revision)) = current {
                     let seen = (kv.key.clone(), kv.mod_revision);

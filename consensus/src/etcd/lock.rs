@@ -55,6 +55,18 @@ impl Local {
 
 #[tonic::async_trait]
 impl Etcd for Local {
+    fn release_later(&self, held: recipe::Held) {
+        let local = self.clone();
+        // A runtime shutting down drops its tasks; nothing is left to
+        // release then but the lease's own expiry.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = recipe::release(&local, &held).await;
+        });
+    }
+
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
         Ok(self.kv.txn(Request::new(txn)).await?.into_inner())
     }
@@ -63,18 +75,21 @@ impl Etcd for Local {
         Ok(self.kv.range(Request::new(range)).await?.into_inner())
     }
 
-    async fn wait_deleted(&self, key: &[u8], _after: i64) -> Result<(), Status> {
+    async fn wait_deleted(&self, key: &[u8], after: i64) -> Result<(), Status> {
         let mut status = self.api.node.watch_status();
         loop {
+            // The same key created again after `after` is another
+            // incarnation (its owner unlocked and queued anew): the one
+            // waited for is gone.
             let present = self.api.node.read_state(|state| {
                 state
                     .mvcc
                     .range(&RangeRequest {
                         key: key.to_vec(),
-                        count_only: true,
+                        keys_only: true,
                         ..RangeRequest::default()
                     })
-                    .is_ok_and(|r| r.count > 0)
+                    .is_ok_and(|r| r.kvs.first().is_some_and(|kv| kv.create_revision <= after))
             });
             if !present {
                 return Ok(());

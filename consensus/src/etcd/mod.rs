@@ -57,6 +57,9 @@ use crate::{Error, Result};
 /// who speaks it.
 pub const VERSION: &str = concat!("3.4.0-dslab.", env!("CARGO_PKG_VERSION"));
 
+/// How long a call that waits by design may wait or stay silent.
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Metadata marking a request a follower forwarded to the leader.
 const FORWARDED: &str = "dslab-forwarded";
 
@@ -224,10 +227,20 @@ impl Services {
         }
     }
 
-    /// An `RpcServer` hosting them all.
+    /// An `RpcServer` hosting them all. The calls that wait by design — a
+    /// watch or an Observe stream with nothing to say, a keep-alive stream
+    /// between beats, a Lock or Campaign queued behind others — are exempt
+    /// from the server's idle and duration caps (up to [`WAIT_LIMIT`]), as
+    /// they are on etcd; HTTP/2 keepalive still ends them when the client
+    /// is gone.
     pub fn into_server(self) -> observability::rpc::RpcServer {
         use crate::proto::FILE_DESCRIPTOR_SET;
         observability::rpc::RpcServer::new()
+            .route_idle_timeout("/etcdserverpb.Watch/Watch", WAIT_LIMIT)
+            .route_idle_timeout("/etcdserverpb.Lease/LeaseKeepAlive", WAIT_LIMIT)
+            .route_idle_timeout("/v3electionpb.Election/Observe", WAIT_LIMIT)
+            .route_max_duration("/v3lockpb.Lock/Lock", WAIT_LIMIT)
+            .route_max_duration("/v3electionpb.Election/Campaign", WAIT_LIMIT)
             .add_service(self.kv, FILE_DESCRIPTOR_SET)
             .add_service(self.watch, FILE_DESCRIPTOR_SET)
             .add_service(self.lease, FILE_DESCRIPTOR_SET)

@@ -764,6 +764,32 @@ async fn lock_and_election_services_answer_as_etcd_does() {
         .expect("unlock");
     let next = waiter.await.expect("joined").expect("locked").into_inner();
     assert_eq!(next.key, format!("jobs/{second:x}").into_bytes());
+    // A caller that gives up leaves the queue: its key does not block
+    // whoever comes next.
+    let third = grant().await;
+    let mut impatient = tonic::Request::new(LockRequest {
+        name: b"jobs".to_vec(),
+        lease: third,
+    });
+    impatient.set_timeout(Duration::from_millis(300));
+    let gave_up = locks.lock(impatient).await.expect_err("the lock is held");
+    assert_eq!(gave_up.code(), Code::DeadlineExceeded);
+    let orphan = format!("jobs/{third:x}");
+    let mut kv = kv(&server);
+    let mut left = u64::MAX;
+    for _ in 0..50 {
+        left = kv
+            .range(get(&orphan))
+            .await
+            .expect("range")
+            .into_inner()
+            .count as u64;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "the abandoned waiter's key is gone");
     let unknown = locks
         .lock(LockRequest {
             name: b"jobs".to_vec(),

@@ -27,23 +27,27 @@
 //! a progress request is answered with `watch_id = -1` and a revision up
 //! to which every watcher of the stream has delivered.
 //!
-//! Bounds: at most [`MAX_WATCHERS_PER_STREAM`] watchers per stream; at
-//! most [`MAX_EVENTS_PER_RESPONSE`] events per response (a larger revision
-//! spans several responses, as etcd's `fragment` would); the stream holds
+//! Bounds: at most [`MAX_WATCH_STREAMS`] streams per node and
+//! [`MAX_WATCHERS_PER_STREAM`] watchers per stream; about
+//! [`MAX_EVENTS_PER_RESPONSE`] events per response (more only to keep a
+//! revision whole: a delete of many keys arrives in one response); every
+//! stream wakes on every applied entry, so thousands of idle streams slow
+//! writes; the stream holds
 //! at most [`OUTBOX`] responses for a slow reader — beyond that its
 //! watchers simply wait, their cursors in place, so a slow client costs
 //! memory for nothing but its cursors.
 //!
-//! Simplified: `fragment` is accepted and ignored (large revisions are
-//! always split); progress notifications are sent every
+//! Simplified: `fragment` is accepted and ignored; progress
+//! notifications are sent every
 //! [`WatchService::progress_interval`] to watchers that asked, whether or
 //! not they were idle.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -55,6 +59,8 @@ use crate::proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use crate::proto::mvccpb::{Event, event::EventType};
 
+/// The most watch streams one node serves at once.
+pub const MAX_WATCH_STREAMS: usize = 4096;
 /// The most watchers one stream may hold.
 pub const MAX_WATCHERS_PER_STREAM: usize = 1024;
 /// The most events one response carries.
@@ -72,6 +78,7 @@ const COMPACTED: &str = "mvcc: required revision has been compacted";
 pub struct WatchService {
     api: Api,
     progress_interval: Duration,
+    streams: Arc<Semaphore>,
 }
 
 impl WatchService {
@@ -80,6 +87,7 @@ impl WatchService {
             api,
             // etcd's default `--experimental-watch-progress-notify-interval`.
             progress_interval: Duration::from_secs(600),
+            streams: Arc::new(Semaphore::new(MAX_WATCH_STREAMS)),
         }
     }
 
@@ -141,6 +149,11 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.api.check_serving(true)?;
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(format!(
+                "this member serves {MAX_WATCH_STREAMS} watch streams already"
+            )));
+        };
         let requests = request.into_inner();
         let (out, stream) = mpsc::channel(OUTBOX);
         let state = StreamState {
@@ -149,7 +162,11 @@ impl Watch for WatchService {
             next_id: 0,
             out,
         };
-        tokio::spawn(state.run(requests, self.progress_interval));
+        let progress_interval = self.progress_interval;
+        tokio::spawn(async move {
+            state.run(requests, progress_interval).await;
+            drop(permit);
+        });
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 }
@@ -282,7 +299,9 @@ impl StreamState {
             while self.watchers.contains_key(&self.next_id) {
                 self.next_id += 1;
             }
-            self.next_id
+            // Ids are not reused within a stream, as etcd's are not.
+            self.next_id += 1;
+            self.next_id - 1
         };
         let start = if create.start_revision > 0 {
             create.start_revision
@@ -317,21 +336,27 @@ impl StreamState {
     }
 
     /// Sends each watcher at most one response of new events; answers
-    /// whether any has more waiting.
+    /// whether any has more waiting. Each watcher reads the store under
+    /// its own short hold of the state lock, and the task yields between
+    /// watchers, so a stream of many watchers catching up cannot hold up
+    /// the Raft loop or a runtime worker for long.
     async fn deliver(&mut self) -> Result<bool, Closed> {
         let mut more = false;
         let mut compacted = Vec::new();
         let mut responses = Vec::new();
-        self.api.node.read_state(|state| {
-            let revision = state.mvcc.revision();
-            let compact = state.mvcc.compact_revision();
-            for (id, watcher) in &mut self.watchers {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(watcher) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            let read = self.api.node.read_state(|state| {
+                let revision = state.mvcc.revision();
+                let compact = state.mvcc.compact_revision();
                 if watcher.next.0 > revision {
-                    continue;
+                    return None;
                 }
                 if watcher.next.0 < compact {
-                    compacted.push((*id, compact));
-                    continue;
+                    return Some(Err(compact));
                 }
                 let changes = state.mvcc.changes_since(
                     &watcher.key,
@@ -340,28 +365,39 @@ impl StreamState {
                     MAX_EVENTS_PER_RESPONSE,
                     watcher.prev_kv,
                 );
-                watcher.next = match changes.last() {
-                    Some(last) if changes.len() == MAX_EVENTS_PER_RESPONSE => {
-                        more = true;
-                        (last.position().0, last.position().1 + 1)
-                    }
-                    _ => (revision + 1, 0),
-                };
-                let events: Vec<Event> = changes
-                    .into_iter()
-                    .filter(|change| watcher.wants(change))
-                    .map(event)
-                    .collect();
-                if !events.is_empty() {
-                    responses.push(WatchResponse {
-                        header: Some(crate::mvcc::header(revision)),
-                        watch_id: *id,
-                        events,
-                        ..WatchResponse::default()
-                    });
+                Some(Ok((revision, changes)))
+            });
+            let (revision, changes) = match read {
+                None => continue,
+                Some(Err(compact)) => {
+                    compacted.push((id, compact));
+                    continue;
                 }
+                Some(Ok(read)) => read,
+            };
+            watcher.next = match changes.last() {
+                // A full batch ends on a whole revision: go on after it.
+                Some(last) if changes.len() >= MAX_EVENTS_PER_RESPONSE => {
+                    more = true;
+                    (last.position().0 + 1, 0)
+                }
+                _ => (revision + 1, 0),
+            };
+            let events: Vec<Event> = changes
+                .into_iter()
+                .filter(|change| watcher.wants(change))
+                .map(event)
+                .collect();
+            if !events.is_empty() {
+                responses.push(WatchResponse {
+                    header: Some(crate::mvcc::header(revision)),
+                    watch_id: id,
+                    events,
+                    ..WatchResponse::default()
+                });
             }
-        });
+            tokio::task::yield_now().await;
+        }
         for (id, compact_revision) in compacted {
             self.watchers.remove(&id);
             self.send(WatchResponse {
@@ -382,11 +418,12 @@ impl StreamState {
     }
 
     async fn notify_progress(&mut self) -> Result<(), Closed> {
+        let current = self.api.node.status().revision;
         let notified: Vec<(i64, i64)> = self
             .watchers
             .iter()
             .filter(|(_, w)| w.progress_notify)
-            .map(|(id, w)| (*id, w.next.0 - 1))
+            .map(|(id, w)| (*id, (w.next.0 - 1).min(current)))
             .collect();
         for (id, through) in notified {
             self.send(WatchResponse {

@@ -183,6 +183,14 @@ impl Lessor {
     /// One round: follow the node's role, pick up leases granted or
     /// revoked through the log, and answer the leases to revoke now.
     fn round(&self, leading: bool, term: u64) -> Vec<i64> {
+        if !leading {
+            // Followers keep no deadlines, and read nothing to keep none.
+            let mut clock = self.clock();
+            if clock.primary.is_some() {
+                *clock = Clock::default();
+            }
+            return Vec::new();
+        }
         let leases: Vec<(i64, i64)> = self.node.read_state(|s| s.mvcc.leases().ttls().collect());
         let now = Instant::now();
         let mut clock = self.clock();

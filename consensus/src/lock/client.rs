@@ -53,6 +53,18 @@ impl EtcdClient {
 
 #[tonic::async_trait]
 impl Etcd for EtcdClient {
+    fn release_later(&self, held: Held) {
+        let client = self.clone();
+        // A runtime shutting down drops its tasks; nothing is left to
+        // release then but the lease's own expiry.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let _ = recipe::release(&client, &held).await;
+        });
+    }
+
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
         Ok(KvClient::new(self.channel.clone())
             .txn(txn)

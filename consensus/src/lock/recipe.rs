@@ -23,6 +23,30 @@ pub trait Etcd: Send + Sync {
     /// Returns once `key` has been deleted at a revision after `after`
     /// (at once if it is already gone).
     async fn wait_deleted(&self, key: &[u8], after: i64) -> Result<(), Status>;
+    /// Releases `held` in the background: what a waiter that gave up (or
+    /// whose caller went away) leaves behind must not block the queue.
+    fn release_later(&self, held: Held);
+}
+
+/// Takes a queued key out of the queue unless the wait succeeds — also
+/// when the waiting future is dropped, as a cancelled call's is.
+struct Queued<'a> {
+    etcd: &'a dyn Etcd,
+    held: Option<Held>,
+}
+
+impl Queued<'_> {
+    fn keep(mut self) {
+        self.held = None;
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.etcd.release_later(held);
+        }
+    }
 }
 
 /// A lock or a leadership, held.
@@ -151,32 +175,30 @@ pub async fn acquire(
             .ok_or_else(malformed)?;
         if mine.value != value {
             // An election re-joined with a new value proclaims it.
-            proclaim(etcd, &key, mine.create_revision, lease, value).await?;
+            proclaim(etcd, &key, mine.create_revision, value).await?;
         }
         mine.create_revision
     };
     let owner = range_of(&response, 1).ok_or_else(malformed)?;
     let mut header_revision = response.header.as_ref().map_or(0, |h| h.revision);
+    // From here on, failing or being cancelled leaves the queue rather
+    // than block it until the lease runs out (etcd's `Mutex.Lock` unlocks
+    // on both too).
+    let queued = Queued {
+        etcd,
+        held: Some(Held {
+            key: key.clone(),
+            revision,
+            lease,
+            header_revision,
+        }),
+    };
     if owner
         .kvs
         .first()
         .is_some_and(|kv| kv.create_revision != revision)
     {
-        header_revision = match wait_for_turn(etcd, &prefix, revision).await {
-            Ok(header) => header,
-            Err(status) => {
-                // Leave the queue rather than block it until the lease
-                // runs out (etcd's `Mutex.Lock` unlocks here too).
-                let queued = Held {
-                    key: key.clone(),
-                    revision,
-                    lease,
-                    header_revision,
-                };
-                let _ = release(etcd, &queued).await;
-                return Err(status);
-            }
-        };
+        header_revision = wait_for_turn(etcd, &prefix, revision).await?;
         // 3.4 stops here; but the lease may have run out while we waited,
         // taking our key with it — then we hold nothing.
         let still = etcd.range(RangeRequest {
@@ -194,6 +216,7 @@ pub async fn acquire(
             ));
         }
     }
+    queued.keep();
     Ok(Held {
         key,
         revision,
@@ -248,17 +271,18 @@ pub async fn proclaim(
     etcd: &dyn Etcd,
     key: &[u8],
     revision: i64,
-    lease: i64,
     value: &[u8],
 ) -> Result<(), Status> {
     let response = etcd
         .txn(TxnRequest {
             compare: vec![created_at(key, revision)],
+            // The key keeps the lease it was created with, whatever the
+            // caller says: a proclamation must not outlive the leadership.
             success: vec![RequestOp {
                 request: Some(Op::RequestPut(PutRequest {
                     key: key.to_vec(),
                     value: value.to_vec(),
-                    lease,
+                    ignore_lease: true,
                     ..PutRequest::default()
                 })),
             }],

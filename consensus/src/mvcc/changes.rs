@@ -9,10 +9,14 @@
 //! catch up — etcd's synced and unsynced watcher groups.
 //!
 //! Bounds: the window holds at most [`MAX_RECENT_CHANGES`] changes and
-//! [`MAX_RECENT_BYTES`] of keys and values; one call returns at most the
-//! number of events its caller asks for.
+//! [`MAX_RECENT_BYTES`] of keys and values; one call returns about the
+//! number of changes its caller asks for (more only to finish a revision:
+//! a delete of many keys is one atomic change, and is delivered whole); a
+//! catch-up call costs one binary search per key in the range, not a pass
+//! over the history.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use super::{End, Mvcc, Version, end_of};
 
@@ -93,9 +97,12 @@ pub fn in_range(key: &[u8], start: &[u8], range_end: &[u8]) -> bool {
 }
 
 impl Mvcc {
-    /// Up to `max` changes to keys in `[key, range_end)` at or after
-    /// `from`, in order, each with the version it replaced if `with_prev`.
-    /// The caller checks `from` against the compaction first.
+    /// The changes to keys in `[key, range_end)` at or after `from`, in
+    /// order, each with the version it replaced if `with_prev`: at least
+    /// `max` if there are that many, and never part of a revision — the
+    /// revision of the `max`-th change is completed, so a watcher sees an
+    /// atomic change whole. The caller checks `from` against the
+    /// compaction first.
     pub fn changes_since(
         &self,
         key: &[u8],
@@ -104,36 +111,30 @@ impl Mvcc {
         max: usize,
         with_prev: bool,
     ) -> Vec<Change> {
-        let mut found: Vec<(Vec<u8>, Version)> = if from.0 >= self.recent.floor {
+        let found: Vec<(Vec<u8>, Version)> = if from.0 >= self.recent.floor {
             let start = self
                 .recent
                 .changes
                 .partition_point(|(_, v)| (v.mod_revision, v.mod_sub) < from);
-            self.recent
-                .changes
-                .range(start..)
-                .filter(|(k, _)| in_range(k, key, range_end))
-                .take(max)
-                .cloned()
-                .collect()
+            let mut taken = Vec::new();
+            for (k, v) in self.recent.changes.range(start..) {
+                if taken.len() >= max
+                    && taken.last().is_some_and(|(_, last): &(Vec<u8>, Version)| {
+                        last.mod_revision != v.mod_revision
+                    })
+                {
+                    break;
+                }
+                if in_range(k, key, range_end) {
+                    taken.push((k.clone(), v.clone()));
+                }
+            }
+            taken
         } else {
-            // References only: the catch-up may cover much history, and
-            // only `max` changes are copied out.
-            let mut all: Vec<(&Vec<u8>, &Version)> = self
-                .scan(key, range_end)
-                .flat_map(|(k, versions)| {
-                    let at = versions.partition_point(|v| (v.mod_revision, v.mod_sub) < from);
-                    versions[at..].iter().map(move |v| (k, v))
-                })
-                .collect();
-            all.sort_by_key(|(_, v)| (v.mod_revision, v.mod_sub));
-            all.into_iter()
-                .take(max)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            self.catch_up(key, range_end, from, max)
         };
         found
-            .drain(..)
+            .into_iter()
             .map(|(key, version)| {
                 let prev = if with_prev {
                     self.keys
@@ -146,5 +147,45 @@ impl Mvcc {
                 Change { key, version, prev }
             })
             .collect()
+    }
+
+    /// The same from the keys' histories, for a start older than the
+    /// window: a merge of the keys' version lists, smallest position
+    /// first, so one call costs one binary search per key in the range
+    /// plus the changes it returns — not the whole history since `from`.
+    pub(super) fn catch_up(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: Position,
+        max: usize,
+    ) -> Vec<(Vec<u8>, Version)> {
+        let lists: Vec<(&Vec<u8>, &Vec<Version>)> = self.scan(key, range_end).collect();
+        let mut heads: BinaryHeap<Reverse<(Position, usize, usize)>> = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(list, (_, versions))| {
+                let at = versions.partition_point(|v| (v.mod_revision, v.mod_sub) < from);
+                versions
+                    .get(at)
+                    .map(|v| Reverse(((v.mod_revision, v.mod_sub), list, at)))
+            })
+            .collect();
+        let mut taken: Vec<(Vec<u8>, Version)> = Vec::new();
+        while let Some(Reverse((position, list, at))) = heads.pop() {
+            if taken.len() >= max
+                && taken
+                    .last()
+                    .is_some_and(|(_, v)| v.mod_revision != position.0)
+            {
+                break;
+            }
+            let (k, versions) = lists[list];
+            taken.push((k.clone(), versions[at].clone()));
+            if let Some(next) = versions.get(at + 1) {
+                heads.push(Reverse(((next.mod_revision, next.mod_sub), list, at + 1)));
+            }
+        }
+        taken
     }
 }

@@ -255,6 +255,15 @@ impl Mvcc {
         Ok(if asked <= 0 { self.revision } else { asked })
     }
 
+    /// The live key in `[key, range_end)` created first (an election's
+    /// leader), found in one pass without copying or sorting the range.
+    pub fn first_created(&self, key: &[u8], range_end: &[u8]) -> Option<KeyValue> {
+        self.scan(key, range_end)
+            .filter_map(|(k, versions)| Self::visible(versions, self.revision).map(|v| (k, v)))
+            .min_by_key(|(_, v)| v.create_revision)
+            .map(|(k, v)| v.key_value(k, true))
+    }
+
     /// `Range` as etcd answers it (the header carries only the revision;
     /// the API fills in the rest).
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {

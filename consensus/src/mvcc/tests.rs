@@ -441,3 +441,56 @@ fn mvcc_delete_returning_too_much_is_refused_whole() {
     assert_eq!(deleted.deleted, 65);
     assert!(deleted.prev_kvs.is_empty());
 }
+
+/// Episode 16. A lease carries the keys put with it and loses those put
+/// again without it or deleted; revoking it deletes what it still carries
+/// in one revision — and a watcher asking for fewer changes than that
+/// revision holds gets the whole revision, from the recent window and
+/// from the histories alike.
+#[test]
+fn mvcc_lease_revoke_is_one_revision_and_watchers_see_it_whole() {
+    let mut store = Mvcc::new();
+    store
+        .grant(&LeaseGrantRequest { ttl: 10, id: 7 })
+        .expect("grant");
+    for n in 0..1500 {
+        store
+            .put(&PutRequest {
+                key: format!("/svc/{n:04}").into_bytes(),
+                value: b"up".to_vec(),
+                lease: 7,
+                ..PutRequest::default()
+            })
+            .expect("put with the lease");
+    }
+    put(&mut store, "/svc/0000", "no lease now");
+    store
+        .delete_range(&DeleteRangeRequest {
+            key: b"/svc/0001".to_vec(),
+            ..DeleteRangeRequest::default()
+        })
+        .expect("delete");
+    assert_eq!(store.leases().get(7).map(|l| l.keys.len()), Some(1498));
+    let before = store.revision();
+    store.revoke(&LeaseRevokeRequest { id: 7 }).expect("revoke");
+    assert_eq!(store.revision(), before + 1, "one revision for every key");
+    assert!(store.leases().get(7).is_none());
+    assert_eq!(get(&store, "/svc/0000", 0).expect("read").len(), 1);
+    let end = prefix("/svc/");
+    let revoked = store.changes_since(b"/svc/", &end, (before + 1, 0), 1000, false);
+    assert_eq!(revoked.len(), 1498, "the revision is not cut at 1000");
+    assert!(revoked.iter().all(|c| c.version.is_tombstone()));
+    // The histories give what the window gives, in the same order.
+    let window: Vec<(Vec<u8>, i64, i64)> = store
+        .changes_since(b"/svc/", &end, (1, 0), 2000, false)
+        .into_iter()
+        .map(|c| (c.key, c.version.mod_revision, c.version.mod_sub))
+        .collect();
+    let histories: Vec<(Vec<u8>, i64, i64)> = store
+        .catch_up(b"/svc/", &end, (1, 0), 2000)
+        .into_iter()
+        .map(|(key, v)| (key, v.mod_revision, v.mod_sub))
+        .collect();
+    assert_eq!(window.len(), 1500 + 2 + 1498);
+    assert_eq!(histories, window);
+}
