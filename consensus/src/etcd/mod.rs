@@ -34,6 +34,7 @@ mod maintenance;
 #[cfg(test)]
 mod tests;
 pub mod watch;
+mod watch_hub;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -529,7 +529,7 @@ async fn lease_api_answers_as_etcd_does() {
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&77) && listed.contains(&granted.id));
 
-    let before = node.status().revision;
+    let before = node.read_state(|s| s.mvcc.revision());
     leases
         .lease_revoke(LeaseRevokeRequest { id: 77 })
         .await
@@ -580,7 +580,7 @@ async fn watch_api_answers_as_etcd_does() {
     let (node, server) = single_node(Duration::from_secs(5)).await;
     let mut kv = kv(&server);
     kv.put(put("/a/1", "old")).await.expect("put");
-    let history_start = node.status().revision;
+    let history_start = node.read_state(|s| s.mvcc.revision());
     let (requests, inbox) = tokio::sync::mpsc::channel(8);
     let mut watch = WatchClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()))
         .watch(tokio_stream::wrappers::ReceiverStream::new(inbox))
@@ -659,7 +659,7 @@ async fn watch_api_answers_as_etcd_does() {
     assert_eq!(progress.watch_id, -1);
     assert_eq!(
         progress.header.expect("header").revision,
-        node.status().revision
+        node.read_state(|s| s.mvcc.revision())
     );
 
     requests
@@ -675,7 +675,7 @@ async fn watch_api_answers_as_etcd_does() {
     assert_eq!(refused.cancel_reason, "mvcc: watcher range is empty");
 
     kv.compact(CompactionRequest {
-        revision: node.status().revision,
+        revision: node.read_state(|s| s.mvcc.revision()),
         physical: false,
     })
     .await
@@ -692,7 +692,10 @@ async fn watch_api_answers_as_etcd_does() {
     let compacted = watch.message().await.expect("ok").expect("compacted");
     assert_eq!(compacted.watch_id, created.watch_id);
     assert!(compacted.canceled);
-    assert_eq!(compacted.compact_revision, node.status().revision);
+    assert_eq!(
+        compacted.compact_revision,
+        node.read_state(|s| s.mvcc.revision())
+    );
 
     requests
         .send(WatchRequest {

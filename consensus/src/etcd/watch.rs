@@ -30,9 +30,10 @@
 //! Bounds: at most [`MAX_WATCH_STREAMS`] streams per node and
 //! [`MAX_WATCHERS_PER_STREAM`] watchers per stream; about
 //! [`MAX_EVENTS_PER_RESPONSE`] events per response (more only to keep a
-//! revision whole: a delete of many keys arrives in one response); every
-//! stream wakes on every applied entry, so thousands of idle streams slow
-//! writes; the stream holds
+//! revision whole: a delete of many keys arrives in one response); a
+//! stream wakes only for revisions that touch its ranges (the member's
+//! hub, `watch_hub`, decides), so idle streams cost writes next to
+//! nothing; the stream holds
 //! at most [`OUTBOX`] responses for a slow reader — beyond that its
 //! watchers simply wait, their cursors in place, so a slow client costs
 //! memory for nothing but its cursors.
@@ -52,6 +53,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Api;
+use super::watch_hub::{Registration, WatchHub};
 use crate::mvcc::changes::{Change, Position};
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
@@ -79,11 +81,13 @@ pub struct WatchService {
     api: Api,
     progress_interval: Duration,
     streams: Arc<Semaphore>,
+    hub: WatchHub,
 }
 
 impl WatchService {
     pub(crate) fn new(api: Api) -> Self {
         Self {
+            hub: WatchHub::start(api.node.clone()),
             api,
             // etcd's default `--experimental-watch-progress-notify-interval`.
             progress_interval: Duration::from_secs(600),
@@ -134,6 +138,8 @@ enum Closed {
 }
 
 struct StreamState {
+    /// Wakes the stream when a revision touches one of its ranges.
+    registration: Registration,
     api: Api,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
@@ -157,6 +163,7 @@ impl Watch for WatchService {
         let requests = request.into_inner();
         let (out, stream) = mpsc::channel(OUTBOX);
         let state = StreamState {
+            registration: self.hub.register(),
             api: self.api.clone(),
             watchers: BTreeMap::new(),
             next_id: 0,
@@ -173,7 +180,7 @@ impl Watch for WatchService {
 
 impl StreamState {
     async fn run(mut self, mut requests: Streaming<WatchRequest>, progress_every: Duration) {
-        let mut status = self.api.node.watch_status();
+        let status = self.api.node.watch_status();
         let mut progress = tokio::time::interval(progress_every);
         progress.tick().await;
         let closed = loop {
@@ -199,8 +206,8 @@ impl StreamState {
                     }
                     None => break Closed::Client,
                 },
-                changed = status.changed(), if !more => {
-                    if changed.is_err() || status.borrow().stopped {
+                () = self.registration.wake.notified(), if !more => {
+                    if status.borrow().stopped {
                         break Closed::Node;
                     }
                 }
@@ -229,6 +236,7 @@ impl StreamState {
             Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
             Some(RequestUnion::CancelRequest(cancel)) => {
                 if self.watchers.remove(&cancel.watch_id).is_some() {
+                    self.publish_ranges();
                     self.send(WatchResponse {
                         header: Some(self.api.header(0)),
                         watch_id: cancel.watch_id,
@@ -241,7 +249,7 @@ impl StreamState {
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 // Every watcher has delivered everything before its cursor.
-                let current = self.api.node.status().revision;
+                let current = self.api.node.read_state(|state| state.mvcc.revision());
                 let through = self
                     .watchers
                     .values()
@@ -258,6 +266,17 @@ impl StreamState {
             }
             None => Ok(()),
         }
+    }
+
+    /// Tells the hub which ranges this stream's watchers cover. Done
+    /// before the next delivery, so no change falls between the two.
+    fn publish_ranges(&self) {
+        self.registration.set_ranges(
+            self.watchers
+                .values()
+                .map(|w| (w.key.clone(), w.range_end.clone()))
+                .collect(),
+        );
     }
 
     async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Closed> {
@@ -284,7 +303,7 @@ impl StreamState {
         } else {
             None
         };
-        let revision = self.api.node.status().revision;
+        let revision = self.api.node.read_state(|state| state.mvcc.revision());
         if let Some(reason) = refused {
             return self
                 .send(WatchResponse {
@@ -326,6 +345,7 @@ impl StreamState {
                 progress_notify: create.progress_notify,
             },
         );
+        self.publish_ranges();
         self.send(WatchResponse {
             header: Some(self.api.header(revision)),
             watch_id: id,
@@ -418,7 +438,7 @@ impl StreamState {
     }
 
     async fn notify_progress(&mut self) -> Result<(), Closed> {
-        let current = self.api.node.status().revision;
+        let current = self.api.node.read_state(|state| state.mvcc.revision());
         let notified: Vec<(i64, i64)> = self
             .watchers
             .iter()

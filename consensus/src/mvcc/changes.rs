@@ -97,6 +97,11 @@ pub fn in_range(key: &[u8], start: &[u8], range_end: &[u8]) -> bool {
 }
 
 impl Mvcc {
+    /// The oldest revision whose changes are all in the recent window.
+    pub fn window_starts_at(&self) -> i64 {
+        self.recent.floor
+    }
+
     /// The changes to keys in `[key, range_end)` at or after `from`, in
     /// order, each with the version it replaced if `with_prev`: at least
     /// `max` if there are that many, and never part of a revision — the
