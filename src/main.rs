@@ -73,6 +73,10 @@ enum Command {
         /// Shipping: a destination the carrier refuses (repeatable).
         #[arg(long = "unserved")]
         unserved: Vec<String>,
+        /// Fenced store: accept every write whatever its token (the
+        /// broken twin).
+        #[arg(long)]
+        unfenced: bool,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -609,6 +613,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 flaky,
                 raft,
                 unserved,
+                unfenced,
                 ..
             } => {
                 let listener = listener.context("the listener bound above")?;
@@ -622,6 +627,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nodes: placement.nodes,
                     script: flaky.script(),
                     unserved,
+                    unfenced,
                     raft: RaftArgs {
                         id: raft.id,
                         data_dir: raft.data_dir,

@@ -341,7 +341,7 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "16, 17, 4",
             module: "consensus::lock",
-            summary: "etcd's lock and election recipes, fencing tokens, a FencedStore and its unfenced twin that loses updates",
+            summary: "etcd's lock and election recipes, fencing tokens, a FencedStore and its unfenced twin that loses updates (`dslab serve fenced-store`)",
             tests: "-p consensus lock_",
             demo: Some("distributed-lock"),
         },

@@ -32,6 +32,7 @@ pub const SERVICES: &[&str] = &[
     "shipping",
     "saga-orchestrator",
     "tpc-coordinator",
+    "fenced-store",
 ];
 
 /// A Raft KV member's settings (`dslab serve raft-kv`).
@@ -68,6 +69,8 @@ pub struct ServeConfig {
     pub script: resilience::flaky::proto::Script,
     /// Shipping's refused destinations.
     pub unserved: Vec<String>,
+    /// The fenced store's broken twin: no token check.
+    pub unfenced: bool,
     pub raft: RaftArgs,
 }
 
@@ -280,6 +283,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )?;
             RpcServer::new().add_service(
                 shipping.into_service(),
+                consensus::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        "fenced-store" => {
+            use consensus::lock::fencing::{FencedStore, Fencing};
+            let fencing = if config.unfenced {
+                Fencing::Off
+            } else {
+                Fencing::Enforced
+            };
+            RpcServer::new().add_service(
+                FencedStore::new(fencing).into_service(),
                 consensus::proto::FILE_DESCRIPTOR_SET,
             )
         }
