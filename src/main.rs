@@ -14,6 +14,7 @@ use dslab::registry;
 use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
 use observability::demo::Narrator;
+use observability::profiling::Profiler;
 use observability::telemetry::{self, TelemetryConfig};
 use patterns::hashing::{Strategy, StrategyConfig, place};
 
@@ -43,9 +44,17 @@ enum Command {
     Demo {
         /// The demo's name, as `dslab list` shows it.
         name: String,
+        #[command(flatten)]
+        figures: Figures,
+        /// Profile the demo's CPU and write a flame graph (SVG) here.
+        #[arg(long, value_name = "FILE.svg")]
+        flamegraph: Option<std::path::PathBuf>,
     },
     /// Run every demo in course order, then a summary; fails if any claim fails.
-    Tour,
+    Tour {
+        #[command(flatten)]
+        figures: Figures,
+    },
     /// Run one service on real TCP until Ctrl-C.
     Serve {
         /// The service to run.
@@ -594,17 +603,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let exported_as = telemetry.service_name().to_owned();
     let code = runtime.block_on(async {
         let spans = telemetry.capture().cloned().unwrap_or_default();
-        let mut out = Narrator::stdout();
+        let out = Narrator::stdout();
         match cli.command {
-            Command::Demo { name } => {
+            Command::Demo {
+                name,
+                figures,
+                flamegraph,
+            } => {
                 let Some(demo) = registry::demo(&name) else {
                     let known: Vec<&str> = registry::demos().iter().map(|d| d.name).collect();
                     anyhow::bail!("no demo called {name:?}; demos: {}", known.join(", "));
                 };
+                let mut out = figures.narrator(out);
+                let profiler = flamegraph
+                    .map(|path| Profiler::start(&path).map(|profiler| (profiler, path)))
+                    .transpose()?;
                 let outcome = run_demo(demo, &mut out, &spans).await;
+                if let Some((profiler, path)) = profiler {
+                    let samples = profiler.write_flamegraph()?;
+                    out.say(&format!(
+                        "flame graph of {samples} CPU samples: {}",
+                        path.display()
+                    ));
+                }
                 Ok(exit_code(summarize(&mut out, &[outcome])))
             }
-            Command::Tour => Ok(exit_code(tour(&mut out, &spans).await)),
+            Command::Tour { figures } => {
+                Ok(exit_code(tour(&mut figures.narrator(out), &spans).await))
+            }
             Command::Serve {
                 service,
                 peers,
@@ -848,5 +874,23 @@ fn exit_code(all_held: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Where the demos that draw put their figures.
+#[derive(Args, Debug)]
+struct Figures {
+    /// Also write figures (detector trade-offs, burn-rate timelines) as
+    /// SVG files in this directory, creating it.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<std::path::PathBuf>,
+}
+
+impl Figures {
+    fn narrator(self, out: Narrator) -> Narrator {
+        match self.svg {
+            Some(dir) => out.with_figures(dir),
+            None => out,
+        }
     }
 }

@@ -7,6 +7,9 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::path::PathBuf;
+
+use crate::plot::LineChart;
 
 /// What a demo returns when it could not run at all (as opposed to a
 /// check that ran and failed).
@@ -24,12 +27,14 @@ pub struct Check {
 pub struct Narrator {
     out: Box<dyn Write + Send>,
     checks: Vec<Check>,
+    figures: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Narrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Narrator")
             .field("checks", &self.checks)
+            .field("figures", &self.figures)
             .finish_non_exhaustive()
     }
 }
@@ -39,6 +44,36 @@ impl Narrator {
         Self {
             out,
             checks: Vec::new(),
+            figures: None,
+        }
+    }
+
+    /// Also draw figures, as SVG files in `dir` (created if missing).
+    pub fn with_figures(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.figures = Some(dir.into());
+        self
+    }
+
+    /// Draws `chart` as `NAME.svg` when figures were asked for, and says
+    /// where it went; otherwise does nothing, since the tables already told
+    /// the story. A figure that cannot be written costs a sentence, never
+    /// the demo.
+    pub fn figure(&mut self, name: &str, chart: &LineChart) {
+        let Some(dir) = self.figures.clone() else {
+            return;
+        };
+        let path = dir.join(format!("{name}.svg"));
+        let written = chart
+            .to_svg()
+            .map_err(|err| err.to_string())
+            .and_then(|svg| {
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&path, svg))
+                    .map_err(|err| err.to_string())
+            });
+        match written {
+            Ok(()) => self.say(&format!("  figure: {}", path.display())),
+            Err(err) => self.say(&format!("  figure {name} not drawn: {err}")),
         }
     }
 

@@ -38,6 +38,9 @@ pub enum Error {
     /// Exporting telemetry could not be set up.
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// The profiler could not start, or its flame graph be written.
+    #[error("profiling: {0}")]
+    Profiling(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,9 +55,10 @@ impl From<Error> for Status {
             | Error::InvalidPeerAddress { .. }
             | Error::UnknownRoute(_) => Status::invalid_argument(message),
             Error::Bind { .. } | Error::Transport(_) => Status::unavailable(message),
-            Error::Descriptor(_) | Error::ServerTask(_) | Error::Telemetry(_) => {
-                Status::internal(message)
-            }
+            Error::Descriptor(_)
+            | Error::ServerTask(_)
+            | Error::Telemetry(_)
+            | Error::Profiling(_) => Status::internal(message),
         }
     }
 }

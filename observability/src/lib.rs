@@ -6,6 +6,8 @@
 //! | 31 Distributed Tracing | [`relay`] | `Relay`, a hop that forwards down a chain: the service the trace demo runs on |
 //! | 31 Distributed Tracing | [`telemetry`] | tracing + OpenTelemetry setup, OTLP export, span capture and span trees |
 //! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
+//! | 32 Metrics & Monitoring | [`plot`] | line charts as SVG, for the demos that draw (`--svg DIR`) |
+//! | 35 Performance Profiling | [`profiling`] | a sampling profiler drawing flame graphs (`dslab demo … --flamegraph FILE.svg`) |
 //! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
 //! | 34 Debugging Distributed Systems | `fuzz` | a hostile client for every service: malformed, empty, oversized and extreme messages (feature `fuzz`) |
 //!
@@ -18,6 +20,8 @@ pub mod error;
 pub mod fuzz;
 pub mod metrics;
 pub mod offload;
+pub mod plot;
+pub mod profiling;
 pub mod relay;
 pub mod rpc;
 #[cfg(any(test, feature = "sim"))]
