@@ -86,6 +86,11 @@ enum Command {
         /// broken twin).
         #[arg(long)]
         unfenced: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics. Without it,
+        /// OpenTelemetry's OTEL_EXPORTER_PROMETHEUS_HOST / _PORT (either
+        /// one; defaults localhost and 9464) turn the endpoint on.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -572,17 +577,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // A service binds before anything else, so that its names (and the
     // service name it exports spans under) carry the port the OS chose.
     let mut listener = None;
+    let mut metrics_listener = None;
     let service_name = match &cli.command {
         Command::Serve {
             service,
             name,
             listen,
+            metrics_listen,
             ..
         } => {
             let bound = std::net::TcpListener::bind(listen)
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let address = bound.local_addr().context("the listen address")?;
             listener = Some(bound);
+            metrics_listener = dslab::serve::metrics_listener(*metrics_listen)?;
             dslab::serve::default_service_name(service, name.as_deref(), address)
         }
         _ => "dslab".to_owned(),
@@ -646,6 +654,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 serve(ServeConfig {
                     service,
                     listener,
+                    metrics_listener,
                     peers,
                     name,
                     service_name: exported_as,

@@ -2,16 +2,20 @@
 //! machines) can form a system.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use consensus::etcd::Services;
+use consensus::raft::metrics::RaftMetrics;
 use consensus::raft::{NodeConfig, PeerSecret, RaftNode, Storage};
 use consensus::transaction::ledger::service::{LedgerConfig, LedgerServer};
 use consensus::transaction::saga::orchestrator::{Orchestrator, OrchestratorConfig};
 use consensus::transaction::shipping::{ShippingConfig, ShippingService};
 use consensus::transaction::two_phase::{Coordinator, CoordinatorConfig};
+use observability::metrics::MetricsRegistry;
+use observability::metrics::endpoint::MetricsEndpoint;
 use observability::relay::Relay;
 use observability::rpc::{ClientBuilder, Net, RpcServer};
 use patterns::hashing::StrategyConfig;
@@ -55,6 +59,8 @@ pub struct ServeConfig {
     pub service: String,
     /// Bound already, so that names can carry the port the OS chose.
     pub listener: std::net::TcpListener,
+    /// Where Prometheus scrapes `/metrics`, if anywhere.
+    pub metrics_listener: Option<std::net::TcpListener>,
     /// Peers: a relay's or Flaky's next hop (`host:port`); a Raft KV's
     /// other members (`ID=host:port`).
     pub peers: Vec<String>,
@@ -82,6 +88,45 @@ pub fn default_service_name(service: &str, name: Option<&str>, listen: SocketAdd
         Some(name) => format!("{service}-{name}"),
         None => format!("{service}-{listen}"),
     }
+}
+
+/// Binds the metrics endpoint's port: `--metrics-listen`, else
+/// OpenTelemetry's `OTEL_EXPORTER_PROMETHEUS_HOST` / `_PORT` (the
+/// specification's defaults, `localhost` and 9464, fill in the other),
+/// else none.
+pub fn metrics_listener(flag: Option<SocketAddr>) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let variable = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let address = match flag {
+        Some(address) => address.to_string(),
+        None => {
+            let host = variable("OTEL_EXPORTER_PROMETHEUS_HOST");
+            let port = variable("OTEL_EXPORTER_PROMETHEUS_PORT");
+            if host.is_none() && port.is_none() {
+                return Ok(None);
+            }
+            let port: u16 = match port {
+                Some(port) => port.parse().with_context(|| {
+                    format!("OTEL_EXPORTER_PROMETHEUS_PORT={port:?} is not a port number")
+                })?,
+                None => 9464,
+            };
+            let host = host.unwrap_or_else(|| "localhost".to_owned());
+            // An IPv6 literal needs brackets before the port.
+            if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+    };
+    let listener = std::net::TcpListener::bind(&address)
+        .with_context(|| format!("cannot serve metrics on {address}"))?;
+    Ok(Some(listener))
 }
 
 /// `ID=host:port` → (id, address): a Raft KV member or a CRDT replica.
@@ -335,12 +380,37 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let bound = server
         .service_name(config.service_name.clone())
         .bind_tcp(listener)?;
-    // Scripts (and the tests) read this line to learn a port chosen by the OS.
-    println!(
+    let registry = MetricsRegistry::new();
+    registry.register_collector(bound.metrics());
+    if let Some(node) = &raft_node {
+        RaftMetrics::register(node, &registry);
+    }
+    let metrics_endpoint = match config.metrics_listener {
+        Some(listener) => {
+            listener
+                .set_nonblocking(true)
+                .context("preparing the metrics listener")?;
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .context("adopting the metrics listener")?;
+            Some(MetricsEndpoint::spawn(listener, registry).context("serving metrics")?)
+        }
+        None => None,
+    };
+    // Scripts (and the tests) read these lines to learn ports chosen by
+    // the OS.
+    // Best effort: a reader that went away (`| head -1`) must not stop
+    // the service.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
         "dslab {} listening on {}",
         config.service,
         bound.local_addr()
     );
+    if let Some(endpoint) = &metrics_endpoint {
+        let _ = writeln!(stdout, "dslab metrics at {}", endpoint.url());
+    }
+    let _ = stdout.flush();
     let failed = std::sync::atomic::AtomicBool::new(false);
     bound
         .serve_until(async {

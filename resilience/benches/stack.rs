@@ -12,6 +12,9 @@
 //! service: a plain tonic `Server` and dslab's `RpcServer` (span, metrics,
 //! limits, health, reflection).
 //!
+//! `metrics_exposition` — dslab's server with RED metrics off, on, and on
+//! while `/metrics` is scraped ten times a second.
+//!
 //! cargo bench -p resilience --bench stack
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -177,5 +180,82 @@ fn server_stacks(c: &mut Criterion) {
     drop(dslab);
 }
 
-criterion_group!(benches, stack, server_stacks);
+/// Episode 32's overhead question: dslab's server with RED metrics off, on,
+/// and on while a scraper reads `/metrics` ten times a second (Prometheus
+/// scrapes every 15 s by default).
+fn metrics_exposition(c: &mut Criterion) {
+    use observability::metrics::MetricsRegistry;
+    use observability::metrics::endpoint::MetricsEndpoint;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = |record: bool| {
+        runtime.block_on(async {
+            RpcServer::new()
+                .add_service(
+                    Flaky::new("bench", Behaviour::healthy()).into_service(),
+                    FILE_DESCRIPTOR_SET,
+                )
+                .record_metrics(record)
+                .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                .await
+                .expect("loopback binds")
+                .spawn()
+        })
+    };
+    let off = server(false);
+    let on = server(true);
+    let scraped = server(true);
+    let (_endpoint, _scraper) = runtime.block_on(async {
+        let registry = MetricsRegistry::new();
+        registry.register_collector(scraped.metrics());
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("binds");
+        let endpoint = MetricsEndpoint::spawn(listener, registry).expect("serves");
+        let addr = endpoint.local_addr();
+        let scraper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let _ = stream
+                    .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+                    .await;
+                let mut page = Vec::new();
+                let _ = stream.read_to_end(&mut page).await;
+            }
+        });
+        (endpoint, scraper)
+    });
+    let mut group = c.benchmark_group("metrics_exposition");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    plain_calls(&runtime, off.uri(), &mut group, "metrics_off");
+    plain_calls(&runtime, on.uri(), &mut group, "metrics_on");
+    plain_calls(
+        &runtime,
+        scraped.uri(),
+        &mut group,
+        "metrics_on_scraped_10hz",
+    );
+    group.finish();
+    let requests: u64 = scraped
+        .metrics()
+        .snapshot()
+        .iter()
+        .map(|m| m.requests)
+        .sum();
+    assert!(requests > 0, "the scraped server recorded its calls");
+    assert!(off.metrics().snapshot().is_empty(), "metrics were off");
+}
+
+criterion_group!(benches, stack, server_stacks, metrics_exposition);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 mod support;
 
 mod coordination;
+mod metrics;
 mod raft_kv;
 mod transactions;
 

@@ -11,6 +11,8 @@ pub fn dslab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dslab"));
     command
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_PROMETHEUS_HOST")
+        .env_remove("OTEL_EXPORTER_PROMETHEUS_PORT")
         .env("RUST_LOG", "warn");
     command
 }
@@ -104,25 +106,25 @@ impl Served {
 
     /// Like [`start`](Self::start), from a prepared command (extra
     /// environment, global flags).
-    pub fn start_with(mut command: Command, service: &str, extra: &[&str]) -> Self {
-        let mut child = command
-            .args(["serve", service, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dslab serve starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reads the announcement");
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|word| word.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Self { child, addr }
+    pub fn start_with(command: Command, service: &str, extra: &[&str]) -> Self {
+        let (child, lines) = spawn_announcing(command, service, extra, 1);
+        Self {
+            child,
+            addr: last_address(&lines[0]),
+        }
+    }
+
+    /// Like [`start`](Self::start), with a Prometheus endpoint on a port the
+    /// OS picks: the service and its `http://ADDR/metrics` address.
+    pub fn start_metered(service: &str, extra: &[&str]) -> (Self, SocketAddr) {
+        let extra = [extra, &["--metrics-listen", "127.0.0.1:0"]].concat();
+        let (child, lines) = spawn_announcing(dslab(), service, &extra, 2);
+        let metrics = last_address(lines[1].trim().trim_end_matches("/metrics"));
+        let served = Self {
+            child,
+            addr: last_address(&lines[0]),
+        };
+        (served, metrics)
     }
 
     pub fn uri(&self) -> String {
@@ -139,6 +141,42 @@ impl Served {
         let exited = self.child.wait().is_ok_and(|status| status.success());
         signalled && exited
     }
+}
+
+/// Starts `dslab serve <service> --listen 127.0.0.1:0 extra…` and reads
+/// the first `lines` lines it prints (the ports it announces).
+fn spawn_announcing(
+    mut command: Command,
+    service: &str,
+    extra: &[&str],
+    lines: usize,
+) -> (Child, Vec<String>) {
+    let mut child = command
+        .args(["serve", service, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dslab serve starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut reader = BufReader::new(stdout);
+    let announced = (0..lines)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("reads the announcement");
+            line
+        })
+        .collect();
+    (child, announced)
+}
+
+/// The address a line ends with (`… listening on 127.0.0.1:4242`, or
+/// `http://127.0.0.1:4242`).
+fn last_address(line: &str) -> SocketAddr {
+    line.trim()
+        .rsplit([' ', '/'])
+        .next()
+        .and_then(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 impl Drop for Served {

@@ -48,6 +48,7 @@
 
 pub(crate) mod demo;
 pub mod disk;
+pub mod metrics;
 pub(crate) mod node;
 pub mod state_machine;
 pub mod storage;

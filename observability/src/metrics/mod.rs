@@ -1,8 +1,10 @@
-//! RED metrics per gRPC method: Rate, Errors, Duration.
+//! RED metrics per gRPC method (Rate, Errors, Duration), exposed to
+//! Prometheus.
 //!
-//! Episode: 32, "Metrics & Monitoring" (also 31)
-//! Pattern: observability / RED method
-//! Try it:  cargo run -- demo trace-propagation
+//! Episode: 32, "Metrics & Monitoring" (also 31, 36)
+//! Pattern: observability / RED method, pull-based metrics
+//! Try it:  cargo run -- serve relay --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464
+//!          curl -s 127.0.0.1:9464/metrics
 //! Test it: cargo test -p observability red_metrics
 //!
 //! Three numbers per endpoint answer most "is it healthy?" questions: how
@@ -11,52 +13,106 @@
 //! server built with [`crate::rpc::RpcServer`] records them; nothing in a
 //! service has to remember to.
 //!
-//! Durations go into an HDR histogram (3 significant digits, 1 µs to 1 h),
-//! so p99 and max are exact to 0.1 % instead of averaged away.
+//! Metrics are *pulled*: the process keeps cumulative counters and a
+//! Prometheus server scrapes them ([`endpoint`]) and computes rates itself
+//! (`rate(rpc_server_requests_total[1m])`). Counters never reset while the
+//! process lives, so a missed scrape loses resolution, never data.
 //!
-//! Pitfall: labelling metrics with whatever path a client sends lets one
-//! scanner create millions of series (each an HDR histogram of ~190 KB
-//! here). Labels come from the server's own route table instead — one
-//! per hosted method — and every other path is folded into `unknown`.
+//! What is exported ([`exposition`], through the `prometheus-client`
+//! crate, in the OpenMetrics text format):
+//! - `rpc_server_requests_total{rpc_service, rpc_method, grpc_code}` — a
+//!   counter of completed calls;
+//! - `rpc_server_duration_seconds{rpc_service, rpc_method}` — a histogram
+//!   with buckets from 100 µs to 10 s ([`DURATION_BUCKETS`]), which
+//!   Prometheus can aggregate across processes (summaries' quantiles
+//!   cannot be averaged).
+//!
+//! In-process readers (demos, tests, the SLO alerts) use [`RedMetrics::
+//! snapshot`], whose p50 and p99 come from an HDR histogram (3 significant
+//! digits, 1 µs to 1 h) rather than from the coarse buckets.
+//!
+//! Bound: labels come from the server's own route table — one set per
+//! hosted method, times the 17 gRPC codes — and every other path is folded
+//! into `unknown`. Pitfall: labelling with whatever path a client sends
+//! lets one scanner create millions of series.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
+pub mod endpoint;
+pub mod exposition;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
+use hdrhistogram::Histogram as HdrHistogram;
+use prometheus_client::metrics::histogram::Histogram;
 use tonic::Code;
+
+pub use exposition::MetricsRegistry;
 
 use crate::rpc::RpcMethod;
 
 /// Label used for every path the server does not host.
 pub const UNKNOWN_METHOD: &str = "unknown";
 
+/// Upper bounds (seconds) of the duration histogram's buckets: the 1–2.5–5
+/// series from 100 µs (a loopback call) to 10 s (a stuck one).
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// gRPC has 17 status codes, 0 (`OK`) to 16 (`UNAUTHENTICATED`).
+const CODES: usize = 17;
+
 /// Shared, cloneable RED metrics of one server.
 #[derive(Clone, Debug, Default)]
 pub struct RedMetrics {
-    inner: Arc<Mutex<Registry>>,
+    inner: Arc<Methods>,
 }
 
+/// One entry per hosted method, fixed when the server starts, so that
+/// recording a call takes no lock on the map and allocates nothing.
 #[derive(Debug, Default)]
-struct Registry {
-    known_methods: HashSet<String>,
-    methods: BTreeMap<String, MethodStats>,
+struct Methods {
+    /// service → method → its metrics.
+    known: HashMap<String, HashMap<String, MethodStats>>,
+    unknown: MethodStats,
 }
 
 #[derive(Debug)]
 struct MethodStats {
-    by_code: BTreeMap<i32, u64>,
-    micros: Histogram<u64>,
+    service: String,
+    method: String,
+    by_code: [AtomicU64; CODES],
+    buckets: Histogram,
+    hdr: Mutex<HdrHistogram<u64>>,
 }
 
 impl MethodStats {
-    fn new() -> Self {
+    fn new(service: &str, method: &str) -> Self {
         Self {
-            by_code: BTreeMap::new(),
-            micros: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("bounds 1..1h with 3 digits are valid"),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            by_code: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: Histogram::new(DURATION_BUCKETS),
+            hdr: Mutex::new(
+                HdrHistogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("bounds 1..1h with 3 digits are valid"),
+            ),
         }
+    }
+
+    fn requests(&self) -> u64 {
+        self.by_code.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Default for MethodStats {
+    fn default() -> Self {
+        Self::new(UNKNOWN_METHOD, UNKNOWN_METHOD)
     }
 }
 
@@ -79,133 +135,101 @@ impl RedMetrics {
     /// Metrics that label only these methods (`package.Service/Method`)
     /// by name.
     pub fn for_routes<I: IntoIterator<Item = String>>(methods: I) -> Self {
-        let metrics = Self::default();
-        metrics.lock().known_methods = methods.into_iter().collect();
-        metrics
+        let mut known: HashMap<String, HashMap<String, MethodStats>> = HashMap::new();
+        for name in methods {
+            let parsed = RpcMethod::from_path(&name);
+            known.entry(parsed.service.clone()).or_default().insert(
+                parsed.method.clone(),
+                MethodStats::new(&parsed.service, &parsed.method),
+            );
+        }
+        Self {
+            inner: Arc::new(Methods {
+                known,
+                unknown: MethodStats::default(),
+            }),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // A panic while holding the lock cannot leave the counters torn in
-        // a way that matters, so keep counting rather than propagate it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn stats(&self, method: &RpcMethod) -> &MethodStats {
+        self.inner
+            .known
+            .get(&method.service)
+            .and_then(|methods| methods.get(&method.method))
+            .unwrap_or(&self.inner.unknown)
     }
 
     /// Counts one finished request.
     pub fn record(&self, method: &RpcMethod, code: Code, elapsed: Duration) {
-        let mut registry = self.lock();
-        let name = method.to_string();
-        let label = if registry.known_methods.contains(&name) {
-            name
-        } else {
-            UNKNOWN_METHOD.to_owned()
-        };
-        let stats = registry
-            .methods
-            .entry(label)
-            .or_insert_with(MethodStats::new);
-        *stats.by_code.entry(code as i32).or_default() += 1;
+        let stats = self.stats(method);
+        let index = usize::try_from(code as i32).unwrap_or(Code::Unknown as usize);
+        if let Some(counter) = stats.by_code.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.buckets.observe(elapsed.as_secs_f64());
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        stats.micros.saturating_record(micros.max(1));
+        stats
+            .hdr
+            .lock()
+            // A panic while holding the lock cannot tear a histogram in a
+            // way that matters, so keep counting rather than propagate it.
+            .unwrap_or_else(PoisonError::into_inner)
+            .saturating_record(micros.max(1));
     }
 
-    /// Every method seen so far, sorted by name.
+    /// Every method with at least one request, sorted by name.
     pub fn snapshot(&self) -> Vec<MethodSnapshot> {
-        self.lock()
-            .methods
-            .iter()
-            .map(|(method, stats)| {
-                let requests: u64 = stats.by_code.values().sum();
-                let ok = stats.by_code.get(&(Code::Ok as i32)).copied().unwrap_or(0);
+        let mut out: Vec<MethodSnapshot> = self
+            .all()
+            .filter(|stats| stats.requests() > 0)
+            .map(|stats| {
+                let by_code: Vec<(Code, u64)> = stats
+                    .by_code
+                    .iter()
+                    .enumerate()
+                    .map(|(code, n)| (code, n.load(Ordering::Relaxed)))
+                    .filter(|&(_, n)| n > 0)
+                    .map(|(code, n)| (Code::from_i32(code as i32), n))
+                    .collect();
+                let requests: u64 = by_code.iter().map(|(_, n)| n).sum();
+                let ok = stats.by_code[Code::Ok as usize].load(Ordering::Relaxed);
+                let hdr = stats.hdr.lock().unwrap_or_else(PoisonError::into_inner);
                 MethodSnapshot {
-                    method: method.clone(),
+                    method: label_name(stats),
                     requests,
-                    errors: requests - ok,
-                    by_code: stats
-                        .by_code
-                        .iter()
-                        .map(|(&code, &n)| (Code::from_i32(code), n))
-                        .collect(),
-                    p50: Duration::from_micros(stats.micros.value_at_quantile(0.5)),
-                    p99: Duration::from_micros(stats.micros.value_at_quantile(0.99)),
-                    max: Duration::from_micros(stats.micros.max()),
+                    errors: requests.saturating_sub(ok),
+                    by_code,
+                    p50: Duration::from_micros(hdr.value_at_quantile(0.5)),
+                    p99: Duration::from_micros(hdr.value_at_quantile(0.99)),
+                    max: Duration::from_micros(hdr.max()),
                 }
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.method.cmp(&b.method));
+        out
     }
 
-    /// Prometheus text exposition: a request counter by method and code,
-    /// and a latency summary by method.
+    /// Every method's stats, the unknown bucket last.
+    fn all(&self) -> impl Iterator<Item = &MethodStats> {
+        self.inner
+            .known
+            .values()
+            .flat_map(HashMap::values)
+            .chain(std::iter::once(&self.inner.unknown))
+    }
+
+    /// This server's metrics alone, in the OpenMetrics text format.
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let snapshot = self.snapshot();
-        out.push_str("# TYPE dslab_rpc_requests_total counter\n");
-        for m in &snapshot {
-            for (code, count) in &m.by_code {
-                let _ = writeln!(
-                    out,
-                    "dslab_rpc_requests_total{{method=\"{}\",code=\"{code:?}\"}} {count}",
-                    m.method
-                );
-            }
-        }
-        out.push_str("# TYPE dslab_rpc_duration_seconds summary\n");
-        for m in &snapshot {
-            for (quantile, value) in [("0.5", m.p50), ("0.99", m.p99), ("1", m.max)] {
-                let _ = writeln!(
-                    out,
-                    "dslab_rpc_duration_seconds{{method=\"{}\",quantile=\"{quantile}\"}} {}",
-                    m.method,
-                    value.as_secs_f64()
-                );
-            }
-            let _ = writeln!(
-                out,
-                "dslab_rpc_duration_seconds_count{{method=\"{}\"}} {}",
-                m.method, m.requests
-            );
-        }
-        out
+        let registry = MetricsRegistry::new();
+        registry.register_collector(self.clone());
+        registry.encode()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn red_metrics_count_by_code_and_fold_unknown_methods() {
-        let metrics = RedMetrics::for_routes(["pkg.Svc/Get".to_owned()]);
-        let known = RpcMethod::from_path("/pkg.Svc/Get");
-        metrics.record(&known, Code::Ok, Duration::from_millis(2));
-        metrics.record(&known, Code::Ok, Duration::from_millis(4));
-        metrics.record(&known, Code::NotFound, Duration::from_millis(100));
-        for i in 0..25 {
-            for path in [format!("/scan{i}.X/Y"), format!("/pkg.Svc/Made{i}")] {
-                metrics.record(
-                    &RpcMethod::from_path(&path),
-                    Code::Unimplemented,
-                    Duration::ZERO,
-                );
-            }
-        }
-        let snapshot = metrics.snapshot();
-        assert_eq!(
-            snapshot.len(),
-            2,
-            "bogus services and made-up methods of a real one share one label"
-        );
-        let get = snapshot
-            .iter()
-            .find(|m| m.method == "pkg.Svc/Get")
-            .expect("recorded");
-        assert_eq!((get.requests, get.errors), (3, 1));
-        assert_eq!(get.by_code, vec![(Code::Ok, 2), (Code::NotFound, 1)]);
-        assert!(get.p50 >= Duration::from_millis(4) && get.p50 < Duration::from_millis(5));
-        assert!(get.max >= Duration::from_millis(100));
-        let text = metrics.prometheus();
-        assert!(text.contains("dslab_rpc_requests_total{method=\"pkg.Svc/Get\",code=\"Ok\"} 2"));
-        assert!(
-            text.contains("dslab_rpc_requests_total{method=\"unknown\",code=\"Unimplemented\"} 50")
-        );
+fn label_name(stats: &MethodStats) -> String {
+    if stats.service == UNKNOWN_METHOD {
+        UNKNOWN_METHOD.to_owned()
+    } else {
+        format!("{}/{}", stats.service, stats.method)
     }
 }

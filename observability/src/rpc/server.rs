@@ -47,6 +47,7 @@ pub struct RpcServer {
     limits: ServerLimits,
     route_limits: Vec<(String, RouteLimit)>,
     service_name: Option<Arc<str>>,
+    record_metrics: bool,
 }
 
 /// A per-route override of the server's limits.
@@ -80,7 +81,16 @@ impl RpcServer {
             limits: ServerLimits::default(),
             route_limits: Vec::new(),
             service_name: None,
+            record_metrics: true,
         }
+    }
+
+    /// Turns RED metrics off (they are on by default); only for measuring
+    /// what they cost. The server's [`BoundServer::metrics`] then stay
+    /// empty.
+    pub fn record_metrics(mut self, on: bool) -> Self {
+        self.record_metrics = on;
+        self
     }
 
     /// The `service.name` this server's spans (and the calls its handlers
@@ -337,8 +347,13 @@ impl BoundServer {
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .layer(
-                ServerLayer::new(metrics, server.max_message_bytes, route_table, limits)
-                    .service_name(server.service_name.clone()),
+                ServerLayer::new(
+                    server.record_metrics.then_some(metrics),
+                    server.max_message_bytes,
+                    route_table,
+                    limits,
+                )
+                .service_name(server.service_name.clone()),
             );
         let cut_connections = CancellationToken::new();
         let connections = cut_connections.clone();

@@ -36,7 +36,8 @@ use std::time::Duration;
 /// Wraps a server's routes in the per-request stack.
 #[derive(Clone, Debug)]
 pub struct ServerLayer {
-    metrics: RedMetrics,
+    /// None only when a benchmark turned metrics off.
+    metrics: Option<RedMetrics>,
     max_message_bytes: usize,
     routes: Arc<RouteTable>,
     limits: ServerLimits,
@@ -45,7 +46,7 @@ pub struct ServerLayer {
 
 impl ServerLayer {
     pub fn new(
-        metrics: RedMetrics,
+        metrics: Option<RedMetrics>,
         max_message_bytes: usize,
         routes: Arc<RouteTable>,
         limits: ServerLimits,
@@ -157,8 +158,10 @@ where
         // The only failure is "no OpenTelemetry layer installed", in which
         // case there is no trace to continue.
         let _ = span.set_parent(trace_context::extract(request.headers()));
-        let record = CallRecord::new(span.clone(), Side::Server, method, call_deadline)
-            .with_metrics(self.layer.metrics.clone());
+        let mut record = CallRecord::new(span.clone(), Side::Server, method, call_deadline);
+        if let Some(metrics) = &self.layer.metrics {
+            record = record.with_metrics(metrics.clone());
+        }
         let max = self.layer.max_message_bytes;
         let activity = idle.as_ref().map(|(_, activity)| activity.clone());
         let watchdog = idle

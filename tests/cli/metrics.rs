@@ -1,0 +1,291 @@
+//! Episode 32: every `dslab serve` process exposes `/metrics`, and a real
+//! Prometheus scraping two of them computes the rate and error ratio the
+//! load generator produced.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use resilience::flaky::proto::CallRequest;
+use resilience::flaky::proto::flaky_client::FlakyClient;
+
+use super::support::{self, Served};
+
+/// `GET path` over HTTP/1.0; the status code and body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: dslab\r\n\r\n").expect("sends");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+/// The value of the sample whose line starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+async fn flaky_client(served: &Served) -> FlakyClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(served.uri())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    FlakyClient::new(channel)
+}
+
+const CALL_OK: &str = r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="OK"}"#;
+const CALL_UNAVAILABLE: &str = r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="UNAVAILABLE"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_serve_exposes_red_metrics_per_method_and_code() {
+    let (flaky, metrics) = Served::start_metered("flaky", &["--error-rate", "1.0"]);
+    let mut client = flaky_client(&flaky).await;
+    for _ in 0..7 {
+        let failed = client.call(CallRequest::default()).await;
+        assert_eq!(
+            failed.map_err(|s| s.code()).err(),
+            Some(tonic::Code::Unavailable)
+        );
+    }
+    // A scanner's made-up methods share one `unknown` series.
+    let channel = tonic::transport::Endpoint::from_shared(flaky.uri())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    for i in 0..50 {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let path = http::uri::PathAndQuery::try_from(format!("/scan{i}.S/M{i}")).expect("path");
+        let _ = grpc
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+    }
+    let (status, text) = tokio::task::spawn_blocking(move || http_get(metrics, "/metrics"))
+        .await
+        .expect("scraped");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(sample(&text, CALL_UNAVAILABLE), Some(7.0), "{text}");
+    assert_eq!(sample(&text, CALL_OK), None, "no successful call happened");
+    assert_eq!(
+        sample(
+            &text,
+            r#"rpc_server_requests_total{rpc_service="unknown",rpc_method="unknown",grpc_code="UNIMPLEMENTED"}"#
+        ),
+        Some(50.0),
+        "{text}"
+    );
+    assert!(!text.contains("scan"), "a client's path became a label");
+    assert!(
+        tokio::task::spawn_blocking(move || flaky.terminate())
+            .await
+            .expect("waits")
+    );
+}
+
+#[test]
+fn cli_serve_metrics_follow_opentelemetry_variables_and_refuse_bad_ones() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let mut command = support::dslab();
+    command
+        .env("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+        .env("OTEL_EXPORTER_PROMETHEUS_PORT", port.to_string());
+    let relay = Served::start_with(command, "relay", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, text) = loop {
+        let scraped =
+            std::panic::catch_unwind(|| http_get(([127, 0, 0, 1], port).into(), "/metrics"));
+        match scraped {
+            Ok(answer) => break answer,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => panic!("no metrics endpoint on the port the variables named"),
+        }
+    };
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE rpc_server_requests counter"),
+        "{text}"
+    );
+    drop(relay);
+
+    let refused = support::dslab()
+        .env("OTEL_EXPORTER_PROMETHEUS_PORT", "ninety")
+        .args(["serve", "relay", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("OTEL_EXPORTER_PROMETHEUS_PORT"), "{stderr}");
+}
+
+/// A Prometheus server on 127.0.0.1, scraping `targets` every second.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = free.local_addr().expect("addr");
+        drop(free);
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: dslab\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("config written");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus runs (Debian package `prometheus`)");
+        let prometheus = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::panic::catch_unwind(|| http_get(addr, "/-/ready").0 == 200).ok() != Some(true) {
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    /// An instant PromQL query's single value.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={encoded}"));
+        assert_eq!(status, 200, "{promql}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        json["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls made and calls failed, as the load generator saw them.
+#[derive(Default)]
+struct Seen {
+    calls: u64,
+    failed: u64,
+}
+
+/// Episode 32, against a real Prometheus (Debian's `prometheus` 2.42): two
+/// Flaky backends, one failing 30 % of calls, take 40 calls a second each;
+/// PromQL over Prometheus's HTTP API must find the rate and the error
+/// ratio the generator produced, and the exact totals once it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's prometheus (.ci/run installs it)"]
+async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
+    let (healthy, healthy_metrics) = Served::start_metered("flaky", &[]);
+    let (failing, failing_metrics) = Served::start_metered("flaky", &["--error-rate", "0.3"]);
+    let prometheus =
+        tokio::task::spawn_blocking(move || Prometheus::start(&[healthy_metrics, failing_metrics]))
+            .await
+            .expect("started");
+    let mut clients = [flaky_client(&healthy).await, flaky_client(&failing).await];
+    const PER_SECOND: u64 = 40;
+    const LOAD: Duration = Duration::from_secs(14);
+    let mut seen = Seen::default();
+    let mut during = None;
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    while started.elapsed() < LOAD {
+        tick.tick().await;
+        for client in &mut clients {
+            seen.calls += 1;
+            if client.call(CallRequest::default()).await.is_err() {
+                seen.failed += 1;
+            }
+        }
+        // Well into the load, with a full window of scrapes behind it.
+        if during.is_none() && started.elapsed() >= Duration::from_secs(11) {
+            let observed = seen.failed as f64 / seen.calls as f64;
+            let (rate, ratio) = tokio::task::block_in_place(|| {
+                (
+                    prometheus.query(r#"sum(rate(rpc_server_requests_total{rpc_method="Call"}[8s]))"#),
+                    prometheus.query(
+                        r#"sum(rate(rpc_server_requests_total{rpc_method="Call",grpc_code!="OK"}[8s])) / sum(rate(rpc_server_requests_total{rpc_method="Call"}[8s]))"#,
+                    ),
+                )
+            });
+            during = Some((rate, ratio, observed));
+        }
+    }
+    let (rate, ratio, observed) = during.expect("queried during the load");
+    let rate = rate.expect("a request rate");
+    let ratio = ratio.expect("an error ratio");
+    let offered = (2 * PER_SECOND) as f64;
+    assert!(
+        (rate - offered).abs() < offered * 0.25,
+        "Prometheus saw {rate:.1} calls/s; the generator offered {offered}"
+    );
+    assert!(
+        (ratio - observed).abs() < 0.06 && (ratio - 0.15).abs() < 0.08,
+        "Prometheus's error ratio {ratio:.3}; the generator saw {observed:.3}"
+    );
+    // Two more scrapes, then the totals are exact.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (total, failed, up) = tokio::task::block_in_place(|| {
+        (
+            prometheus.query(r#"sum(rpc_server_requests_total{rpc_method="Call"})"#),
+            prometheus.query(
+                r#"sum(rpc_server_requests_total{rpc_method="Call",grpc_code="UNAVAILABLE"})"#,
+            ),
+            prometheus.query(r#"sum(up{job="dslab"})"#),
+        )
+    });
+    assert_eq!(up, Some(2.0), "both targets are up");
+    assert_eq!(total, Some(seen.calls as f64), "every call counted once");
+    assert_eq!(
+        failed,
+        Some(seen.failed as f64),
+        "every failure counted once"
+    );
+}
