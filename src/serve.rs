@@ -202,6 +202,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let local = config.listener.local_addr().context("the listen address")?;
     let name = config.name.clone().unwrap_or_else(|| local.to_string());
     let mut raft_node = None;
+    // What `/metrics` shows: the RPC server's RED metrics, plus what each
+    // service knows about itself.
+    let registry = MetricsRegistry::new();
     // Keeps a temporary data directory alive as long as the process.
     let mut _temporary = None;
     let server = match config.service.as_str() {
@@ -238,6 +241,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 ),
                 _ => anyhow::bail!("flaky forwards to at most one --peer"),
             };
+            registry.register_collector(flaky.clone());
             RpcServer::new().add_service(
                 flaky.into_service(),
                 resilience::flaky::proto::FILE_DESCRIPTOR_SET,
@@ -380,7 +384,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let bound = server
         .service_name(config.service_name.clone())
         .bind_tcp(listener)?;
-    let registry = MetricsRegistry::new();
     registry.register_collector(bound.metrics());
     if let Some(node) = &raft_node {
         RaftMetrics::register(node, &registry);

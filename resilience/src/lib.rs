@@ -10,6 +10,7 @@
 //! | 8 Cascades & Retry Storms | [`retry_storm`] | the storm simulated: work amplification and recovery by retry policy |
 //! | 41 Rate Limiting | [`rate_limit`] | token bucket, lock-free GCRA, keyed limits; clones share one limit |
 //! | 42 Backpressure, 7 Admission Control | [`adaptive`] | AIMD, Vegas, Gradient2 concurrency limits with load shedding; SRE client-side throttling |
+//! | 32 Metrics & Monitoring | [`metrics`] | every layer's local refusals and state as Prometheus metrics |
 //! | 12 Chaos Engineering | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks |
 //!
 //! Every layer works at the HTTP level, so it wraps a tonic `Channel` (a
@@ -24,6 +25,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
 pub mod flaky;
+pub mod metrics;
 pub mod rate_limit;
 pub mod retry;
 pub mod retry_storm;

@@ -92,6 +92,13 @@ async fn cli_serve_exposes_red_metrics_per_method_and_code() {
         "{text}"
     );
     assert!(!text.contains("scan"), "a client's path became a label");
+    // What the service itself knows: the script failed all seven.
+    let name = flaky.addr.to_string();
+    assert_eq!(
+        sample(&text, &format!(r#"flaky_calls_total{{backend="{name}",outcome="failed"}}"#)),
+        Some(7.0),
+        "{text}"
+    );
     assert!(
         tokio::task::spawn_blocking(move || flaky.terminate())
             .await

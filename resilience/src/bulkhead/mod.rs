@@ -102,6 +102,15 @@ impl Bulkhead {
         Err(full())
     }
 
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Slots in all.
+    pub fn capacity(&self) -> usize {
+        self.config.max_concurrent
+    }
+
     /// Slots in use now.
     pub fn in_use(&self) -> usize {
         self.config.max_concurrent - self.slots.available_permits()

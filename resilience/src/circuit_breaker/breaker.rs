@@ -36,7 +36,13 @@ struct Shared {
     fast_path: AtomicU64,
     core: Mutex<BreakerCore>,
     changes: Mutex<VecDeque<StateChange>>,
+    /// Transitions since the breaker was built, by `[from][to]`: the
+    /// counter dashboards rate (the deque above keeps only recent ones).
+    transitions: [[AtomicU64; STATES]; STATES],
 }
+
+/// How many [`State`]s there are.
+pub(crate) const STATES: usize = 5;
 
 /// A circuit breaker. Clones share one state machine.
 #[derive(Clone, Debug)]
@@ -81,6 +87,7 @@ impl CircuitBreaker {
                 fast_path: AtomicU64::new(fast_path_word(0, true)),
                 core: Mutex::new(core),
                 changes: Mutex::new(VecDeque::new()),
+                transitions: Default::default(),
             }),
         })
     }
@@ -159,6 +166,21 @@ impl CircuitBreaker {
         lock(&self.shared.core).probes_left()
     }
 
+    /// Transitions since the breaker was built, as (from, to, count),
+    /// for every pair that happened at least once.
+    pub fn transition_counts(&self) -> Vec<(State, State, u64)> {
+        let mut counts = Vec::new();
+        for from in State::ALL {
+            for to in State::ALL {
+                let n = self.shared.transitions[from as usize][to as usize].load(Ordering::Relaxed);
+                if n > 0 {
+                    counts.push((from, to, n));
+                }
+            }
+        }
+        counts
+    }
+
     /// The most recent state changes, oldest first.
     pub fn state_changes(&self) -> Vec<StateChange> {
         lock(&self.shared.changes).iter().copied().collect()
@@ -183,6 +205,8 @@ impl CircuitBreaker {
             counters = ?core.counters(),
             "circuit breaker state change"
         );
+        shared.transitions[change.from as usize][change.to as usize]
+            .fetch_add(1, Ordering::Relaxed);
         let mut changes = lock(&shared.changes);
         if changes.len() == KEPT_CHANGES {
             changes.pop_front();

@@ -30,6 +30,17 @@ pub enum State {
     ForcedOpen,
 }
 
+impl State {
+    /// Every state, in declaration order (`State as usize` indexes it).
+    pub const ALL: [State; 5] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::Disabled,
+        State::ForcedOpen,
+    ];
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -159,6 +159,11 @@ impl Flaky {
         *lock(&self.shared.installed) = Installed::new(behaviour);
     }
 
+    /// The name it was built with (its `backend` label in metrics).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
     pub fn stats(&self) -> FlakyStats {
         let shared = &self.shared;
         FlakyStats {

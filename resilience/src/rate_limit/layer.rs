@@ -17,6 +17,8 @@ use crate::error::Error;
 pub struct RateLimitLayer {
     limiter: Arc<dyn Limiter>,
     key_header: Option<http::HeaderName>,
+    /// Calls refused, shared by every clone and service of the layer.
+    refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RateLimitLayer {
@@ -25,7 +27,13 @@ impl RateLimitLayer {
         Self {
             limiter,
             key_header: None,
+            refused: Arc::default(),
         }
+    }
+
+    /// Calls this layer has refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keys the limiter by a request header (e.g. `x-tenant-id`).
@@ -80,6 +88,9 @@ where
             .and_then(|h| request.headers().get(h))
             .and_then(|v| v.to_str().ok());
         if let Err(retry_after) = self.layer.limiter.check(key) {
+            self.layer
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut refused = Error::RateLimited { retry_after }.into_refusal();
             refused.headers_mut().insert(
                 crate::retry::policy::RETRY_PUSHBACK,
