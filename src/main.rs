@@ -91,6 +91,14 @@ enum Command {
         /// one; defaults localhost and 9464) turn the endpoint on.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Admission control: calls served at once by the whole process;
+        /// more are refused with RESOURCE_EXHAUSTED at once.
+        #[arg(long, value_name = "N")]
+        max_concurrent: Option<usize>,
+        /// Admission control: calls per second (burst of the same size);
+        /// more are refused with RESOURCE_EXHAUSTED and a retry pushback.
+        #[arg(long, value_name = "PER_SECOND")]
+        rate_limit: Option<u32>,
     },
     /// Consistent hashing from the command line.
     #[command(subcommand)]
@@ -648,6 +656,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 raft,
                 unserved,
                 unfenced,
+                max_concurrent,
+                rate_limit,
                 ..
             } => {
                 let listener = listener.context("the listener bound above")?;
@@ -663,6 +673,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     script: flaky.script(),
                     unserved,
                     unfenced,
+                    admission: resilience::server::Admission::new(max_concurrent, rate_limit)?,
                     raft: RaftArgs {
                         id: raft.id,
                         data_dir: raft.data_dir,

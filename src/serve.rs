@@ -77,6 +77,8 @@ pub struct ServeConfig {
     pub unserved: Vec<String>,
     /// The fenced store's broken twin: no token check.
     pub unfenced: bool,
+    /// Server-wide admission control (`--max-concurrent`, `--rate-limit`).
+    pub admission: resilience::server::Admission,
     pub raft: RaftArgs,
 }
 
@@ -205,6 +207,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // What `/metrics` shows: the RPC server's RED metrics, plus what each
     // service knows about itself.
     let registry = MetricsRegistry::new();
+    let admission = config.admission.clone();
+    admission.register(&registry);
     // Keeps a temporary data directory alive as long as the process.
     let mut _temporary = None;
     let server = match config.service.as_str() {
@@ -218,14 +222,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 .first()
                 .map(|peer| ClientBuilder::new(Net::Tcp).dial(peer))
                 .transpose()?;
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 Relay::new(name, next).into_service(),
                 observability::relay::proto::FILE_DESCRIPTOR_SET,
             )
         }
         "shard-router" => {
             let router = ShardRouter::new(config.placement, &config.nodes)?;
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 router.into_service(),
                 patterns::shard_router::proto::FILE_DESCRIPTOR_SET,
             )
@@ -242,7 +248,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 _ => anyhow::bail!("flaky forwards to at most one --peer"),
             };
             registry.register_collector(flaky.clone());
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 flaky.into_service(),
                 resilience::flaky::proto::FILE_DESCRIPTOR_SET,
             )
@@ -250,6 +257,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "raft-kv" => {
             let id = config.raft.id;
             anyhow::ensure!(id != 0, "a Raft KV member needs --id (1, 2, 3, …)");
+            anyhow::ensure!(
+                admission.is_empty(),
+                "--max-concurrent and --rate-limit are not for raft-kv: it bounds its own \
+                 queues with etcd's limits (\"etcdserver: too many requests\")"
+            );
             let mut peers = BTreeMap::from([(id, local.to_string())]);
             for peer in &config.peers {
                 let (peer_id, address) = member_peer(peer)?;
@@ -291,7 +303,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let mut replica_config = ReplicaConfig::new(id, peers, Net::Tcp);
             replica_config.peer_secret = peer_secret(&config.raft)?;
             let replica = CrdtReplica::start(replica_config)?;
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 replica.into_service(),
                 replication::proto::FILE_DESCRIPTOR_SET,
             )
@@ -311,13 +324,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             ledger_config.peers = peers;
             let ledger = LedgerServer::start(ledger_config)?;
             let domain = if config.service == "accounts" {
-                RpcServer::new()
-                    .add_service(ledger.accounts(), consensus::proto::FILE_DESCRIPTOR_SET)
+                admission.host(
+                    RpcServer::new(),
+                    ledger.accounts(),
+                    consensus::proto::FILE_DESCRIPTOR_SET,
+                )
             } else {
-                RpcServer::new()
-                    .add_service(ledger.inventory(), consensus::proto::FILE_DESCRIPTOR_SET)
+                admission.host(
+                    RpcServer::new(),
+                    ledger.inventory(),
+                    consensus::proto::FILE_DESCRIPTOR_SET,
+                )
             };
-            domain.add_service(ledger.participant(), consensus::proto::FILE_DESCRIPTOR_SET)
+            admission.host(
+                domain,
+                ledger.participant(),
+                consensus::proto::FILE_DESCRIPTOR_SET,
+            )
         }
         "shipping" => {
             let disk = transaction_log(&config, &mut _temporary)?;
@@ -330,7 +353,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 },
                 disk,
             )?;
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 shipping.into_service(),
                 consensus::proto::FILE_DESCRIPTOR_SET,
             )
@@ -342,7 +366,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             } else {
                 Fencing::Enforced
             };
-            RpcServer::new().add_service(
+            admission.host(
+                RpcServer::new(),
                 FencedStore::new(fencing).into_service(),
                 consensus::proto::FILE_DESCRIPTOR_SET,
             )
@@ -362,12 +387,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             if config.service == "saga-orchestrator" {
                 let mut orchestrator = OrchestratorConfig::new(participants, disk, Net::Tcp);
                 orchestrator.seed = rand::random();
-                RpcServer::new().add_service(
+                admission.host(
+                    RpcServer::new(),
                     Orchestrator::start(orchestrator)?.into_service(),
                     consensus::proto::FILE_DESCRIPTOR_SET,
                 )
             } else {
-                RpcServer::new().add_service(
+                admission.host(
+                    RpcServer::new(),
                     Coordinator::start(CoordinatorConfig::new(participants, disk, Net::Tcp))?
                         .into_service(),
                     consensus::proto::FILE_DESCRIPTOR_SET,

@@ -80,3 +80,101 @@ where
         })
     }
 }
+
+/// Server-wide admission control: a bulkhead (calls served at once) and a
+/// rate limit (calls per second) in front of every service a server hosts,
+/// shared by all of them — what `dslab serve --max-concurrent N
+/// --rate-limit R` installs. Refusals are `RESOURCE_EXHAUSTED` (with a
+/// retry pushback from the limiter), counted in `/metrics` once
+/// [`register`](Self::register)ed.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    pub bulkhead: Option<crate::bulkhead::Bulkhead>,
+    pub rate_limit: Option<crate::rate_limit::RateLimitLayer>,
+}
+
+/// The name both guards are exported under.
+pub const ADMISSION: &str = "admission";
+
+impl Admission {
+    /// Guards with the given limits (either may be absent).
+    pub fn new(max_concurrent: Option<usize>, per_second: Option<u32>) -> crate::Result<Self> {
+        use crate::bulkhead::{Bulkhead, BulkheadConfig};
+        use crate::rate_limit::{Gcra, Quota, RateLimitLayer};
+        let bulkhead = max_concurrent
+            .map(|max_concurrent| {
+                Bulkhead::new(BulkheadConfig {
+                    name: ADMISSION.into(),
+                    max_concurrent,
+                    max_wait: std::time::Duration::ZERO,
+                })
+            })
+            .transpose()?;
+        let rate_limit = per_second
+            .map(|n| {
+                Ok::<_, crate::Error>(RateLimitLayer::new(std::sync::Arc::new(Gcra::new(
+                    Quota::per_second(n)?,
+                ))))
+            })
+            .transpose()?;
+        Ok(Self {
+            bulkhead,
+            rate_limit,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bulkhead.is_none() && self.rate_limit.is_none()
+    }
+
+    /// Hosts `service` on `server` behind these guards.
+    pub fn host<S>(
+        &self,
+        server: observability::rpc::RpcServer,
+        service: S,
+        descriptor_set: &'static [u8],
+    ) -> observability::rpc::RpcServer
+    where
+        S: Service<
+                http::Request<TonicBody>,
+                Response = http::Response<TonicBody>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        use crate::bulkhead::BulkheadLayer;
+        use tower_layer::Layer as _;
+        // The limiter goes outside: a call over the rate never takes a slot.
+        match (&self.bulkhead, &self.rate_limit) {
+            (None, None) => server.add_service(service, descriptor_set),
+            (Some(bulkhead), None) => server.add_service(
+                Guarded::new(BulkheadLayer::new(bulkhead.clone()).layer(service)),
+                descriptor_set,
+            ),
+            (None, Some(limit)) => {
+                server.add_service(Guarded::new(limit.layer(service)), descriptor_set)
+            }
+            (Some(bulkhead), Some(limit)) => server.add_service(
+                Guarded::new(limit.layer(BulkheadLayer::new(bulkhead.clone()).layer(service))),
+                descriptor_set,
+            ),
+        }
+    }
+
+    /// Puts the guards' occupancy and refusals into `registry`.
+    pub fn register(&self, registry: &observability::metrics::MetricsRegistry) {
+        if let Some(bulkhead) = &self.bulkhead {
+            registry.register_collector(bulkhead.clone());
+        }
+        if let Some(limit) = &self.rate_limit {
+            registry.register_collector(crate::metrics::NamedRateLimit {
+                name: ADMISSION.into(),
+                layer: limit.clone(),
+            });
+        }
+    }
+}

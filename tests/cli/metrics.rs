@@ -95,7 +95,10 @@ async fn cli_serve_exposes_red_metrics_per_method_and_code() {
     // What the service itself knows: the script failed all seven.
     let name = flaky.addr.to_string();
     assert_eq!(
-        sample(&text, &format!(r#"flaky_calls_total{{backend="{name}",outcome="failed"}}"#)),
+        sample(
+            &text,
+            &format!(r#"flaky_calls_total{{backend="{name}",outcome="failed"}}"#)
+        ),
         Some(7.0),
         "{text}"
     );
@@ -294,5 +297,95 @@ async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
         failed,
         Some(seen.failed as f64),
         "every failure counted once"
+    );
+}
+
+/// Admission control on any served service: the bulkhead and the rate
+/// limit refuse with RESOURCE_EXHAUSTED, and `/metrics` counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_serve_admission_refuses_over_its_limits_and_counts_it() {
+    let (flaky, metrics) =
+        Served::start_metered("flaky", &["--latency-ms", "400", "--max-concurrent", "2"]);
+    let client = flaky_client(&flaky).await;
+    let calls = (0..5).map(|_| {
+        let mut client = client.clone();
+        async move {
+            client
+                .call(CallRequest::default())
+                .await
+                .map(drop)
+                .map_err(|s| s.code())
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let refused = results
+        .iter()
+        .filter(|r| **r == Err(tonic::Code::ResourceExhausted))
+        .count();
+    assert_eq!((results.len() - refused, refused), (2, 3), "{results:?}");
+    let (_, text) = tokio::task::spawn_blocking(move || http_get(metrics, "/metrics"))
+        .await
+        .expect("scraped");
+    assert_eq!(
+        sample(&text, r#"bulkhead_refused_total{bulkhead="admission"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"bulkhead_capacity{bulkhead="admission"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="RESOURCE_EXHAUSTED"}"#
+        ),
+        Some(3.0),
+        "local refusals are still calls the server answered"
+    );
+    drop(flaky);
+
+    let (limited, metrics) = Served::start_metered("flaky", &["--rate-limit", "2"]);
+    let mut client = flaky_client(&limited).await;
+    let mut refused = 0;
+    for _ in 0..5 {
+        if let Err(status) = client.call(CallRequest::default()).await {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "a burst of two, then refusals");
+    let (_, text) = tokio::task::spawn_blocking(move || http_get(metrics, "/metrics"))
+        .await
+        .expect("scraped");
+    assert_eq!(
+        sample(&text, r#"rate_limiter_refused_total{limiter="admission"}"#),
+        Some(3.0),
+        "{text}"
+    );
+
+    let raft = support::run(&[
+        "serve",
+        "raft-kv",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-concurrent",
+        "4",
+    ]);
+    assert!(!raft.status.success());
+    assert!(String::from_utf8_lossy(&raft.stderr).contains("not for raft-kv"));
+    let zero = support::run(&[
+        "serve",
+        "flaky",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-concurrent",
+        "0",
+    ]);
+    assert!(
+        !zero.status.success(),
+        "a bulkhead of zero slots is refused"
     );
 }
