@@ -145,9 +145,30 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "32",
             module: "observability::metrics",
-            summary: "RED metrics per gRPC method",
+            summary: "RED metrics per gRPC method, scraped by Prometheus from `/metrics` (`dslab serve … --metrics-listen`)",
             tests: "-p observability red_metrics",
             demo: Some("trace-propagation"),
+        },
+        Topic {
+            episodes: "32, 37, 38, 41",
+            module: "resilience::metrics",
+            summary: "breakers, bulkheads and limiters as Prometheus collectors: state, transitions, refusals",
+            tests: "-p resilience resilience_metrics",
+            demo: None,
+        },
+        Topic {
+            episodes: "32, 17",
+            module: "consensus::raft::metrics",
+            summary: "a Raft member's leadership, term and indexes as Prometheus metrics",
+            tests: "-p consensus raft_metrics",
+            demo: None,
+        },
+        Topic {
+            episodes: "35",
+            module: "observability::profiling",
+            summary: "sampling CPU profiles as flame graphs (`dslab demo … --flamegraph FILE.svg`)",
+            tests: "-p observability profiling_",
+            demo: None,
         },
         Topic {
             episodes: "4, 12",
