@@ -207,6 +207,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // What `/metrics` shows: the RPC server's RED metrics, plus what each
     // service knows about itself.
     let registry = MetricsRegistry::new();
+    registry.register_collector(observability::metrics::process::ProcessMetrics);
     let admission = config.admission.clone();
     admission.register(&registry);
     // Keeps a temporary data directory alive as long as the process.

@@ -27,6 +27,9 @@
 //!   Prometheus can aggregate across processes (summaries' quantiles
 //!   cannot be averaged).
 //!
+//! Every served process also exports the usual `process_*` series
+//! ([`process`]): CPU seconds, resident memory, open descriptors, threads.
+//!
 //! In-process readers (demos, tests, the SLO alerts) use [`RedMetrics::
 //! snapshot`], whose p50 and p99 come from an HDR histogram (3 significant
 //! digits, 1 µs to 1 h) rather than from the coarse buckets.
@@ -38,6 +41,7 @@
 
 pub mod endpoint;
 pub mod exposition;
+pub mod process;
 #[cfg(test)]
 mod tests;
 

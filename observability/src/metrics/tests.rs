@@ -199,3 +199,26 @@ async fn red_metrics_endpoint_caps_connections_and_keeps_serving() {
         "slots were not given back: {after}"
     );
 }
+
+#[test]
+fn red_metrics_process_series_read_this_process() {
+    let Some(sample) = process::ProcessSample::read() else {
+        return; // no procfs: the collector exports nothing, by design
+    };
+    assert!(sample.resident_bytes > 1 << 20, "{sample:?}");
+    assert!(sample.threads >= 1 && sample.open_fds >= 3, "{sample:?}");
+    let registry = MetricsRegistry::new();
+    registry.register_collector(process::ProcessMetrics);
+    let text = registry.encode();
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_threads ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{text}"
+        );
+    }
+}
