@@ -635,14 +635,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|path| Profiler::start(&path).map(|profiler| (profiler, path)))
                     .transpose()?;
                 let outcome = run_demo(demo, &mut out, &spans).await;
-                if let Some((profiler, path)) = profiler {
-                    let samples = profiler.write_flamegraph()?;
-                    out.say(&format!(
-                        "flame graph of {samples} CPU samples: {}",
-                        path.display()
-                    ));
-                }
-                Ok(exit_code(summarize(&mut out, &[outcome])))
+                let drawn = profiler.map(|(profiler, path)| {
+                    profiler.write_flamegraph().map(|samples| {
+                        out.say(&format!(
+                            "flame graph of {samples} CPU samples: {}",
+                            path.display()
+                        ));
+                    })
+                });
+                let passed = summarize(&mut out, &[outcome]);
+                // The summary first, whatever became of the graph.
+                drawn.transpose()?;
+                Ok(exit_code(passed))
             }
             Command::Tour { figures } => {
                 Ok(exit_code(tour(&mut figures.narrator(out), &spans).await))

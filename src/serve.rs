@@ -119,7 +119,7 @@ pub fn metrics_listener(flag: Option<SocketAddr>) -> anyhow::Result<Option<std::
             };
             let host = host.unwrap_or_else(|| "localhost".to_owned());
             // An IPv6 literal needs brackets before the port.
-            if host.contains(':') && !host.starts_with('[') {
+            if host.parse::<std::net::Ipv6Addr>().is_ok() {
                 format!("[{host}]:{port}")
             } else {
                 format!("{host}:{port}")
@@ -418,11 +418,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let metrics_endpoint = match config.metrics_listener {
         Some(listener) => {
-            listener
-                .set_nonblocking(true)
-                .context("preparing the metrics listener")?;
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .context("adopting the metrics listener")?;
             Some(MetricsEndpoint::spawn(listener, registry).context("serving metrics")?)
         }
         None => None,

@@ -5,15 +5,16 @@
 //! Try it:  cargo run --release -- demo retry-storm --flamegraph retry-storm.svg
 //! Test it: cargo test -p observability profiling_
 //!
-//! A sampling profiler interrupts the process about a thousand times a
-//! second and records the stack it interrupted. Stacks seen often are
+//! A sampling profiler interrupts the process at a fixed rate of CPU time
+//! (asked for at [`FREQUENCY_HZ`]; a few hundred samples per CPU-second
+//! arrive in practice) and records the stack it interrupted. Stacks seen often are
 //! where the time goes; a flame graph stacks them so that width is time
 //! and height is call depth. Unlike instrumentation, nothing in the code
 //! has to know it is being measured, and the cost is the same for a hot
 //! loop and a cold one: the sampling rate, not the call rate, sets it.
 //!
 //! This wraps the `pprof` crate (the in-process profiler Rust services
-//! use, with `inferno` drawing the graph). It samples wall-clock CPU of
+//! use, with `inferno` drawing the graph). It samples the CPU time of
 //! every thread, so async work shows up under the tokio worker that ran
 //! it — look for the function names, not the thread.
 //!
@@ -23,7 +24,7 @@
 //! Pitfall: a debug build's flame graph shows where *unoptimised* code is
 //! slow; profile `--release`, which keeps line tables for the names.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
@@ -35,7 +36,7 @@ pub const FREQUENCY_HZ: i32 = 997;
 /// A running profile of this process, and the file its graph goes to.
 pub struct Profiler {
     guard: pprof::ProfilerGuard<'static>,
-    file: std::fs::File,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Profiler {
@@ -45,19 +46,28 @@ impl std::fmt::Debug for Profiler {
 }
 
 impl Profiler {
-    /// Creates `path` (so a bad path fails before the work, not after it)
-    /// and starts sampling every thread. Only one profile can run at a time
-    /// in a process: the timer signal is process-wide.
+    /// Checks that `path` can be written (so a bad path fails before the
+    /// work, not after it; an existing file keeps its contents until the
+    /// new graph replaces them) and starts sampling every thread. Only one
+    /// profile can run at a time in a process: the timer signal is
+    /// process-wide.
     pub fn start(path: &Path) -> Result<Self> {
-        let file = std::fs::File::create(path)
-            .map_err(|err| Error::Profiling(format!("cannot create {}: {err}", path.display())))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|err| Error::Profiling(format!("cannot write {}: {err}", path.display())))?;
         let guard = pprof::ProfilerGuardBuilder::default()
             .frequency(FREQUENCY_HZ)
             // Frames inside these libraries are the signal handler's own.
             .blocklist(&["libc", "libgcc", "pthread", "vdso"])
             .build()
             .map_err(|err| Error::Profiling(format!("cannot start the profiler: {err}")))?;
-        Ok(Self { guard, file })
+        Ok(Self {
+            guard,
+            path: path.to_owned(),
+        })
     }
 
     /// Stops sampling and writes the flame graph as SVG; returns how many
@@ -73,9 +83,20 @@ impl Profiler {
             .values()
             .map(|&count| u64::try_from(count).unwrap_or(0))
             .sum();
+        if samples == 0 {
+            return Err(Error::Profiling(
+                "no CPU samples: the work spent almost no time on the CPU".into(),
+            ));
+        }
+        // Drawn in memory, then written: pprof unwraps its writer's errors,
+        // and a full disk must cost a message, not a panic.
+        let mut svg = Vec::new();
         report
-            .flamegraph(self.file)
+            .flamegraph(&mut svg)
             .map_err(|err| Error::Profiling(format!("cannot draw the flame graph: {err}")))?;
+        std::fs::write(&self.path, svg).map_err(|err| {
+            Error::Profiling(format!("cannot write {}: {err}", self.path.display()))
+        })?;
         Ok(samples)
     }
 }

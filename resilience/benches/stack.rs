@@ -213,9 +213,7 @@ fn metrics_exposition(c: &mut Criterion) {
     let (_endpoint, _scraper) = runtime.block_on(async {
         let registry = MetricsRegistry::new();
         registry.register_collector(scraped.metrics());
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("binds");
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binds");
         let endpoint = MetricsEndpoint::spawn(listener, registry).expect("serves");
         let addr = endpoint.local_addr();
         let scraper = tokio::spawn(async move {

@@ -26,8 +26,9 @@
 //! 1 for the current one — so `circuit_breaker_state{state="OPEN"} == 1`
 //! is an alert rule, and a graph shows when each state held.
 //!
-//! Bound: labels are the names given in code and fixed sets (states,
-//! outcomes); nothing from a request becomes a label.
+//! Bound: labels are the names given in code or on the command line
+//! (escaped) and fixed sets (states, outcomes); nothing from a request
+//! becomes a label.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -41,6 +42,7 @@ use crate::flaky::Flaky;
 use crate::rate_limit::RateLimitLayer;
 
 pub use observability::metrics::MetricsRegistry;
+use observability::metrics::exposition::escape_label;
 
 type Encoded = Result<(), std::fmt::Error>;
 
@@ -68,7 +70,8 @@ fn gauge(n: u64) -> ConstGauge {
 
 impl Collector for CircuitBreaker {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Encoded {
-        let name = self.name();
+        let name = escape_label(self.name());
+        let name = name.as_ref();
         let metrics = self.metrics();
         let states: Vec<String> = State::ALL.iter().map(State::to_string).collect();
         family(
@@ -126,7 +129,8 @@ impl Collector for CircuitBreaker {
 
 impl Collector for Bulkhead {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Encoded {
-        let labels = || vec![("bulkhead", self.name())];
+        let name = escape_label(self.name());
+        let labels = || vec![("bulkhead", name.as_ref())];
         family(
             &mut encoder,
             "bulkhead_in_flight",
@@ -178,7 +182,8 @@ pub struct NamedConcurrencyLimit {
 
 impl Collector for NamedConcurrencyLimit {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Encoded {
-        let labels = || vec![("limiter", self.name.as_str())];
+        let name = escape_label(&self.name);
+        let labels = || vec![("limiter", name.as_ref())];
         let h = &self.handle;
         family(
             &mut encoder,
@@ -210,7 +215,8 @@ impl Collector for NamedConcurrencyLimit {
 impl Collector for Flaky {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Encoded {
         let stats = self.stats();
-        let name = self.name();
+        let name = escape_label(self.name());
+        let name = name.as_ref();
         family(
             &mut encoder,
             "flaky_calls",
@@ -219,6 +225,14 @@ impl Collector for Flaky {
                 ("served", stats.served),
                 ("failed", stats.failed),
                 ("rejected", stats.rejected),
+                // Calls whose caller gave up (deadline, cancel) before the
+                // script finished with them.
+                (
+                    "abandoned",
+                    stats.calls.saturating_sub(
+                        stats.served + stats.failed + stats.rejected + u64::from(stats.in_flight),
+                    ),
+                ),
             ]
             .map(|(outcome, n)| {
                 (

@@ -45,8 +45,8 @@ async fn flaky_client(served: &Served) -> FlakyClient<tonic::transport::Channel>
     FlakyClient::new(channel)
 }
 
-const CALL_OK: &str = r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="OK"}"#;
-const CALL_UNAVAILABLE: &str = r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="UNAVAILABLE"}"#;
+const CALL_OK: &str = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="resilience.v1.Flaky",grpc_method="Call",grpc_code="OK"}"#;
+const CALL_UNAVAILABLE: &str = r#"grpc_server_handled_total{grpc_type="unary",grpc_service="resilience.v1.Flaky",grpc_method="Call",grpc_code="Unavailable"}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_serve_exposes_red_metrics_per_method_and_code() {
@@ -82,11 +82,15 @@ async fn cli_serve_exposes_red_metrics_per_method_and_code() {
         .expect("scraped");
     assert_eq!(status, 200, "{text}");
     assert_eq!(sample(&text, CALL_UNAVAILABLE), Some(7.0), "{text}");
-    assert_eq!(sample(&text, CALL_OK), None, "no successful call happened");
+    assert_eq!(
+        sample(&text, CALL_OK),
+        Some(0.0),
+        "no call succeeded; the series exists anyway"
+    );
     assert_eq!(
         sample(
             &text,
-            r#"rpc_server_requests_total{rpc_service="unknown",rpc_method="unknown",grpc_code="UNIMPLEMENTED"}"#
+            r#"grpc_server_handled_total{grpc_type="unknown",grpc_service="unknown",grpc_method="unknown",grpc_code="Unimplemented"}"#
         ),
         Some(50.0),
         "{text}"
@@ -131,7 +135,8 @@ fn cli_serve_metrics_follow_opentelemetry_variables_and_refuse_bad_ones() {
     };
     assert_eq!(status, 200);
     assert!(
-        text.contains("# TYPE rpc_server_requests counter"),
+        // No Accept header: the classic text format.
+        text.contains("# TYPE grpc_server_handled_total counter"),
         "{text}"
     );
     drop(relay);
@@ -259,9 +264,9 @@ async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
             let observed = seen.failed as f64 / seen.calls as f64;
             let (rate, ratio) = tokio::task::block_in_place(|| {
                 (
-                    prometheus.query(r#"sum(rate(rpc_server_requests_total{rpc_method="Call"}[8s]))"#),
+                    prometheus.query(r#"sum(rate(grpc_server_handled_total{grpc_method="Call"}[8s]))"#),
                     prometheus.query(
-                        r#"sum(rate(rpc_server_requests_total{rpc_method="Call",grpc_code!="OK"}[8s])) / sum(rate(rpc_server_requests_total{rpc_method="Call"}[8s]))"#,
+                        r#"sum(rate(grpc_server_handled_total{grpc_method="Call",grpc_code!="OK"}[8s])) / sum(rate(grpc_server_handled_total{grpc_method="Call"}[8s]))"#,
                     ),
                 )
             });
@@ -284,9 +289,9 @@ async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (total, failed, up) = tokio::task::block_in_place(|| {
         (
-            prometheus.query(r#"sum(rpc_server_requests_total{rpc_method="Call"})"#),
+            prometheus.query(r#"sum(grpc_server_handled_total{grpc_method="Call"})"#),
             prometheus.query(
-                r#"sum(rpc_server_requests_total{rpc_method="Call",grpc_code="UNAVAILABLE"})"#,
+                r#"sum(grpc_server_handled_total{grpc_method="Call",grpc_code="Unavailable"})"#,
             ),
             prometheus.query(r#"sum(up{job="dslab"})"#),
         )
@@ -338,7 +343,7 @@ async fn cli_serve_admission_refuses_over_its_limits_and_counts_it() {
     assert_eq!(
         sample(
             &text,
-            r#"rpc_server_requests_total{rpc_service="resilience.v1.Flaky",rpc_method="Call",grpc_code="RESOURCE_EXHAUSTED"}"#
+            r#"grpc_server_handled_total{grpc_type="unary",grpc_service="resilience.v1.Flaky",grpc_method="Call",grpc_code="ResourceExhausted"}"#
         ),
         Some(3.0),
         "local refusals are still calls the server answered"

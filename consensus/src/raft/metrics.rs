@@ -13,8 +13,7 @@
 //!   keeps campaigning (pre-vote stops it disturbing the rest);
 //! - `raft_commit_index` − `raft_applied_index` — the apply backlog; and
 //!   one member's commit index lagging the others' is a slow follower;
-//! - `raft_log_entries`, `raft_disk_bytes` — whether snapshots keep the log
-//!   short.
+//! - `raft_log_entries` — whether snapshots keep the log short.
 //!
 //! They mirror etcd's `etcd_server_has_leader`,
 //! `etcd_server_leader_changes_seen_total` and friends, so the same alert
@@ -146,12 +145,6 @@ impl Collector for RaftMetrics {
             "raft_voters",
             "Voting members in the configuration.",
             count(status.voters.len() as u64),
-        )?;
-        gauge(
-            &mut encoder,
-            "raft_disk_bytes",
-            "Bytes of log and snapshots on disk.",
-            count(status.disk_bytes),
         )?;
         gauge(
             &mut encoder,

@@ -15,17 +15,28 @@
 //!
 //! Metrics are *pulled*: the process keeps cumulative counters and a
 //! Prometheus server scrapes them ([`endpoint`]) and computes rates itself
-//! (`rate(rpc_server_requests_total[1m])`). Counters never reset while the
+//! (`rate(grpc_server_handled_total[1m])`). Counters never reset while the
 //! process lives, so a missed scrape loses resolution, never data.
 //!
 //! What is exported ([`exposition`], through the `prometheus-client`
-//! crate, in the OpenMetrics text format):
-//! - `rpc_server_requests_total{rpc_service, rpc_method, grpc_code}` — a
-//!   counter of completed calls;
-//! - `rpc_server_duration_seconds{rpc_service, rpc_method}` — a histogram
-//!   with buckets from 100 µs to 10 s ([`DURATION_BUCKETS`]), which
-//!   Prometheus can aggregate across processes (summaries' quantiles
-//!   cannot be averaged).
+//! crate), under the names the grpc-ecosystem interceptors (Go, Java,
+//! Python) use, so existing gRPC dashboards and alerts work unchanged:
+//! - `grpc_server_started_total{grpc_type, grpc_service, grpc_method}` —
+//!   calls begun; minus the handled ones, the calls in flight (a long
+//!   stream shows here long before it ends);
+//! - `grpc_server_handled_total{grpc_type, grpc_service, grpc_method,
+//!   grpc_code}` — calls completed, by status (`OK`, `NotFound`, …);
+//! - `grpc_server_handling_seconds{grpc_type, grpc_service, grpc_method}` —
+//!   a histogram with buckets from 100 µs to 10 s ([`DURATION_BUCKETS`]),
+//!   which Prometheus can aggregate across processes (summaries'
+//!   quantiles cannot be averaged).
+//!
+//! `grpc_type` (`unary`, `client_stream`, `server_stream`, `bidi_stream`)
+//! matters: a stream's "duration" is its lifetime and a stream the client
+//! ends normally finishes `Canceled`, so latency and error-ratio queries
+//! select `grpc_type="unary"`. Every hosted method's series exist from the
+//! start, at zero, so `rate()` says 0 for an idle method rather than
+//! nothing.
 //!
 //! Every served process also exports the usual `process_*` series
 //! ([`process`]): CPU seconds, resident memory, open descriptors, threads.
@@ -57,6 +68,7 @@ use tonic::Code;
 pub use exposition::MetricsRegistry;
 
 use crate::rpc::RpcMethod;
+use crate::rpc::routes::RouteKind;
 
 /// Label used for every path the server does not host.
 pub const UNKNOWN_METHOD: &str = "unknown";
@@ -90,16 +102,21 @@ struct Methods {
 struct MethodStats {
     service: String,
     method: String,
+    /// `grpc_type`; `None` for the unknown bucket.
+    kind: Option<RouteKind>,
+    started: AtomicU64,
     by_code: [AtomicU64; CODES],
     buckets: Histogram,
     hdr: Mutex<HdrHistogram<u64>>,
 }
 
 impl MethodStats {
-    fn new(service: &str, method: &str) -> Self {
+    fn new(service: &str, method: &str, kind: Option<RouteKind>) -> Self {
         Self {
             service: service.to_owned(),
             method: method.to_owned(),
+            kind,
+            started: AtomicU64::new(0),
             by_code: std::array::from_fn(|_| AtomicU64::new(0)),
             buckets: Histogram::new(DURATION_BUCKETS),
             hdr: Mutex::new(
@@ -116,7 +133,7 @@ impl MethodStats {
 
 impl Default for MethodStats {
     fn default() -> Self {
-        Self::new(UNKNOWN_METHOD, UNKNOWN_METHOD)
+        Self::new(UNKNOWN_METHOD, UNKNOWN_METHOD, None)
     }
 }
 
@@ -136,16 +153,17 @@ pub struct MethodSnapshot {
 }
 
 impl RedMetrics {
-    /// Metrics that label only these methods (`package.Service/Method`)
-    /// by name.
-    pub fn for_routes<I: IntoIterator<Item = String>>(methods: I) -> Self {
+    /// Metrics that label only these methods (`package.Service/Method`,
+    /// and how each moves messages) by name.
+    pub fn for_routes<I: IntoIterator<Item = (String, RouteKind)>>(methods: I) -> Self {
         let mut known: HashMap<String, HashMap<String, MethodStats>> = HashMap::new();
-        for name in methods {
+        for (name, kind) in methods {
             let parsed = RpcMethod::from_path(&name);
-            known.entry(parsed.service.clone()).or_default().insert(
-                parsed.method.clone(),
-                MethodStats::new(&parsed.service, &parsed.method),
-            );
+            let stats = MethodStats::new(&parsed.service, &parsed.method, Some(kind));
+            known
+                .entry(parsed.service)
+                .or_default()
+                .insert(parsed.method, stats);
         }
         Self {
             inner: Arc::new(Methods {
@@ -161,6 +179,11 @@ impl RedMetrics {
             .get(&method.service)
             .and_then(|methods| methods.get(&method.method))
             .unwrap_or(&self.inner.unknown)
+    }
+
+    /// Counts one request as begun.
+    pub fn start(&self, method: &RpcMethod) {
+        self.stats(method).started.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one finished request.

@@ -6,10 +6,17 @@ use tonic::Code;
 
 use super::endpoint::{MAX_BUFFER_BYTES, MAX_CONNECTIONS, MetricsEndpoint};
 use super::*;
+use crate::rpc::routes::RouteKind;
 
 fn get_metrics() -> RedMetrics {
-    let metrics = RedMetrics::for_routes(["pkg.Svc/Get".to_owned()]);
+    let metrics = RedMetrics::for_routes([
+        ("pkg.Svc/Get".to_owned(), RouteKind::Unary),
+        ("pkg.Svc/Watch".to_owned(), RouteKind::Bidirectional),
+    ]);
     let known = RpcMethod::from_path("/pkg.Svc/Get");
+    for _ in 0..3 {
+        metrics.start(&known);
+    }
     metrics.record(&known, Code::Ok, Duration::from_millis(2));
     metrics.record(&known, Code::Ok, Duration::from_millis(4));
     metrics.record(&known, Code::NotFound, Duration::from_millis(100));
@@ -56,15 +63,20 @@ fn red_metrics_exposition_is_openmetrics_with_bounded_series() {
     }
     let text = metrics.prometheus();
     for line in [
-        "# TYPE rpc_server_requests counter",
-        r#"rpc_server_requests_total{rpc_service="pkg.Svc",rpc_method="Get",grpc_code="OK"} 2"#,
-        r#"rpc_server_requests_total{rpc_service="pkg.Svc",rpc_method="Get",grpc_code="NOT_FOUND"} 1"#,
-        r#"rpc_server_requests_total{rpc_service="unknown",rpc_method="unknown",grpc_code="UNIMPLEMENTED"} 1000"#,
-        "# TYPE rpc_server_duration_seconds histogram",
-        r#"rpc_server_duration_seconds_count{rpc_service="pkg.Svc",rpc_method="Get"} 3"#,
+        "# TYPE grpc_server_started counter",
+        r#"grpc_server_started_total{grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get"} 3"#,
+        // An idle method's series exist, at zero.
+        r#"grpc_server_started_total{grpc_type="bidi_stream",grpc_service="pkg.Svc",grpc_method="Watch"} 0"#,
+        r#"grpc_server_handled_total{grpc_type="bidi_stream",grpc_service="pkg.Svc",grpc_method="Watch",grpc_code="OK"} 0"#,
+        "# TYPE grpc_server_handled counter",
+        r#"grpc_server_handled_total{grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get",grpc_code="OK"} 2"#,
+        r#"grpc_server_handled_total{grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get",grpc_code="NotFound"} 1"#,
+        r#"grpc_server_handled_total{grpc_type="unknown",grpc_service="unknown",grpc_method="unknown",grpc_code="Unimplemented"} 1000"#,
+        "# TYPE grpc_server_handling_seconds histogram",
+        r#"grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get"} 3"#,
         // 2 ms and 4 ms are under 5 ms; 100 ms is not.
-        r#"rpc_server_duration_seconds_bucket{le="0.005",rpc_service="pkg.Svc",rpc_method="Get"} 2"#,
-        r#"rpc_server_duration_seconds_bucket{le="+Inf",rpc_service="pkg.Svc",rpc_method="Get"} 3"#,
+        r#"grpc_server_handling_seconds_bucket{le="0.005",grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get"} 2"#,
+        r#"grpc_server_handling_seconds_bucket{le="+Inf",grpc_type="unary",grpc_service="pkg.Svc",grpc_method="Get"} 3"#,
         "# EOF",
     ] {
         assert!(
@@ -73,11 +85,23 @@ fn red_metrics_exposition_is_openmetrics_with_bounded_series() {
         );
     }
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
-    // 3 counters + 2 histograms of (16 buckets + +Inf + sum + count).
+    // Started: 3 methods (Get, Watch, unknown); handled: Get OK and
+    // NotFound, Watch OK, unknown OK and Unimplemented; 3 histograms of
+    // (16 buckets + +Inf + sum + count).
     assert_eq!(
         series,
-        3 + 2 * 19,
+        3 + 5 + 3 * 19,
         "a thousand made-up methods added series:\n{text}"
+    );
+}
+
+#[test]
+fn red_metrics_label_values_are_escaped() {
+    use super::exposition::escape_label;
+    assert_eq!(escape_label("hop-1"), "hop-1");
+    assert_eq!(
+        escape_label("evil\"} 1\nfake{x=\"y\\"),
+        "evil\\\"} 1\\nfake{x=\\\"y\\\\"
     );
 }
 
@@ -94,9 +118,7 @@ async fn exchange(addr: std::net::SocketAddr, request: &[u8], wait: Duration) ->
 async fn endpoint() -> MetricsEndpoint {
     let registry = MetricsRegistry::new();
     registry.register_collector(get_metrics());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     MetricsEndpoint::spawn(listener, registry).expect("spawns")
 }
 
@@ -107,13 +129,29 @@ async fn red_metrics_endpoint_serves_get_and_refuses_the_rest() {
     let second = Duration::from_secs(2);
     let get = exchange(
         addr,
-        b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\nConnection: close\r\n\r\n",
         second,
     )
     .await;
     assert!(get.starts_with("HTTP/1.1 200"), "{get}");
-    assert!(get.contains("application/openmetrics-text"), "{get}");
-    assert!(get.contains(r#"grpc_code="NOT_FOUND"} 1"#), "{get}");
+    assert!(
+        get.contains("application/openmetrics-text") && get.contains("# EOF"),
+        "{get}"
+    );
+    let text = exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        second,
+    )
+    .await;
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    assert!(
+        text.contains("# HELP grpc_server_handled_total Calls")
+            && text.contains("# TYPE grpc_server_handled_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(get.contains(r#"grpc_code="NotFound"} 1"#), "{get}");
     let head = exchange(
         addr,
         b"HEAD /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
@@ -121,7 +159,7 @@ async fn red_metrics_endpoint_serves_get_and_refuses_the_rest() {
     )
     .await;
     assert!(
-        head.starts_with("HTTP/1.1 200") && !head.contains("rpc_server"),
+        head.starts_with("HTTP/1.1 200") && !head.contains("grpc_server"),
         "{head}"
     );
     let post = exchange(
@@ -160,43 +198,38 @@ async fn red_metrics_endpoint_serves_get_and_refuses_the_rest() {
     );
     let refused = exchange(addr, huge_header.as_bytes(), second).await;
     assert!(
-        !refused.contains("rpc_server"),
+        !refused.contains("grpc_server"),
         "an oversized request was served"
     );
 }
 
 #[tokio::test]
-async fn red_metrics_endpoint_caps_connections_and_keeps_serving() {
+async fn red_metrics_endpoint_evicts_stalled_connections_for_a_scraper() {
     let endpoint = endpoint().await;
     let addr = endpoint.local_addr();
-    // Hold every slot with a connection that never sends a request.
+    // Fill every slot with a connection that never sends a request.
     let mut idle = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
         idle.push(TcpStream::connect(addr).await.expect("connects"));
     }
-    // Accepted one by one; let the endpoint take them all.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let over = exchange(
+    let scrape = exchange(
         addr,
         b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
         Duration::from_secs(2),
     )
     .await;
     assert!(
-        over.is_empty(),
-        "a connection over the cap was served: {over}"
+        scrape.starts_with("HTTP/1.1 200"),
+        "a scraper was locked out: {scrape}"
     );
-    drop(idle);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = exchange(
-        addr,
-        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(2),
-    )
-    .await;
+    // The oldest stalled connection made room: it is closed.
+    let mut first = idle.remove(0);
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), first.read(&mut buf)).await;
     assert!(
-        after.starts_with("HTTP/1.1 200"),
-        "slots were not given back: {after}"
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the oldest connection is still open: {read:?}"
     );
 }
 
@@ -216,9 +249,6 @@ fn red_metrics_process_series_read_this_process() {
         "process_open_fds ",
         "process_threads ",
     ] {
-        assert!(
-            text.lines().any(|l| l.starts_with(name)),
-            "{name} missing:\n{text}"
-        );
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing:\n{text}");
     }
 }

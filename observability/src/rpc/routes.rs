@@ -126,6 +126,12 @@ impl RouteTable {
     }
 
     /// Every route's name (`package.Service/Method`).
+    /// Every hosted method.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.values()
+    }
+
+    /// Every route's name (`package.Service/Method`).
     pub fn names(&self) -> impl Iterator<Item = &Arc<str>> {
         self.routes.values().map(|route| &route.name)
     }

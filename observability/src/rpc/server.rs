@@ -205,7 +205,11 @@ impl RpcServer {
 
     fn bound(self, listener: Listener, local_addr: SocketAddr) -> Result<BoundServer> {
         let routes = Arc::new(self.route_table()?);
-        let metrics = RedMetrics::for_routes(routes.names().map(|name| name.to_string()));
+        let metrics = RedMetrics::for_routes(
+            routes
+                .routes()
+                .map(|route| (route.name.to_string(), route.kind)),
+        );
         Ok(BoundServer {
             server: self,
             listener,

@@ -158,6 +158,9 @@ where
         // The only failure is "no OpenTelemetry layer installed", in which
         // case there is no trace to continue.
         let _ = span.set_parent(trace_context::extract(request.headers()));
+        if let Some(metrics) = &self.layer.metrics {
+            metrics.start(&method);
+        }
         let mut record = CallRecord::new(span.clone(), Side::Server, method, call_deadline);
         if let Some(metrics) = &self.layer.metrics {
             record = record.with_metrics(metrics.clone());
