@@ -2,7 +2,7 @@
 //!
 //! Episode: 35, "Performance Profiling"
 //! Pattern: observability / sampling profiler
-//! Try it:  cargo run --release -- demo retry-storm --flamegraph retry-storm.svg
+//! Try it:  cargo run --release -- demo consistent-hashing --flamegraph hashing.svg
 //! Test it: cargo test -p observability profiling_
 //!
 //! A sampling profiler interrupts the process at a fixed rate of CPU time

@@ -297,6 +297,28 @@ async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
         )
     });
     assert_eq!(up, Some(2.0), "both targets are up");
+    // Prometheus's own linter accepts the page as served.
+    let page = http_get(healthy_metrics, "/metrics").1;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool comes with Debian's prometheus");
+    promtool
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(page.as_bytes())
+        .expect("written");
+    let linted = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        linted.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
     assert_eq!(total, Some(seen.calls as f64), "every call counted once");
     assert_eq!(
         failed,

@@ -249,6 +249,9 @@ fn red_metrics_process_series_read_this_process() {
         "process_open_fds ",
         "process_threads ",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing:\n{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{text}"
+        );
     }
 }
