@@ -79,13 +79,10 @@ fn duels(experiment: &Experiment, known: &[Outcome]) -> crate::Result<Vec<Duel>>
 
 fn measure() -> crate::Result<Measured> {
     let shifting = Experiment::new(Scenario::shifting(), 1..=RUNS)?;
-    let timeouts = shifting.sweep(
-        &TIMEOUTS
-            .map(|intervals| DetectorSpec::Timeout { intervals })
-            .to_vec(),
-    )?;
-    let pure_phi = shifting.sweep(&PHI_THRESHOLDS.map(|t| phi(t, Duration::ZERO)).to_vec())?;
-    let allowed_phi = shifting.sweep(&PHI_THRESHOLDS.map(|t| phi(t, ALLOWANCE)).to_vec())?;
+    let timeouts =
+        shifting.sweep(&TIMEOUTS.map(|intervals| DetectorSpec::Timeout { intervals }))?;
+    let pure_phi = shifting.sweep(&PHI_THRESHOLDS.map(|t| phi(t, Duration::ZERO)))?;
+    let allowed_phi = shifting.sweep(&PHI_THRESHOLDS.map(|t| phi(t, ALLOWANCE)))?;
     let steady = Experiment::new(Scenario::steady(), 1..=RUNS)?;
     let calm_sender = Experiment::new(Scenario::shifting().without_pauses(), 1..=RUNS)?;
     let duels = vec![

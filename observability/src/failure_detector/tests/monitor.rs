@@ -10,15 +10,8 @@ use crate::failure_detector::{Monitor, MonitorConfig, PhiConfig};
 
 fn config() -> MonitorConfig {
     MonitorConfig {
-        phi: PhiConfig {
-            threshold: 8.0,
-            max_sample_size: 100,
-            min_std_deviation: Duration::from_millis(20),
-            acceptable_heartbeat_pause: Duration::from_millis(300),
-            first_heartbeat_estimate: Duration::from_millis(100),
-        },
-        timeout: Duration::from_millis(500),
         max_peers: 4,
+        ..super::fast_config()
     }
 }
 

@@ -8,9 +8,7 @@ use tokio::time::Instant;
 use tonic::{Code, Request};
 
 use crate::failure_detector::monitor::{MAX_PEER_ID_BYTES, MAX_PEERS};
-use crate::failure_detector::{
-    HeartbeatMonitor, HeartbeatSender, Monitor, MonitorConfig, PhiConfig, Stall,
-};
+use crate::failure_detector::{HeartbeatMonitor, HeartbeatSender, Monitor, MonitorConfig, Stall};
 use crate::fuzz::{FuzzOptions, fuzz_service};
 use crate::proto::heartbeat_client::HeartbeatClient;
 use crate::proto::{
@@ -22,22 +20,7 @@ use crate::rpc::peer_secret::PeerSecret;
 use crate::rpc::{ClientBuilder, Net, RpcChannel, RpcServer, ServerHandle};
 use crate::sim::{self, Simulation, faults, for_each_seed};
 
-const INTERVAL: Duration = Duration::from_millis(100);
-
-/// Heartbeats every 100 ms: phi 8 with 300 ms of allowance, or 500 ms.
-fn config() -> MonitorConfig {
-    MonitorConfig {
-        phi: PhiConfig {
-            threshold: 8.0,
-            max_sample_size: 100,
-            min_std_deviation: Duration::from_millis(20),
-            acceptable_heartbeat_pause: Duration::from_millis(300),
-            first_heartbeat_estimate: INTERVAL,
-        },
-        timeout: Duration::from_millis(500),
-        max_peers: 8,
-    }
-}
+use super::{INTERVAL, fast_config as config};
 
 async fn status(client: &mut HeartbeatClient<RpcChannel>, peer: &str) -> PeerStatus {
     client
