@@ -35,6 +35,15 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(observability::relay::trace_propagation(out, spans)),
         },
         Demo {
+            name: "failure-detectors",
+            episodes: "13, 4, 11",
+            run: |out, spans| {
+                Box::pin(observability::failure_detector::failure_detectors_demo(
+                    out, spans,
+                ))
+            },
+        },
+        Demo {
             name: "consistent-hashing",
             episodes: "28, 24, 1",
             run: |out, spans| Box::pin(patterns::hashing::consistent_hashing(out, spans)),
@@ -169,6 +178,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "sampling CPU profiles as flame graphs (`dslab demo … --flamegraph FILE.svg`)",
             tests: "-p observability profiling_",
             demo: None,
+        },
+        Topic {
+            episodes: "13, 4, 11",
+            module: "observability::failure_detector",
+            summary: "heartbeats over gRPC; fixed timeout vs phi accrual: detection time against false suspicions",
+            tests: "-p observability failure_detector",
+            demo: Some("failure-detectors"),
         },
         Topic {
             episodes: "4, 12",

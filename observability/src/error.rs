@@ -26,6 +26,26 @@ pub enum Error {
     /// A relay request names a hop longer than any hop name.
     #[error("a visited hop name of {bytes} bytes exceeds the limit of {max}")]
     HopNameTooLong { bytes: usize, max: usize },
+    /// A failure detector was configured with a value no detector can use
+    /// (NaN, negative, infinite, zero, or beyond a stated bound).
+    #[error("invalid failure detector setting {setting} = {value}: expected {expected}")]
+    InvalidDetectorSetting {
+        setting: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// A heartbeat or query names a peer the monitor was never told to watch.
+    #[error("unknown peer {peer:?}: Declare it before it beats")]
+    UnknownPeer { peer: String },
+    /// A peer id that is empty, too long, or not visible ASCII.
+    #[error("invalid peer id: {reason}")]
+    InvalidPeerId { reason: String },
+    /// The monitor already watches as many peers as it may.
+    #[error("already watching {max} peers, the most this monitor keeps")]
+    TooManyPeers { max: usize },
+    /// A request names a detector the monitor does not run.
+    #[error("unknown detector {0}")]
+    UnknownDetector(i32),
     /// A compiled-in protobuf descriptor set could not be published.
     #[error("descriptor set: {0}")]
     Descriptor(String),
@@ -53,7 +73,14 @@ impl From<Error> for Status {
             | Error::RelayTooLong { .. }
             | Error::HopNameTooLong { .. }
             | Error::InvalidPeerAddress { .. }
-            | Error::UnknownRoute(_) => Status::invalid_argument(message),
+            | Error::UnknownRoute(_)
+            | Error::InvalidDetectorSetting { .. }
+            | Error::InvalidPeerId { .. }
+            | Error::UnknownDetector(_) => Status::invalid_argument(message),
+            // Not PermissionDenied: nothing here authenticates a sender, so
+            // the refusal is about a missing entry, not about who asked.
+            Error::UnknownPeer { .. } => Status::not_found(message),
+            Error::TooManyPeers { .. } => Status::resource_exhausted(message),
             Error::Bind { .. } | Error::Transport(_) => Status::unavailable(message),
             Error::Descriptor(_)
             | Error::ServerTask(_)

@@ -8,6 +8,7 @@
 //! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
 //! | 32 Metrics & Monitoring | [`plot`] | line charts as SVG, for the demos that draw (`--svg DIR`) |
 //! | 35 Performance Profiling | [`profiling`] | a sampling profiler drawing flame graphs (`dslab demo … --flamegraph FILE.svg`) |
+//! | 13 FLP & Practical Consensus (also 4, 11) | [`failure_detector`] | heartbeats over gRPC; a fixed timeout and phi accrual, and their trade-off between detection time and false suspicions |
 //! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
 //! | 34 Debugging Distributed Systems | `fuzz` | a hostile client for every service: malformed, empty, oversized and extreme messages (feature `fuzz`) |
 //!
@@ -16,6 +17,7 @@
 
 pub mod demo;
 pub mod error;
+pub mod failure_detector;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod metrics;
@@ -29,3 +31,14 @@ pub mod sim;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+
+/// Generated protobuf types and gRPC stubs for `observability.v1`: the
+/// relay and the heartbeat monitor.
+pub mod proto {
+    #![allow(missing_debug_implementations)]
+    tonic::include_proto!("observability.v1");
+
+    /// Encoded `FileDescriptorSet` of the protos, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+}

@@ -35,15 +35,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::Error;
 use crate::rpc::RpcChannel;
 
-/// Generated protobuf types and gRPC stubs for `observability.v1`.
-pub mod proto {
-    #![allow(missing_debug_implementations)]
-    tonic::include_proto!("observability.v1");
-
-    /// Encoded `FileDescriptorSet` of the protos, for gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
-}
+/// The relay's generated types live with the crate's other protos.
+pub use crate::proto;
 
 use proto::relay_client::RelayClient;
 use proto::relay_server::RelayServer;

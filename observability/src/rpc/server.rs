@@ -304,21 +304,32 @@ impl BoundServer {
                 .await;
         }
         let descriptor_sets = &server.descriptor_sets;
-        let reflection = || {
-            descriptor_sets.iter().fold(
+        let service_names = &server.service_names;
+        let reflection = |itself: &str| {
+            let builder = descriptor_sets.iter().fold(
                 tonic_reflection::server::Builder::configure()
                     .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
                 |builder, set| builder.register_encoded_file_descriptor_set(set),
-            )
+            );
+            // List what this server hosts, not every service its descriptor
+            // sets describe: one package's protos can define services that
+            // other processes host (a relay's set also holds Heartbeat).
+            service_names
+                .iter()
+                .fold(builder, |builder, name| builder.with_service_name(*name))
+                .with_service_name(tonic_health::pb::health_server::SERVICE_NAME)
+                .with_service_name(itself)
         };
         // Both reflection versions: grpcurl speaks v1, many clients (Python's
         // grpcio-reflection among them) still speak only v1alpha.
-        let reflection_v1 = reflection()
-            .build_v1()
-            .map_err(|err| Error::Descriptor(err.to_string()))?;
-        let reflection_v1alpha = reflection()
-            .build_v1alpha()
-            .map_err(|err| Error::Descriptor(err.to_string()))?;
+        let reflection_v1 =
+            reflection(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME)
+                .build_v1()
+                .map_err(|err| Error::Descriptor(err.to_string()))?;
+        let reflection_v1alpha =
+            reflection(tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME)
+                .build_v1alpha()
+                .map_err(|err| Error::Descriptor(err.to_string()))?;
         let mut routes = server.routes;
         routes
             .add_service(health_service)
