@@ -10,7 +10,8 @@
 //! | 8 Cascades & Retry Storms | [`retry_storm`] | the storm simulated: work amplification and recovery by retry policy |
 //! | 41 Rate Limiting | [`rate_limit`] | token bucket, lock-free GCRA, keyed limits; clones share one limit |
 //! | 42 Backpressure, 7 Admission Control | [`adaptive`] | AIMD, Vegas, Gradient2 concurrency limits with load shedding; SRE client-side throttling |
-//! | 12 Chaos Engineering | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks |
+//! | 12 Chaos Engineering, 11 Gray Failures | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks; gray failures only some callers see |
+//! | 36 Incident Response, 32, 11 | [`detection`] | SLO burn-rate alerts and the gray-failure detector, pointed at a Flaky |
 //!
 //! Every layer works at the HTTP level, so it wraps a tonic `Channel` (a
 //! client) or a generated server ([`server::Guarded`] hosts the result),
@@ -22,6 +23,7 @@ pub mod adaptive;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod detection;
 pub mod error;
 pub mod flaky;
 pub mod rate_limit;
