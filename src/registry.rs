@@ -63,6 +63,16 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(resilience::retry_storm::retry_storm_demo(out, spans)),
         },
         Demo {
+            name: "slo-burn",
+            episodes: "32, 36",
+            run: |out, spans| Box::pin(resilience::detection::slo_burn_demo(out, spans)),
+        },
+        Demo {
+            name: "gray-failure",
+            episodes: "11, 36",
+            run: |out, spans| Box::pin(resilience::detection::gray_failure_demo(out, spans)),
+        },
+        Demo {
             name: "linearizability",
             episodes: "19, 4",
             run: |out, spans| Box::pin(replication::register::linearizability_demo(out, spans)),
@@ -187,6 +197,20 @@ pub fn topics() -> Vec<Topic> {
             demo: Some("failure-detectors"),
         },
         Topic {
+            episodes: "32, 36",
+            module: "observability::slo",
+            summary: "SLOs, error budgets and burn rates; the SRE workbook's multi-window, multi-burn-rate alerts over RED counters; the single-threshold twin",
+            tests: "-p observability slo_",
+            demo: Some("slo-burn"),
+        },
+        Topic {
+            episodes: "11, 36",
+            module: "observability::gray_failure",
+            summary: "differential observability: what callers see against the health check, binomial tail tests; the health-check-only twin",
+            tests: "--workspace gray_failure",
+            demo: Some("gray-failure"),
+        },
+        Topic {
             episodes: "4, 12",
             module: "observability::sim",
             summary: "seeded simulation: partitions, crashes, replay",
@@ -287,9 +311,16 @@ pub fn topics() -> Vec<Topic> {
         Topic {
             episodes: "12",
             module: "resilience::flaky",
-            summary: "Flaky: a backend that fails as scripted (`dslab serve flaky`)",
+            summary: "Flaky: a backend that fails as scripted, gray failures that only some callers see included (`dslab serve flaky`)",
             tests: "-p resilience flaky",
             demo: Some("circuit-breaker"),
+        },
+        Topic {
+            episodes: "36, 32, 11",
+            module: "resilience::detection",
+            summary: "incident detection on a real Flaky: burn-rate alerts through a blip, an outage and a slow leak; gray failure caught by callers, missed by health checks",
+            tests: "-p resilience gray_failure",
+            demo: Some("slo-burn"),
         },
         Topic {
             episodes: "19, 4",

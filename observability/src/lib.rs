@@ -6,7 +6,9 @@
 //! | 31 Distributed Tracing | [`relay`] | `Relay`, a hop that forwards down a chain: the service the trace demo runs on |
 //! | 31 Distributed Tracing | [`telemetry`] | tracing + OpenTelemetry setup, OTLP export, span capture and span trees |
 //! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
+//! | 32 Metrics & Monitoring, 36 Incident Response | [`slo`] | SLOs and error budgets; multi-window, multi-burn-rate alerts (the SRE workbook's) and the single-threshold twin |
 //! | 32 Metrics & Monitoring | [`plot`] | line charts as SVG, for the demos that draw (`--svg DIR`) |
+//! | 11 Gray Failures, 36 Incident Response | [`gray_failure`] | differential observability: callers' outcomes against the health check; the health-check-only twin |
 //! | 35 Performance Profiling | [`profiling`] | a sampling profiler drawing flame graphs (`dslab demo … --flamegraph FILE.svg`) |
 //! | 13 FLP & Practical Consensus (also 4, 11) | [`failure_detector`] | heartbeats over gRPC; a fixed timeout and phi accrual, and their trade-off between detection time and false suspicions |
 //! | 4 Network Partitions | `sim` | the turmoil harness: named hosts, partitions, crashes, seeds (feature `sim`) |
@@ -20,6 +22,7 @@ pub mod error;
 pub mod failure_detector;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
+pub mod gray_failure;
 pub mod metrics;
 pub mod offload;
 pub mod plot;
@@ -28,6 +31,7 @@ pub mod relay;
 pub mod rpc;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod slo;
 pub mod telemetry;
 
 pub use error::{Error, Result};

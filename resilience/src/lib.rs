@@ -11,7 +11,8 @@
 //! | 41 Rate Limiting | [`rate_limit`] | token bucket, lock-free GCRA, keyed limits; clones share one limit |
 //! | 42 Backpressure, 7 Admission Control | [`adaptive`] | AIMD, Vegas, Gradient2 concurrency limits with load shedding; SRE client-side throttling |
 //! | 32 Metrics & Monitoring | [`metrics`] | every layer's local refusals and state as Prometheus metrics |
-//! | 12 Chaos Engineering | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks |
+//! | 12 Chaos Engineering, 11 Gray Failures | [`flaky`] | `Flaky`, the scripted backend every demo and test breaks; gray failures only some callers see |
+//! | 36 Incident Response, 32, 11 | [`detection`] | SLO burn-rate alerts and the gray-failure detector, pointed at a Flaky |
 //!
 //! Every layer works at the HTTP level, so it wraps a tonic `Channel` (a
 //! client) or a generated server ([`server::Guarded`] hosts the result),
@@ -23,6 +24,7 @@ pub mod adaptive;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod detection;
 pub mod error;
 pub mod flaky;
 pub mod metrics;

@@ -15,6 +15,11 @@
 //! run time; `Stats` says what the backend saw, including the deadline
 //! each call arrived with.
 //!
+//! A gray failure (Episode 11) fails only the callers it names — by the
+//! [`CALLER_HEADER`] request header, or else the caller's IP address —
+//! while the server's health service goes on answering SERVING: the
+//! failure a health check cannot see ([`gray`]).
+//!
 //! With a downstream, a successful call is forwarded to the next Flaky
 //! through the RPC stack, which carries the remaining deadline: the
 //! two-hop setup deadline propagation is tested on.
@@ -25,8 +30,10 @@
 //! for an hour. To script a longer hang, raise the cap for
 //! `/resilience.v1.Flaky/Call` with `RpcServer::route_max_duration`.
 
+pub mod gray;
 mod script;
 
+pub use gray::{CALLER_HEADER, GrayFailure};
 pub use script::{Behaviour, Decision};
 
 use std::collections::VecDeque;
@@ -87,6 +94,7 @@ struct Shared {
     calls: AtomicU64,
     served: AtomicU64,
     failed: AtomicU64,
+    gray_failed: AtomicU64,
     rejected: AtomicU64,
     waiting: AtomicU32,
     in_flight: AtomicU32,
@@ -139,6 +147,7 @@ impl Flaky {
                 calls: AtomicU64::new(0),
                 served: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                gray_failed: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 waiting: AtomicU32::new(0),
                 in_flight: AtomicU32::new(0),
@@ -174,6 +183,7 @@ impl Flaky {
             peak_concurrency: shared.peak.load(Ordering::Acquire),
             deadlines_micros: lock(&shared.deadlines).iter().copied().collect(),
             in_flight: shared.in_flight.load(Ordering::Acquire),
+            gray_failed: shared.gray_failed.load(Ordering::Acquire),
         }
     }
 
@@ -236,7 +246,14 @@ impl proto::flaky_server::Flaky for Flaky {
         shared.peak.fetch_max(now_in_service, Ordering::AcqRel);
         let _in_service = InService(shared);
 
-        let decision = behaviour.decide(index, since.elapsed(), &mut lock(&shared.rng));
+        // Only a gray-failure script needs to know who is calling.
+        let caller = behaviour.gray.as_ref().and_then(|_| caller_of(&request));
+        let decision = behaviour.decide_for(
+            caller.as_deref(),
+            index,
+            since.elapsed(),
+            &mut lock(&shared.rng),
+        );
         // Pitfall: tokio rounds every timer up to the next millisecond, so
         // sleeping "zero" would add a millisecond to every instant call.
         if !decision.delay.is_zero() {
@@ -244,6 +261,9 @@ impl proto::flaky_server::Flaky for Flaky {
         }
         if let Err(code) = decision.outcome {
             shared.failed.fetch_add(1, Ordering::AcqRel);
+            if decision.gray {
+                shared.gray_failed.fetch_add(1, Ordering::AcqRel);
+            }
             return Err(Status::new(
                 code,
                 format!("{}: scripted failure", shared.name),
@@ -280,6 +300,16 @@ impl proto::flaky_server::Flaky for Flaky {
     async fn stats(&self, _request: Request<StatsRequest>) -> Result<Response<FlakyStats>, Status> {
         Ok(Response::new(Flaky::stats(self)))
     }
+}
+
+/// Who is calling: the [`CALLER_HEADER`], else the peer's IP address.
+fn caller_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(CALLER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.remote_addr().map(|addr| addr.ip().to_string()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use tonic::Code;
 
+use super::gray::GrayFailure;
 use super::proto::{self, Distribution};
 use crate::error::{Result, invalid};
 
@@ -32,6 +33,8 @@ pub struct Behaviour {
     pub queue: u32,
     pub per_call: Vec<Code>,
     pub seed: u64,
+    /// Failures only some callers see (Episode 11).
+    pub gray: Option<GrayFailure>,
 }
 
 /// What one call does: wait, then succeed or fail.
@@ -39,6 +42,8 @@ pub struct Behaviour {
 pub struct Decision {
     pub delay: Duration,
     pub outcome: Result<(), Code>,
+    /// The failure came from the gray-failure script.
+    pub gray: bool,
 }
 
 fn code(value: i32, field: &'static str) -> Result<Code> {
@@ -163,6 +168,11 @@ impl Behaviour {
             queue: script.queue,
             per_call,
             seed: script.seed,
+            gray: script
+                .gray
+                .as_ref()
+                .map(GrayFailure::from_proto)
+                .transpose()?,
         })
     }
 
@@ -193,6 +203,7 @@ impl Behaviour {
             queue: self.queue,
             per_call: self.per_call.iter().map(|&c| c as i32).collect(),
             seed: self.seed,
+            gray: self.gray.as_ref().map(GrayFailure::to_proto),
         }
     }
 
@@ -207,15 +218,39 @@ impl Behaviour {
     /// What call number `index`, arriving `since_install` after the script
     /// was installed, does.
     pub fn decide(&self, index: u64, since_install: Duration, rng: &mut SmallRng) -> Decision {
+        self.decide_for(None, index, since_install, rng)
+    }
+
+    /// [`Self::decide`] for a call from `caller`: an outage hits everyone,
+    /// then a gray failure hits the callers it names, then the per-call
+    /// outcomes and the error rate apply to the rest.
+    pub fn decide_for(
+        &self,
+        caller: Option<&str>,
+        index: u64,
+        since_install: Duration,
+        rng: &mut SmallRng,
+    ) -> Decision {
         if let Some(code) = self.outage_at(since_install) {
             // A backend that is down answers fast: connection refused, not
             // a hang. (Script a hang with latency instead.)
             return Decision {
                 delay: Duration::ZERO,
                 outcome: Err(code),
+                gray: false,
             };
         }
         let delay = self.latency_base + self.draw_jitter(rng);
+        if let (Some(gray), Some(caller)) = (&self.gray, caller)
+            && gray.hits(caller)
+            && (gray.error_rate >= 1.0 || rng.random_bool(gray.error_rate))
+        {
+            return Decision {
+                delay,
+                outcome: Err(gray.code),
+                gray: true,
+            };
+        }
         let outcome = match self.per_call.get(index as usize) {
             Some(Code::Ok) => Ok(()),
             Some(&code) => Err(code),
@@ -224,7 +259,11 @@ impl Behaviour {
             }
             None => Ok(()),
         };
-        Decision { delay, outcome }
+        Decision {
+            delay,
+            outcome,
+            gray: false,
+        }
     }
 
     fn draw_jitter(&self, rng: &mut SmallRng) -> Duration {
@@ -283,7 +322,8 @@ mod tests {
             down,
             Decision {
                 delay: Duration::ZERO,
-                outcome: Err(Code::Unavailable)
+                outcome: Err(Code::Unavailable),
+                gray: false,
             }
         );
         assert_eq!(

@@ -103,3 +103,68 @@ async fn fuzz_flaky_every_method_answers_precisely() {
         .await
         .expect("still answering");
 }
+
+/// Episode 11. A gray failure installed through `Configure` fails every
+/// call of the callers it names (by the `dslab-caller` header) and none
+/// of anyone else's; a script hitting nobody, or a bad fraction, is
+/// refused with InvalidArgument and leaves the old script in place.
+#[tokio::test(start_paused = true)]
+async fn flaky_gray_failure_fails_only_the_named_callers() {
+    use super::proto::GrayFailure;
+    use super::{CALLER_HEADER, Flaky};
+
+    let flaky = Flaky::new("backend", Behaviour::healthy());
+    let mut client = FlakyClient::new(flaky.clone().into_service());
+    let gray = Script {
+        gray: Some(GrayFailure {
+            callers: vec!["caller-3".into()],
+            ..GrayFailure::default()
+        }),
+        ..Script::default()
+    };
+    let installed = client.configure(gray).await.expect("valid").into_inner();
+    assert_eq!(
+        installed.gray.map(|g| g.error_rate),
+        Some(1.0),
+        "0 means every call"
+    );
+    let mut failed_by_caller = [0u32; 5];
+    for round in 0..10 {
+        for (caller, failed) in failed_by_caller.iter_mut().enumerate() {
+            let mut request = tonic::Request::new(CallRequest::default());
+            let name = format!("caller-{caller}").parse().expect("ASCII");
+            request.metadata_mut().insert(CALLER_HEADER, name);
+            match client.call(request).await {
+                Ok(_) => {}
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unavailable, "round {round}");
+                    *failed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(failed_by_caller, [0, 0, 0, 10, 0]);
+    assert_eq!(flaky.stats().gray_failed, 10);
+    client
+        .call(CallRequest::default())
+        .await
+        .expect("an unnamed in-process caller is not hit");
+
+    for bad in [
+        GrayFailure::default(),
+        GrayFailure {
+            caller_fraction: 2.0,
+            ..GrayFailure::default()
+        },
+    ] {
+        let refused = client
+            .configure(Script {
+                gray: Some(bad),
+                ..Script::default()
+            })
+            .await
+            .expect_err("invalid");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+    assert_eq!(flaky.stats().gray_failed, 10);
+}
