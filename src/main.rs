@@ -15,7 +15,8 @@ use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
 use dslab::tour::{run_demo, summarize, tour};
 use observability::demo::Narrator;
 use observability::profiling::Profiler;
-use observability::telemetry::{self, TelemetryConfig};
+use observability::sampling::{SAMPLER_NAMES, SamplingConfig};
+use observability::telemetry::{self, LogFormat, TelemetryConfig};
 use patterns::hashing::{Strategy, StrategyConfig, place};
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,23 @@ struct Cli {
     /// Export spans over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317.
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Which traces are kept: OpenTelemetry's sampler names, plus
+    /// parentbased_ratelimited and tail [default: parentbased_always_on].
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_TRACES_SAMPLER",
+        value_parser = clap::builder::PossibleValuesParser::new(SAMPLER_NAMES)
+    )]
+    trace_sampler: Option<String>,
+    /// The sampler's argument: a ratio (0.1), traces per second (100), or
+    /// for tail `keep=0.1,slow_ms=500,max_traces=512,spans_per_trace=64,wait_ms=10000`.
+    #[arg(long, global = true, env = "OTEL_TRACES_SAMPLER_ARG")]
+    trace_sampler_arg: Option<String>,
+    /// Logs on stderr as text, or as one JSON object per line carrying
+    /// trace_id and span_id.
+    #[arg(long, global = true, env = "DSLAB_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -581,6 +599,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
+    // Refused before anything starts: a sampler quietly falling back to
+    // keeping everything is a surprise best had now.
+    let sampling = SamplingConfig::parse(
+        cli.trace_sampler.as_deref(),
+        cli.trace_sampler_arg.as_deref(),
+    )?;
     let serving = matches!(cli.command, Command::Serve { .. });
     // A service binds before anything else, so that its names (and the
     // service name it exports spans under) carry the port the OS chose.
@@ -614,6 +638,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             otlp_endpoint: cli.otlp_endpoint,
             default_log_filter: if serving { "info" } else { "warn" }.into(),
             capture_spans: !serving,
+            sampling,
+            log_format: cli.log_format,
         })?
     };
     let exported_as = telemetry.service_name().to_owned();

@@ -31,8 +31,13 @@ pub fn demos() -> Vec<Demo> {
     vec![
         Demo {
             name: "trace-propagation",
-            episodes: "31",
+            episodes: "31, 34",
             run: |out, spans| Box::pin(observability::relay::trace_propagation(out, spans)),
+        },
+        Demo {
+            name: "trace-sampling",
+            episodes: "31",
+            run: |out, spans| Box::pin(observability::sampling::trace_sampling(out, spans)),
         },
         Demo {
             name: "failure-detectors",
@@ -159,6 +164,27 @@ pub fn topics() -> Vec<Topic> {
             module: "observability::rpc",
             summary: "one RPC stack: spans, deadlines, limits on what a client can make a server hold, health, reflection",
             tests: "-p observability rpc",
+            demo: Some("trace-propagation"),
+        },
+        Topic {
+            episodes: "31",
+            module: "observability::sampling",
+            summary: "head sampling (ratio, parent-based, rate-limited) and tail sampling that keeps every error and slow trace; the blind 1 % twin",
+            tests: "-p observability sampling_",
+            demo: Some("trace-sampling"),
+        },
+        Topic {
+            episodes: "33",
+            module: "observability::telemetry::json_logs",
+            summary: "`--log-format json`: one JSON object per log event, carrying its trace_id and span_id",
+            tests: "-p observability telemetry_json",
+            demo: None,
+        },
+        Topic {
+            episodes: "34, 31",
+            module: "observability::critical_path",
+            summary: "the critical path of a trace, and the hop that dominates its latency",
+            tests: "-p observability critical_path",
             demo: Some("trace-propagation"),
         },
         Topic {

@@ -61,6 +61,10 @@ pub enum Error {
     /// The profiler could not start, or its flame graph be written.
     #[error("profiling: {0}")]
     Profiling(String),
+    /// A sampler name or argument (`--trace-sampler`, `OTEL_TRACES_SAMPLER`,
+    /// `OTEL_TRACES_SAMPLER_ARG`) that cannot be used.
+    #[error("sampler {setting}: {reason}")]
+    InvalidSampler { setting: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,7 +80,8 @@ impl From<Error> for Status {
             | Error::UnknownRoute(_)
             | Error::InvalidDetectorSetting { .. }
             | Error::InvalidPeerId { .. }
-            | Error::UnknownDetector(_) => Status::invalid_argument(message),
+            | Error::UnknownDetector(_)
+            | Error::InvalidSampler { .. } => Status::invalid_argument(message),
             // Not PermissionDenied: nothing here authenticates a sender, so
             // the refusal is about a missing entry, not about who asked.
             Error::UnknownPeer { .. } => Status::not_found(message),

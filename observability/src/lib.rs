@@ -5,6 +5,9 @@
 //! | 31 Distributed Tracing | [`rpc`] | the one RPC stack: W3C trace context in gRPC metadata, client and server spans, deadlines, size limits, health, reflection |
 //! | 31 Distributed Tracing | [`relay`] | `Relay`, a hop that forwards down a chain: the service the trace demo runs on |
 //! | 31 Distributed Tracing | [`telemetry`] | tracing + OpenTelemetry setup, OTLP export, span capture and span trees |
+//! | 31 Distributed Tracing | [`sampling`] | head sampling (ratio, parent-based, rate-limited) and tail sampling that keeps every error and slow trace; the blind 1 % twin |
+//! | 33 Log Aggregation | [`telemetry::json_logs`] | `--log-format json`: one JSON object per event, carrying its `trace_id` and `span_id` |
+//! | 34 Debugging Distributed Systems | [`critical_path`] | the chain of spans that sets a trace's latency, and the hop that dominates it |
 //! | 32 Metrics & Monitoring | [`metrics`] | RED metrics (rate, errors, duration) per gRPC method, Prometheus text |
 //! | 32 Metrics & Monitoring, 36 Incident Response | [`slo`] | SLOs and error budgets; multi-window, multi-burn-rate alerts (the SRE workbook's) and the single-threshold twin |
 //! | 32 Metrics & Monitoring | [`plot`] | line charts as SVG, for the demos that draw (`--svg DIR`) |
@@ -17,6 +20,7 @@
 //! [`demo`] is how every crate's live demos talk to a terminal audience;
 //! [`offload`] runs CPU-heavy work off the async workers.
 
+pub mod critical_path;
 pub mod demo;
 pub mod error;
 pub mod failure_detector;
@@ -29,6 +33,7 @@ pub mod plot;
 pub mod profiling;
 pub mod relay;
 pub mod rpc;
+pub mod sampling;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod slo;

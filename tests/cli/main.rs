@@ -6,6 +6,7 @@ mod support;
 mod coordination;
 mod metrics;
 mod raft_kv;
+mod telemetry;
 mod transactions;
 
 use support::{OtlpReceiver, Served, run, stdout};
@@ -31,15 +32,16 @@ fn cli_list_matches_readme_episode_map() {
     );
 }
 
-/// Episode 31. `dslab demo trace-propagation` runs three relays, prints the
-/// span tree, and every claim it makes holds.
+/// Episodes 31 and 34. `dslab demo trace-propagation` runs three relays,
+/// prints the span tree, then finds a slow hop by its critical path; every
+/// claim it makes holds.
 #[test]
 fn cli_demo_trace_propagation_holds_its_claims() {
     let output = run(&["demo", "trace-propagation"]);
     let text = stdout(&output);
     assert!(output.status.success(), "demo failed:\n{text}");
     assert!(!text.contains('✘'), "a claim failed:\n{text}");
-    assert_eq!(text.matches('✔').count(), 4, "four claims:\n{text}");
+    assert_eq!(text.matches('✔').count(), 6, "six claims:\n{text}");
     assert_eq!(
         text.matches("└─ server observability.v1.Relay/Forward")
             .count(),
@@ -48,7 +50,7 @@ fn cli_demo_trace_propagation_holds_its_claims() {
     );
     assert!(
         text.lines().any(|l| l.contains("trace-propagation")
-            && l.contains("4/4")
+            && l.contains("6/6")
             && l.trim_end().ends_with("ok")),
         "{text}"
     );
@@ -312,12 +314,16 @@ fn interop_otlp_receiver_gets_every_span_of_demo_and_serve() {
         .output()
         .expect("dslab runs");
     assert!(output.status.success(), "{}", stdout(&output));
-    let spans = receiver.wait_for(|spans| spans.len() >= 6);
+    // Two runs of six spans: the healthy chain, then the slow hop (whose
+    // caller the demo names "client").
+    let spans = receiver.wait_for(|spans| spans.len() >= 12);
     let forward = |span: &&serde_json::Value| span["name"] == "observability.v1.Relay/Forward";
     let root = spans
         .iter()
         .filter(forward)
-        .find(|span| span["parent_span_id"] == "" && span["kind"] == CLIENT)
+        .find(|span| {
+            span["parent_span_id"] == "" && span["kind"] == CLIENT && span["service"] == "dslab"
+        })
         .unwrap_or_else(|| panic!("a root client span: {spans:#?}"));
     let trace = trace_of(&spans, root["trace_id"].as_str().unwrap_or_default());
     assert_eq!(trace.len(), 6, "{trace:#?}");

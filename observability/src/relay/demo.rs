@@ -2,6 +2,7 @@
 //! the trace it leaves behind.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::SpanData;
@@ -9,20 +10,23 @@ use tonic::Code;
 
 use super::Relay;
 use super::proto::relay_client::RelayClient;
-use super::proto::{FILE_DESCRIPTOR_SET, ForwardRequest};
+use super::proto::{FILE_DESCRIPTOR_SET, ForwardReply, ForwardRequest};
 use crate::demo::{DemoResult, Narrator};
 use crate::rpc::{ClientBuilder, Net, RpcServer, ServerHandle};
 use crate::telemetry::SpanCapture;
 use crate::telemetry::span_tree::{self, duration};
 
-const HOPS: [&str; 3] = ["hop-1", "hop-2", "hop-3"];
+pub(super) const HOPS: [&str; 3] = ["hop-1", "hop-2", "hop-3"];
 
-async fn start_relay(
+/// A relay called `name` on 127.0.0.1, forwarding to `next`, spending
+/// `work` on each request.
+pub(super) async fn start_relay(
     name: &str,
     next: Option<&ServerHandle>,
+    work: Duration,
 ) -> Result<ServerHandle, crate::Error> {
     let client = ClientBuilder::new(Net::Tcp);
-    let relay = Relay::new(name, next.map(|hop| client.connect_lazy(hop.uri())));
+    let relay = Relay::new(name, next.map(|hop| client.connect_lazy(hop.uri()))).with_work(work);
     // Three services in one process: each exports its spans as itself.
     let server = RpcServer::new()
         .service_name(format!("relay-{name}"))
@@ -30,6 +34,49 @@ async fn start_relay(
         .bind(Net::Tcp, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await?;
     Ok(server.spawn())
+}
+
+/// Stops the three hops, then reads the trace `reply` travelled in: its
+/// id (hex) and its six spans. Shutting down drains the servers, so every
+/// server span has ended (and been exported) before the trace is read.
+pub(super) async fn stop_and_read_trace(
+    hops: [ServerHandle; 3],
+    reply: &ForwardReply,
+    spans: &SpanCapture,
+) -> Result<(String, Vec<SpanData>), crate::Error> {
+    for hop in hops {
+        hop.shutdown().await?;
+    }
+    let trace_id = reply
+        .path
+        .first()
+        .map(|hop| hop.trace_id.clone())
+        .unwrap_or_default();
+    let traced = spans_of_trace(spans, &trace_id, 6).await;
+    Ok((trace_id, traced))
+}
+
+/// The captured spans of trace `trace_id` (hex), once `expected` of them
+/// have arrived. A server span ends when its connection task drops the
+/// response, which on a loaded machine can trail the shutdown by a
+/// moment: wait for them (at most a second), then judge what arrived.
+async fn spans_of_trace(spans: &SpanCapture, trace_id: &str, expected: usize) -> Vec<SpanData> {
+    let in_trace = || -> Vec<SpanData> {
+        spans
+            .spans()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id().to_string() == trace_id)
+            .collect()
+    };
+    let mut traced = in_trace();
+    for _ in 0..100 {
+        if traced.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        traced = in_trace();
+    }
+    traced
 }
 
 /// Walks a trace that should be one straight line (each span has exactly
@@ -64,9 +111,9 @@ pub async fn trace_propagation(out: &mut Narrator, spans: &SpanCapture) -> DemoR
         "W3C `traceparent` in the gRPC metadata, so the collector can stitch the hops together.",
     );
 
-    let hop3 = start_relay(HOPS[2], None).await?;
-    let hop2 = start_relay(HOPS[1], Some(&hop3)).await?;
-    let hop1 = start_relay(HOPS[0], Some(&hop2)).await?;
+    let hop3 = start_relay(HOPS[2], None, Duration::ZERO).await?;
+    let hop2 = start_relay(HOPS[1], Some(&hop3), Duration::ZERO).await?;
+    let hop1 = start_relay(HOPS[0], Some(&hop2), Duration::ZERO).await?;
     spans.clear();
 
     let mut client = RelayClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(hop1.uri()));
@@ -84,34 +131,7 @@ pub async fn trace_propagation(out: &mut Narrator, spans: &SpanCapture) -> DemoR
         })
         .await;
     let red = hop1.metrics().snapshot();
-    // Shutting down drains the servers, so every server span has ended
-    // (and been exported) before we read the trace.
-    for hop in [hop1, hop2, hop3] {
-        hop.shutdown().await?;
-    }
-    let first_trace = reply
-        .path
-        .first()
-        .map(|hop| hop.trace_id.clone())
-        .unwrap_or_default();
-    let in_trace = || -> Vec<SpanData> {
-        spans
-            .spans()
-            .into_iter()
-            .filter(|s| s.span_context.trace_id().to_string() == first_trace)
-            .collect()
-    };
-    // A server span ends when its connection task drops the response,
-    // which on a loaded machine can trail the shutdown by a moment: wait
-    // for all six (at most a second), then judge what arrived.
-    let mut traced = in_trace();
-    for _ in 0..100 {
-        if traced.len() >= 6 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        traced = in_trace();
-    }
+    let (first_trace, traced) = stop_and_read_trace([hop1, hop2, hop3], &reply, spans).await?;
 
     out.section("The trace, as a collector would draw it");
     out.block(&span_tree::render(&traced));
@@ -207,5 +227,5 @@ pub async fn trace_propagation(out: &mut Narrator, spans: &SpanCapture) -> DemoR
         })
         .collect();
     out.table(&["method", "requests", "errors", "p50", "max"], &rows);
-    Ok(())
+    super::slow_hop::slow_hop_run(out, spans).await
 }

@@ -20,12 +20,14 @@
 //! stays small; the payload is bounded by the stack's message limit.
 
 mod demo;
+mod slow_hop;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use demo::trace_propagation;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
 use tokio::time::Instant;
@@ -52,6 +54,7 @@ pub const MAX_HOP_NAME_BYTES: usize = 255;
 pub struct Relay {
     name: Arc<str>,
     next: Option<RelayClient<RpcChannel>>,
+    work: Duration,
 }
 
 impl Relay {
@@ -60,7 +63,16 @@ impl Relay {
         Self {
             name: name.into().into(),
             next: next.map(RelayClient::new),
+            work: Duration::ZERO,
         }
+    }
+
+    /// Spends `work` on each request before forwarding it: a stand-in for
+    /// the hop's own work (a slow query, a cold cache), so that the
+    /// critical-path demo has a slow hop to find.
+    pub fn with_work(mut self, work: Duration) -> Self {
+        self.work = work;
+        self
     }
 
     /// The tonic service to host on an [`crate::rpc::RpcServer`].
@@ -98,6 +110,9 @@ impl proto::relay_server::Relay for Relay {
             .into());
         }
         visited.push(self.name.to_string());
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
 
         let mut path = match &self.next {
             // A downstream error comes back to the caller with its code

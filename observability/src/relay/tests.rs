@@ -134,7 +134,8 @@ fn relay_sim_three_hops_share_one_trace() {
     });
 }
 
-async fn tcp_relay(name: &str, next: Option<&ServerHandle>) -> ServerHandle {
+/// A relay on 127.0.0.1 (port 0), forwarding to `next`.
+pub(crate) async fn tcp_relay(name: &str, next: Option<&ServerHandle>) -> ServerHandle {
     let relay = Relay::new(
         name,
         next.map(|hop| ClientBuilder::new(Net::Tcp).connect_lazy(hop.uri())),

@@ -84,6 +84,19 @@ impl CallRecord {
         }
         self.finished = true;
         self.span.record("rpc.grpc.status_code", code as i32);
+        if self.side == Side::Server && code != Code::Ok {
+            // The server's log of failed calls. Written inside the call's
+            // span, so a JSON log line carries its trace and span ids
+            // (`--log-format json`) and the trace shows it as an event.
+            self.span.in_scope(|| {
+                tracing::info!(
+                    rpc.method = %self.method,
+                    rpc.grpc.status_code = code as i32,
+                    grpc.message = message,
+                    "call failed"
+                );
+            });
+        }
         if is_error(self.side, code) {
             self.span.record("otel.status_code", "ERROR");
             let description = if message.is_empty() {

@@ -10,6 +10,18 @@
 //! client span the service whose handler made the call — and the exporter
 //! ([`super::export`]) sends each span under its own service's resource,
 //! removing the attribute on the way out.
+//!
+//! Why not a tracer provider per hop, as one would configure one per
+//! process: `tracing` spans reach OpenTelemetry through a single
+//! `tracing-opentelemetry` layer, which holds a single tracer, and two such
+//! layers on one subscriber would overwrite each other's per-span state.
+//! Routing spans to per-hop providers would need a tracer that dispatches
+//! on the span's service — and would then cut a trace's in-process spans
+//! apart, though the demos want to read (and the tail sampler to judge)
+//! each trace whole. On the wire the result is the same: one OTLP client
+//! per service, each with its own resource, so a collector sees exactly
+//! what it would from one process per service. What differs is only what
+//! real processes would not share: one sampler and one batch queue.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -30,6 +30,17 @@ pub fn trace_ids(spans: &[SpanData]) -> BTreeSet<String> {
         .collect()
 }
 
+/// A span kind as a trace viewer writes it: `client`, `server`, …
+pub fn kind_name(kind: &SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Client => "client",
+        SpanKind::Server => "server",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}
+
 /// A span's position as an ordered map key: (trace id, span id).
 type Key = ([u8; 16], [u8; 8]);
 
@@ -90,13 +101,7 @@ fn draw(
     indent: &str,
     last: bool,
 ) {
-    let kind = match span.span_kind {
-        SpanKind::Client => "client",
-        SpanKind::Server => "server",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    };
+    let kind = kind_name(&span.span_kind);
     let peer = match (span.span_kind.clone(), attribute(span, "server.address")) {
         (SpanKind::Client, Some(addr)) => format!(" → {addr}"),
         (SpanKind::Server, Some(addr)) if !addr.is_empty() => format!(" @ {addr}"),
