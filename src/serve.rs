@@ -197,6 +197,9 @@ fn peer_secret(args: &RaftArgs) -> anyhow::Result<Option<PeerSecret>> {
 
 /// Serves until Ctrl-C or SIGTERM, then drains the calls in flight.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Before anything can announce the service, so that a SIGTERM sent
+    // the moment it is announced drains it rather than kills it.
+    let mut signals = ShutdownSignals::install()?;
     config
         .listener
         .set_nonblocking(true)
@@ -441,10 +444,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     bound
         .serve_until(async {
             let Some(node) = &raft_node else {
-                return shutdown_signal().await;
+                return signals.recv().await;
             };
             tokio::select! {
-                () = shutdown_signal() => {}
+                () = signals.recv() => {}
                 () = node.stopped() => {
                     // The Raft loop ended by itself (a disk error, a panic
                     // in raft-rs): the process must not linger serving
@@ -465,25 +468,44 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, listened for from the moment this is built.
+///
+/// Pitfall: a handler installed only when the shutdown future is first
+/// polled leaves a window after the "listening" line in which SIGTERM
+/// still kills the process outright — an orchestrator (or a test) that
+/// stops a service it just started would see a crash, not a drain.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    tracing::info!("shutting down: reporting NOT_SERVING and draining calls in flight");
+
+    /// Completes on Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: reporting NOT_SERVING and draining calls in flight");
+    }
 }

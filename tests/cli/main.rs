@@ -733,3 +733,15 @@ fn cli_check_bad_input_names_the_line() {
         Some(3)
     );
 }
+
+/// A service stopped the moment it announces itself drains and exits 0:
+/// its SIGTERM handler is in place before the "listening" line.
+#[test]
+fn cli_serve_sigterm_right_after_the_announcement_exits_cleanly() {
+    for service in ["relay", "flaky", "shard-router", "fenced-store"] {
+        for _ in 0..5 {
+            let served = Served::start(service, &[]);
+            assert!(served.terminate(), "{service} did not exit cleanly");
+        }
+    }
+}
