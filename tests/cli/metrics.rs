@@ -12,13 +12,11 @@ use resilience::flaky::proto::flaky_client::FlakyClient;
 
 use super::support::{self, Served};
 
-/// `GET path` over HTTP/1.0; the status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: dslab\r\n\r\n").expect("sends");
+/// `GET path` over HTTP/1.0; the status code and body, or why not.
+fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: dslab\r\n\r\n")?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
@@ -27,7 +25,11 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    (status, body.to_owned())
+    Ok((status, body.to_owned()))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|error| panic!("GET {addr}{path}: {error}"))
 }
 
 /// The value of the sample whose line starts with `series`.
@@ -125,9 +127,7 @@ fn cli_serve_metrics_follow_opentelemetry_variables_and_refuse_bad_ones() {
     let relay = Served::start_with(command, "relay", &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let (status, text) = loop {
-        let scraped =
-            std::panic::catch_unwind(|| http_get(([127, 0, 0, 1], port).into(), "/metrics"));
-        match scraped {
+        match try_http_get(([127, 0, 0, 1], port).into(), "/metrics") {
             Ok(answer) => break answer,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Err(_) => panic!("no metrics endpoint on the port the variables named"),
@@ -159,11 +159,11 @@ struct Prometheus {
 }
 
 impl Prometheus {
+    /// Starts Prometheus on a free port. The port is free when chosen but
+    /// may be taken before Prometheus binds it (tests run side by side), so
+    /// a Prometheus that exits early is started again on another port.
     fn start(targets: &[SocketAddr]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-        let addr = free.local_addr().expect("addr");
-        drop(free);
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: dslab\n    static_configs:\n      - targets: [{}]\n",
@@ -171,29 +171,70 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("config written");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus runs (Debian package `prometheus`)");
-        let prometheus = Self {
+        let log_path = dir.path().join("prometheus.log");
+        let mut attempts = 0;
+        let (child, addr) = loop {
+            attempts += 1;
+            let free = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+            let addr = free.local_addr().expect("addr");
+            drop(free);
+            let log = std::fs::File::create(&log_path).expect("log file");
+            let mut child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join(format!("data-{attempts}")).display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("prometheus runs (Debian package `prometheus`)");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let exited = loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if try_http_get(addr, "/-/ready").is_ok_and(|(status, _)| status == 200) {
+                    break None;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("prometheus never became ready on {addr}; its log:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            match exited {
+                None => break (child, addr),
+                Some(status) if attempts < 3 => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    eprintln!("prometheus exited ({status}) on {addr}; starting it again:\n{log}");
+                }
+                Some(status) => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("prometheus exited ({status}) {attempts} times; its log:\n{log}");
+                }
+            }
+        };
+        Self {
             child,
             addr,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::panic::catch_unwind(|| http_get(addr, "/-/ready").0 == 200).ok() != Some(true) {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            std::thread::sleep(Duration::from_millis(100));
         }
-        prometheus
+    }
+
+    /// Waits until `count` targets have been scraped and are up.
+    fn wait_for_targets(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.query(r#"sum(up{job="dslab"})"#) != Some(count as f64) {
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus never scraped {count} targets"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// An instant PromQL query's single value.
@@ -244,6 +285,10 @@ async fn interop_prometheus_scrapes_request_rate_and_error_ratio() {
         tokio::task::spawn_blocking(move || Prometheus::start(&[healthy_metrics, failing_metrics]))
             .await
             .expect("started");
+    // Prometheus picks up its targets a few seconds after it is ready; a
+    // load started before the first scrape would leave the rate window
+    // half empty.
+    tokio::task::block_in_place(|| prometheus.wait_for_targets(2));
     let mut clients = [flaky_client(&healthy).await, flaky_client(&failing).await];
     const PER_SECOND: u64 = 40;
     const LOAD: Duration = Duration::from_secs(14);
