@@ -7,6 +7,7 @@
 //! | 38 Bulkhead | [`bulkhead`] | per-dependency concurrency slots, bounded wait |
 //! | 39 Timeout | [`timeout`] | per-call timeouts; deadlines carrying the remaining time across hops |
 //! | 40 Retry, 8 Retry Storms | [`retry`] | backoff with none / full / equal / decorrelated jitter, gRPC retry budgets, idempotency, deadline-aware; retries real tonic calls |
+//! | 25 Queue Theory, 8 | [`des`] | the discrete-event engine: seeded event queue in (time, insertion) order, a clock that jumps; the retry storm and the queueing models run on it |
 //! | 8 Cascades & Retry Storms | [`retry_storm`] | the storm simulated: work amplification and recovery by retry policy |
 //! | 41 Rate Limiting | [`rate_limit`] | token bucket, lock-free GCRA, keyed limits; clones share one limit |
 //! | 42 Backpressure, 7 Admission Control | [`adaptive`] | AIMD, Vegas, Gradient2 concurrency limits with load shedding; SRE client-side throttling |
@@ -24,6 +25,7 @@ pub mod adaptive;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
+pub mod des;
 pub mod detection;
 pub mod error;
 pub mod flaky;

@@ -26,8 +26,8 @@
 //! decision comes from the same pieces the tower layers use — the retry
 //! policy's [`crate::retry::RetryPolicy::next_step`], its backoff and
 //! budget, and the backend's [`crate::flaky::Behaviour`] — while the clock
-//! jumps from event to event. A minute of storm takes milliseconds, and a
-//! seed replays it exactly; the CLI demo runs it without any test tooling.
+//! jumps from event to event on the crate's engine, [`crate::des`]. A
+//! minute of storm takes milliseconds, and a seed replays it exactly; the CLI demo runs it without any test tooling.
 //! The layers themselves are tested against a real `Flaky` over the
 //! simulated network (`cargo test -p resilience full_stack`).
 
@@ -35,14 +35,14 @@ mod demo;
 
 pub use demo::retry_storm_demo;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tonic::Code;
 
+use crate::des::Simulation;
 use crate::error::Result;
 use crate::flaky::Behaviour;
 use crate::flaky::proto::{Latency, Outage, Script};
@@ -194,21 +194,16 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
             SmallRng::seed_from_u64(scenario.seed.wrapping_mul(1_000_003).wrapping_add(c as u64))
         })
         .collect();
-    let mut backend_rng = SmallRng::seed_from_u64(scenario.backend.seed);
-
-    let mut events: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
-    let mut sequence = 0u64;
-    let mut schedule =
-        |events: &mut BinaryHeap<Reverse<(u64, u64, Event)>>, at: u64, event: Event| {
-            sequence += 1;
-            events.push(Reverse((at, sequence, event)));
-        };
+    // The engine's generator is the backend's: its seed is the script's,
+    // so the backend draws the same latencies as a real `Flaky` would.
+    let mut sim: Simulation<Event> = Simulation::new(scenario.backend.seed);
+    let at = Duration::from_nanos;
     let rounds = (nanos(scenario.send_for) / nanos(scenario.request_interval).max(1)).max(1);
     for round in 0..rounds {
         for client in 0..scenario.clients {
             // Clients are in step; a microsecond apart keeps the order stable.
-            let at = round * nanos(scenario.request_interval) + client as u64 * 1_000;
-            schedule(&mut events, at, Event::Send { client });
+            let start = round * nanos(scenario.request_interval) + client as u64 * 1_000;
+            sim.schedule_at(at(start), Event::Send { client });
         }
     }
 
@@ -231,17 +226,18 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
     let mut served_index = 0u64;
     let mut last_done = 0u64;
 
-    while let Some(Reverse((now, _, event))) = events.pop() {
+    while let Some((now, event)) = sim.next_event() {
+        let now = nanos(now);
         // The backend takes a call into service: the script decides how
         // long it runs and how it ends.
-        let mut start_service = |request: usize| {
+        let start_service = |sim: &mut Simulation<Event>, served_index: &mut u64, request| {
             let decision =
                 scenario
                     .backend
-                    .decide(served_index, Duration::from_nanos(now), &mut backend_rng);
-            served_index += 1;
+                    .decide(*served_index, Duration::from_nanos(now), sim.rng());
+            *served_index += 1;
             let code = decision.outcome.err().unwrap_or(Code::Ok) as i32;
-            (nanos(decision.delay), Event::Served { request, code })
+            sim.schedule_in(decision.delay, Event::Served { request, code });
         };
         match event {
             Event::Send { client } => {
@@ -252,9 +248,8 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
                     started: now,
                 });
                 report.requests += 1;
-                schedule(
-                    &mut events,
-                    now + latency,
+                sim.schedule_at(
+                    at(now + latency),
                     Event::Arrive {
                         request: requests.len() - 1,
                     },
@@ -268,9 +263,8 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
                 }
                 report.arrivals[bucket] += 1;
                 if let Some(code) = scenario.backend.outage_at(Duration::from_nanos(now)) {
-                    schedule(
-                        &mut events,
-                        now + latency,
+                    sim.schedule_at(
+                        at(now + latency),
                         Event::Answer {
                             request,
                             code: code as i32,
@@ -278,15 +272,13 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
                     );
                 } else if capacity == 0 || busy < capacity {
                     busy += 1;
-                    let (took, served) = start_service(request);
-                    schedule(&mut events, now + took, served);
+                    start_service(&mut sim, &mut served_index, request);
                 } else if queue.len() < queue_limit {
                     queue.push_back(request);
                 } else {
                     report.refused_full += 1;
-                    schedule(
-                        &mut events,
-                        now + latency,
+                    sim.schedule_at(
+                        at(now + latency),
                         Event::Answer {
                             request,
                             code: Code::ResourceExhausted as i32,
@@ -296,11 +288,10 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
             }
             Event::Served { request, code } => {
                 busy -= 1;
-                schedule(&mut events, now + latency, Event::Answer { request, code });
+                sim.schedule_at(at(now + latency), Event::Answer { request, code });
                 if let Some(next) = queue.pop_front() {
                     busy += 1;
-                    let (took, served) = start_service(next);
-                    schedule(&mut events, now + took, served);
+                    start_service(&mut sim, &mut served_index, next);
                 }
             }
             Event::Answer { request, code } => {
@@ -320,7 +311,7 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
                 match step {
                     NextStep::RetryAfter(delay) => {
                         state.previous_delay = delay;
-                        schedule(&mut events, now + nanos(delay), Event::Retry { request });
+                        sim.schedule_at(at(now + nanos(delay)), Event::Retry { request });
                     }
                     NextStep::Finish => {
                         if code == Code::Ok {
@@ -338,7 +329,7 @@ pub fn simulate(scenario: &StormScenario, policy: &RetryPolicy) -> Result<StormR
             }
             Event::Retry { request } => {
                 requests[request].attempt += 1;
-                schedule(&mut events, now + latency, Event::Arrive { request });
+                sim.schedule_at(at(now + latency), Event::Arrive { request });
             }
         }
     }
