@@ -68,6 +68,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(resilience::retry_storm::retry_storm_demo(out, spans)),
         },
         Demo {
+            name: "queueing",
+            episodes: "25, 26, 7",
+            run: |out, spans| Box::pin(patterns::queueing::queueing_demo(out, spans)),
+        },
+        Demo {
             name: "slo-burn",
             episodes: "32, 36",
             run: |out, spans| Box::pin(resilience::detection::slo_burn_demo(out, spans)),
@@ -286,6 +291,20 @@ pub fn topics() -> Vec<Topic> {
             demo: None,
         },
         Topic {
+            episodes: "25, 26, 7",
+            module: "patterns::queueing",
+            summary: "M/M/1, M/M/c (Erlang C), G/G/1 (Kingman) and Little's law, checked by a simulator; unbounded FIFO (the twin), bounded FIFO, CoDel and adaptive LIFO at 120% load",
+            tests: "-p patterns queueing",
+            demo: Some("queueing"),
+        },
+        Topic {
+            episodes: "26, 30",
+            module: "patterns::pool",
+            summary: "a bounded connection pool sized by Little's law; acquire with a timeout",
+            tests: "-p patterns pool",
+            demo: None,
+        },
+        Topic {
             episodes: "37",
             module: "resilience::circuit_breaker",
             summary: "Resilience4j-style breaker: windows, slow calls, half-open probes; naive twin",
@@ -318,6 +337,13 @@ pub fn topics() -> Vec<Topic> {
             module: "resilience::retry_storm",
             summary: "the retry storm, simulated: work amplification by policy",
             tests: "-p resilience retry_storm",
+            demo: Some("retry-storm"),
+        },
+        Topic {
+            episodes: "25, 8",
+            module: "resilience::des",
+            summary: "the discrete-event engine: a seeded event queue in (time, insertion) order and a clock that jumps; the retry storm and the queueing simulator run on it",
+            tests: "-p resilience des",
             demo: Some("retry-storm"),
         },
         Topic {

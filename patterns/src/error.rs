@@ -47,6 +47,41 @@ pub enum Error {
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
+    /// A rate (arrivals, services, throughput) that is not a positive,
+    /// finite number of events per second.
+    #[error("{name} must be positive and finite, got {value}")]
+    InvalidRate { name: &'static str, value: f64 },
+    /// A squared coefficient of variation that is negative or not finite.
+    #[error("{name} (squared coefficient of variation) must be ≥ 0 and finite, got {value}")]
+    InvalidVariability { name: &'static str, value: f64 },
+    /// A count (items in a system) that is negative or not finite.
+    #[error("{name} must be ≥ 0 and finite, got {value}")]
+    InvalidCount { name: &'static str, value: f64 },
+    /// A queueing model with no servers.
+    #[error("a queue needs at least one server")]
+    NoServers,
+    /// The model has no steady state: work arrives at least as fast as
+    /// it can be served, so the queue grows without bound.
+    #[error(
+        "utilisation {utilisation:.3} ≥ 1: the queue grows without bound and has no steady state"
+    )]
+    Unstable { utilisation: f64 },
+    #[error("invalid queue simulation: {reason}")]
+    InvalidQueueConfig { reason: String },
+    /// A pool sized to hold nothing.
+    #[error("a pool needs a capacity of at least one")]
+    ZeroCapacity,
+    #[error("invalid pool sizing: {reason}")]
+    InvalidPoolSizing { reason: String },
+    /// Every connection stayed in use for the whole acquire timeout.
+    #[error("all {size} connections stayed in use for {waited:?}")]
+    PoolExhausted {
+        size: usize,
+        waited: std::time::Duration,
+    },
+    /// The pool was closed while waiting.
+    #[error("the pool is closed")]
+    PoolClosed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -60,7 +95,11 @@ impl From<Error> for Status {
             }
             Error::NodeExists { .. } => Status::already_exists(message),
             Error::UnknownNode { .. } => Status::not_found(message),
-            Error::CapacityExceeded { .. } => Status::resource_exhausted(message),
+            Error::CapacityExceeded { .. } | Error::PoolExhausted { .. } => {
+                Status::resource_exhausted(message)
+            }
+            Error::Unstable { .. } => Status::failed_precondition(message),
+            Error::PoolClosed => Status::unavailable(message),
             Error::Offload(_) => Status::unavailable(message),
             Error::InvalidNodeName { .. }
             | Error::InvalidWeight { .. }
@@ -73,7 +112,14 @@ impl From<Error> for Status {
             | Error::UnknownStrategy { .. }
             | Error::InvalidShardSize { .. }
             | Error::InvalidRanges { .. }
-            | Error::KeyTooLong { .. } => Status::invalid_argument(message),
+            | Error::KeyTooLong { .. }
+            | Error::InvalidRate { .. }
+            | Error::InvalidVariability { .. }
+            | Error::InvalidCount { .. }
+            | Error::NoServers
+            | Error::InvalidQueueConfig { .. }
+            | Error::ZeroCapacity
+            | Error::InvalidPoolSizing { .. } => Status::invalid_argument(message),
         }
     }
 }
