@@ -44,6 +44,12 @@ pub enum Error {
     /// finish (the runtime shut down under it).
     #[error("the work was interrupted: {0}")]
     Offload(String),
+    /// A load balancer with no endpoints to send a request to.
+    #[error("no endpoints: the balancer's endpoint set is empty")]
+    NoEndpoints,
+    /// A load-balancing experiment that cannot run as configured.
+    #[error("invalid experiment: {reason}")]
+    InvalidExperiment { reason: String },
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
@@ -61,7 +67,7 @@ impl From<Error> for Status {
             Error::NodeExists { .. } => Status::already_exists(message),
             Error::UnknownNode { .. } => Status::not_found(message),
             Error::CapacityExceeded { .. } => Status::resource_exhausted(message),
-            Error::Offload(_) => Status::unavailable(message),
+            Error::Offload(_) | Error::NoEndpoints => Status::unavailable(message),
             Error::InvalidNodeName { .. }
             | Error::InvalidWeight { .. }
             | Error::WeightsUnsupported { .. }
@@ -73,7 +79,8 @@ impl From<Error> for Status {
             | Error::UnknownStrategy { .. }
             | Error::InvalidShardSize { .. }
             | Error::InvalidRanges { .. }
-            | Error::KeyTooLong { .. } => Status::invalid_argument(message),
+            | Error::KeyTooLong { .. }
+            | Error::InvalidExperiment { .. } => Status::invalid_argument(message),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! | 28 Load Balancing (consistent hashing deep dive) | [`hashing`] | ring with virtual nodes, the course's md5 ring, jump, rendezvous, Maglev, bounded loads; balance and movement analysis |
 //! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
 //! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
+//! | 28 Load Balancing Algorithms | [`balance`] | round robin, smooth weighted round robin, least outstanding, p2c, peak-EWMA as tower balancers |
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
 
+pub mod balance;
 pub mod error;
 pub mod hashing;
 pub mod shard_router;
