@@ -17,7 +17,7 @@
 //! | [`PowerOfTwoChoices`] | requests in flight, two at random | the same, without a scan or a herd |
 //! | [`PeakEwma`] | latency × requests in flight | shunned until its estimate decays |
 //!
-//! The policies are pure ([`core`](self::core)): they pick an index given each
+//! The policies are pure ([`core`]): they pick an index given each
 //! endpoint's [`LoadView`] and the time, so a benchmark times the pick
 //! alone and a simulation drives it without a network. [`Balance`] wraps
 //! one around a set of tower services — tonic channels, or anything else —
