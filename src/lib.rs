@@ -15,6 +15,7 @@
 //! KV (or etcd) and [`bench`](mod@bench) its load generator.
 
 pub mod bench;
+pub mod bench_balance;
 pub mod bench_coordination;
 pub mod bench_transactions;
 pub mod check;

@@ -279,6 +279,10 @@ enum BenchCommand {
     /// participant calls made directly (services in this process, on
     /// 127.0.0.1, with their logs on disk).
     Transactions(BenchTransactionsArgs),
+    /// Load balancers over Flaky backends on loopback, one of them slow:
+    /// p50, p99 and the slow node's share per balancer, with tower's p2c
+    /// (PeakEwma) as the peer.
+    Balance(dslab::bench_balance::BenchBalanceArgs),
 }
 
 #[derive(Args, Debug)]
@@ -560,6 +564,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.duration,
             ))?;
             return print_coordination(&report, args.json, args.clients, &endpoints);
+        }
+        Command::Bench(BenchCommand::Balance(args)) => {
+            dslab::bench_balance::run_cli(&args)?;
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Bench(BenchCommand::Transactions(args)) => {
             let options = TransactionBenchOptions {

@@ -54,6 +54,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::hashing::consistent_hashing(out, spans)),
         },
         Demo {
+            name: "load-balancing",
+            episodes: "28",
+            run: |out, spans| Box::pin(patterns::balance::load_balancing_demo(out, spans)),
+        },
+        Demo {
             name: "circuit-breaker",
             episodes: "37",
             run: |out, spans| {
@@ -282,6 +287,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "cell-based architecture: tenant → cell routing with pins",
             tests: "-p patterns cells",
             demo: None,
+        },
+        Topic {
+            episodes: "28",
+            module: "patterns::balance",
+            summary: "load balancing: round robin, smooth weighted RR, least outstanding, p2c, peak-EWMA as tower services (`dslab bench balance`)",
+            tests: "-p patterns balance",
+            demo: Some("load-balancing"),
         },
         Topic {
             episodes: "24, 28",

@@ -44,6 +44,12 @@ pub enum Error {
     /// finish (the runtime shut down under it).
     #[error("the work was interrupted: {0}")]
     Offload(String),
+    /// A load balancer with no endpoints to send a request to.
+    #[error("no endpoints: the balancer's endpoint set is empty")]
+    NoEndpoints,
+    /// A load-balancing experiment that cannot run as configured.
+    #[error("invalid experiment: {reason}")]
+    InvalidExperiment { reason: String },
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
@@ -99,8 +105,7 @@ impl From<Error> for Status {
                 Status::resource_exhausted(message)
             }
             Error::Unstable { .. } => Status::failed_precondition(message),
-            Error::PoolClosed => Status::unavailable(message),
-            Error::Offload(_) => Status::unavailable(message),
+            Error::PoolClosed | Error::Offload(_) | Error::NoEndpoints => Status::unavailable(message),
             Error::InvalidNodeName { .. }
             | Error::InvalidWeight { .. }
             | Error::WeightsUnsupported { .. }
@@ -119,7 +124,8 @@ impl From<Error> for Status {
             | Error::NoServers
             | Error::InvalidQueueConfig { .. }
             | Error::ZeroCapacity
-            | Error::InvalidPoolSizing { .. } => Status::invalid_argument(message),
+            | Error::InvalidPoolSizing { .. }
+            | Error::InvalidExperiment { .. } => Status::invalid_argument(message),
         }
     }
 }

@@ -5,10 +5,12 @@
 //! | 28 Load Balancing (consistent hashing deep dive) | [`hashing`] | ring with virtual nodes, the course's md5 ring, jump, rendezvous, Maglev, bounded loads; balance and movement analysis |
 //! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
 //! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
+//! | 28 Load Balancing Algorithms | [`balance`] | round robin, smooth weighted round robin, least outstanding, p2c, peak-EWMA as tower balancers |
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
 //! | 25 Queue Theory, 26, 7 | [`queueing`] | M/M/1, M/M/c (Erlang C), G/G/1 (Kingman), Little's law, validated by a simulator on `resilience::des`; queue disciplines under overload: unbounded FIFO (the twin), bounded FIFO, CoDel, adaptive LIFO |
 //! | 26 Little's Law, 30 Database Performance | [`pool`] | a bounded connection pool sized by Little's law, acquire with a timeout |
 
+pub mod balance;
 pub mod error;
 pub mod hashing;
 pub mod pool;

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod balance;
 mod coordination;
 mod metrics;
 mod raft_kv;
