@@ -44,6 +44,9 @@ pub enum Error {
     /// finish (the runtime shut down under it).
     #[error("the work was interrupted: {0}")]
     Offload(String),
+    /// A cache setting that cannot work.
+    #[error("invalid cache configuration: {reason}")]
+    InvalidCacheConfig { reason: String },
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
@@ -73,7 +76,8 @@ impl From<Error> for Status {
             | Error::UnknownStrategy { .. }
             | Error::InvalidShardSize { .. }
             | Error::InvalidRanges { .. }
-            | Error::KeyTooLong { .. } => Status::invalid_argument(message),
+            | Error::KeyTooLong { .. }
+            | Error::InvalidCacheConfig { .. } => Status::invalid_argument(message),
         }
     }
 }

@@ -5,8 +5,10 @@
 //! | 28 Load Balancing (consistent hashing deep dive) | [`hashing`] | ring with virtual nodes, the course's md5 ring, jump, rendezvous, Maglev, bounded loads; balance and movement analysis |
 //! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
 //! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
+//! | 29 Caching at Scale | [`cache`] | cache-aside with TTL, single-flight loads, XFetch early expiration, lease-guarded fills, a consistent-hashed cache tier; the stampede and invalidation-race twins |
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
 
+pub mod cache;
 pub mod error;
 pub mod hashing;
 pub mod shard_router;
