@@ -59,6 +59,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::balance::load_balancing_demo(out, spans)),
         },
         Demo {
+            name: "caching",
+            episodes: "29",
+            run: |out, spans| Box::pin(patterns::cache::caching_demo(out, spans)),
+        },
+        Demo {
             name: "circuit-breaker",
             episodes: "37",
             run: |out, spans| {
@@ -317,6 +322,13 @@ pub fn topics() -> Vec<Topic> {
             demo: None,
         },
         Topic {
+            episodes: "29",
+            module: "patterns::cache",
+            summary: "cache-aside with TTL, single-flight loads, XFetch early expiration, lease-guarded fills, a consistent-hashed cache tier; the stampede and invalidation-race twins",
+            tests: "-p patterns cache",
+            demo: Some("caching"),
+        },
+        Topic {
             episodes: "37",
             module: "resilience::circuit_breaker",
             summary: "Resilience4j-style breaker: windows, slow calls, half-open probes; naive twin",
@@ -399,6 +411,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "a linearizable register and its stale-reading twin",
             tests: "-p replication register",
             demo: Some("linearizability"),
+        },
+        Topic {
+            episodes: "30, 19",
+            module: "replication::read_split",
+            summary: "read/write splitting: session position tokens keep read-your-writes; the token-less twin reads stale",
+            tests: "-p replication read_split",
+            demo: None,
         },
         Topic {
             episodes: "20, 3",

@@ -50,6 +50,9 @@ pub enum Error {
     /// A load-balancing experiment that cannot run as configured.
     #[error("invalid experiment: {reason}")]
     InvalidExperiment { reason: String },
+    /// A cache setting that cannot work.
+    #[error("invalid cache configuration: {reason}")]
+    InvalidCacheConfig { reason: String },
     /// A structure would outgrow the limit that keeps it in memory.
     #[error("{what} would exceed its limit of {limit}")]
     CapacityExceeded { what: &'static str, limit: u64 },
@@ -125,7 +128,8 @@ impl From<Error> for Status {
             | Error::InvalidQueueConfig { .. }
             | Error::ZeroCapacity
             | Error::InvalidPoolSizing { .. }
-            | Error::InvalidExperiment { .. } => Status::invalid_argument(message),
+            | Error::InvalidExperiment { .. }
+            | Error::InvalidCacheConfig { .. } => Status::invalid_argument(message),
         }
     }
 }

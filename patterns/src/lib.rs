@@ -6,11 +6,13 @@
 //! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
 //! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
 //! | 28 Load Balancing Algorithms | [`balance`] | round robin, smooth weighted round robin, least outstanding, p2c, peak-EWMA as tower balancers |
+//! | 29 Caching at Scale | [`cache`] | cache-aside with TTL, single-flight loads, XFetch early expiration, lease-guarded fills, a consistent-hashed cache tier; the stampede and invalidation-race twins |
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
 //! | 25 Queue Theory, 26, 7 | [`queueing`] | M/M/1, M/M/c (Erlang C), G/G/1 (Kingman), Little's law, validated by a simulator on `resilience::des`; queue disciplines under overload: unbounded FIFO (the twin), bounded FIFO, CoDel, adaptive LIFO |
 //! | 26 Little's Law, 30 Database Performance | [`pool`] | a bounded connection pool sized by Little's law, acquire with a timeout |
 
 pub mod balance;
+pub mod cache;
 pub mod error;
 pub mod hashing;
 pub mod pool;

@@ -64,6 +64,14 @@ pub enum Error {
         max_offset: std::time::Duration,
     },
     /// An increment that would overflow a replica's 64-bit count.
+    #[error(
+        "session position {token} is past the primary's log position {primary}: not a token this primary issued"
+    )]
+    PositionAhead { token: u64, primary: u64 },
+
+    #[error("a read/write split needs at least one replica")]
+    NoReplicas,
+
     #[error("replica {replica}'s count would pass its maximum of {max}")]
     CounterOverflow {
         replica: crate::clock::ReplicaId,
@@ -147,7 +155,9 @@ impl From<Error> for Status {
             | Error::UnknownReplica { .. }
             | Error::TooManyMembers { .. }
             | Error::InvalidMemberId { .. }
-            | Error::BadPeerAddress { .. } => Status::invalid_argument(message),
+            | Error::BadPeerAddress { .. }
+            | Error::PositionAhead { .. }
+            | Error::NoReplicas => Status::invalid_argument(message),
             // The request is well formed; the clocks are not in a state
             // to accept it.
             Error::ValueFull { .. } | Error::ClockTooFarAhead { .. } => {

@@ -7,6 +7,7 @@
 //! | 21, 22 | [`crdt_replica`] | the `CrdtReplica` gRPC service: named CRDT objects, delta and full-state anti-entropy between replicas |
 //! | 18 Distributed Transactions, 23 Event Sourcing | [`log`] | a durable append-only log (framed, CRC-checked, fsynced; torn tails cut, corruption refused) for every coordinator, saga and event store |
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
+//! | 30 Database Performance Patterns | [`read_split`] | read/write splitting: writes to the primary, reads to replicas, read-your-writes kept by session position tokens; the token-less twin reads stale |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod crdt;
 pub mod crdt_replica;
 pub mod error;
 pub mod log;
+pub mod read_split;
 pub mod register;
 
 pub use error::{Error, Result};

@@ -145,6 +145,24 @@ impl Store {
     }
 }
 
+/// A write on its way to a replica: the operation, not the whole value,
+/// so an append ships only what it appended.
+#[derive(Clone, Debug)]
+pub(crate) enum Change {
+    Put(String, String),
+    Append(String, String),
+}
+
+impl Store {
+    /// Applies a write shipped from the primary.
+    pub(crate) fn apply(&mut self, change: Change) -> Result<()> {
+        match change {
+            Change::Put(key, value) => self.put(key, value),
+            Change::Append(key, suffix) => self.append(&key, &suffix).map(drop),
+        }
+    }
+}
+
 /// A linearizable register: one copy, one lock.
 #[derive(Clone, Debug, Default)]
 pub struct Register {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::register_server::RegisterServer;
 use super::proto::{AppendReply, AppendRequest, GetReply, GetRequest, PutReply, PutRequest};
-use super::{Store, validate};
+use super::{Change, Store, validate};
 use crate::Error;
 
 /// Writes that may wait for the replica at once. Each holds the request's
@@ -21,14 +21,6 @@ type Shared = Arc<Mutex<Store>>;
 
 fn lock(store: &Shared) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A write on its way to the replica: the operation, not the whole value,
-/// so an append ships only what it appended.
-#[derive(Debug)]
-enum Change {
-    Put(String, String),
-    Append(String, String),
 }
 
 /// Acknowledges writes from the primary, answers reads from a replica
@@ -56,11 +48,7 @@ impl StaleRegister {
             // cannot fail.
             while let Some((due, change)) = pending.recv().await {
                 tokio::time::sleep_until(due).await;
-                let mut replica = lock(&applying);
-                let applied = match change {
-                    Change::Put(key, value) => replica.put(key, value),
-                    Change::Append(key, suffix) => replica.append(&key, &suffix).map(drop),
-                };
+                let applied = lock(&applying).apply(change);
                 debug_assert!(
                     applied.is_ok(),
                     "the replica refused a write the primary took"
