@@ -279,6 +279,15 @@ enum BenchCommand {
     /// participant calls made directly (services in this process, on
     /// 127.0.0.1, with their logs on disk).
     Transactions(BenchTransactionsArgs),
+    /// Sweep a contended service's throughput over concurrency and fit the
+    /// Universal Scalability Law: σ, κ, the predicted and measured peak.
+    Usl(dslab::bench_usl::UslArgs),
+    /// The latency ladder on this machine, from an L1 hit to a gRPC call,
+    /// beside the commonly quoted numbers.
+    Ladder(dslab::bench_ladder::LadderArgs),
+    /// Throughput against latency for batch sizes, lingers and gRPC
+    /// compression, on loopback.
+    Batching(dslab::bench_batching::BatchingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -560,6 +569,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.duration,
             ))?;
             return print_coordination(&report, args.json, args.clients, &endpoints);
+        }
+        Command::Bench(BenchCommand::Usl(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Ladder(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Batching(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Bench(BenchCommand::Transactions(args)) => {
             let options = TransactionBenchOptions {

@@ -5,6 +5,7 @@ mod support;
 
 mod coordination;
 mod metrics;
+mod performance;
 mod raft_kv;
 mod telemetry;
 mod transactions;
