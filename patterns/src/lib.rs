@@ -16,4 +16,7 @@ pub mod scalability;
 pub mod shard_router;
 pub mod sharding;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::{Error, Result};

@@ -201,3 +201,30 @@ fn batching_store_numbers_items_in_order_and_bounds_batches() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(store.stored(), 3, "nothing of a refused batch is stored");
 }
+
+/// The hostile client against `BatchStore` on loopback: malformed, empty,
+/// oversized and random requests each get a precise status, and the store
+/// still stores afterwards.
+#[tokio::test]
+async fn fuzz_batch_store_answers_precisely() {
+    use observability::rpc::{ClientBuilder, Net, RpcServer};
+
+    use super::service::proto::batch_store_client::BatchStoreClient;
+    use super::service::proto::{FILE_DESCRIPTOR_SET, StoreRequest};
+    use crate::test_support::fuzz_on_loopback;
+
+    let (server, _report) = fuzz_on_loopback(
+        RpcServer::new().add_service(BatchStore::new().into_service(), FILE_DESCRIPTOR_SET),
+        FILE_DESCRIPTOR_SET,
+        "patterns.batching.v1.BatchStore",
+    )
+    .await;
+    let mut client = BatchStoreClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    let reply = client
+        .store(StoreRequest {
+            items: vec![b"after".to_vec()],
+        })
+        .await
+        .expect("still storing");
+    assert_eq!(reply.into_inner().sequence.len(), 1);
+}

@@ -256,3 +256,26 @@ async fn usl_contended_service_refuses_calls_beyond_its_bound() {
     let after = service.work().await.expect("served once the flood is over");
     assert_eq!(after.in_flight, 1);
 }
+
+/// The hostile client against `Contended` on loopback: every request gets
+/// a precise status, and the service still works afterwards.
+#[tokio::test]
+async fn fuzz_contended_answers_precisely() {
+    use observability::rpc::{ClientBuilder, Net, RpcServer};
+
+    use super::service::proto::contended_client::ContendedClient;
+    use super::service::proto::{FILE_DESCRIPTOR_SET, WorkRequest};
+    use crate::test_support::fuzz_on_loopback;
+
+    let costs =
+        Costs::new(Duration::ZERO, Duration::from_micros(10), Duration::ZERO).expect("valid");
+    let (server, _report) = fuzz_on_loopback(
+        RpcServer::new().add_service(Contended::new(costs).into_service(), FILE_DESCRIPTOR_SET),
+        FILE_DESCRIPTOR_SET,
+        "patterns.scalability.v1.Contended",
+    )
+    .await;
+    let mut client = ContendedClient::new(ClientBuilder::new(Net::Tcp).connect_lazy(server.uri()));
+    let reply = client.work(WorkRequest {}).await.expect("still working");
+    assert_eq!(reply.into_inner().in_flight, 1);
+}
