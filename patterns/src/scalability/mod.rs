@@ -16,9 +16,10 @@
 //! watch for: a load test that stops before N* sees only a flattening
 //! curve and predicts that more hardware will help.
 //!
-//! - [`core`]: the law, the peak, Amdahl, and [`fit`] — least squares on
-//!   the linearised form (response time N/X is a quadratic in N), with
-//!   typed errors for empty, non-positive or degenerate input;
+//! - [`core`]: the law, the peak, Amdahl's κ = 0 case;
+//! - [`mod@fit`]: [`fit()`] — least squares on the linearised form
+//!   (response time N/X is a quadratic in N), with typed errors for empty,
+//!   non-positive or degenerate input;
 //! - [`model`]: the [`Costs`] of the contended server and a deterministic
 //!   simulation of its throughput, against which the fit is checked;
 //! - [`service`]: [`Contended`], the real gRPC server with those costs,
@@ -33,12 +34,14 @@
 //! only describe the range that was measured.
 
 pub mod core;
+pub mod fit;
 pub mod model;
 pub mod service;
 
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{MAX_POINTS, Point, Usl, UslError, UslFit, fit, fit_amdahl, measured_peak};
+pub use self::core::{Point, Usl, UslError};
+pub use self::fit::{MAX_POINTS, UslFit, fit, fit_amdahl, measured_peak};
 pub use model::{Costs, MAX_COST, MAX_HOLD, MAX_WORKERS, simulated_sweep, simulated_throughput};
 pub use service::Contended;
