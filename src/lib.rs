@@ -16,8 +16,11 @@
 
 pub mod bench;
 pub mod bench_balance;
+pub mod bench_batching;
 pub mod bench_coordination;
+pub mod bench_ladder;
 pub mod bench_transactions;
+pub mod bench_usl;
 pub mod check;
 pub mod crdt;
 pub mod hash;

@@ -283,6 +283,15 @@ enum BenchCommand {
     /// p50, p99 and the slow node's share per balancer, with tower's p2c
     /// (PeakEwma) as the peer.
     Balance(dslab::bench_balance::BenchBalanceArgs),
+    /// Sweep a contended service's throughput over concurrency and fit the
+    /// Universal Scalability Law: σ, κ, the predicted and measured peak.
+    Usl(dslab::bench_usl::UslArgs),
+    /// The latency ladder on this machine, from an L1 hit to a gRPC call,
+    /// beside the commonly quoted numbers.
+    Ladder(dslab::bench_ladder::LadderArgs),
+    /// Throughput against latency for batch sizes, lingers and gRPC
+    /// compression, on loopback.
+    Batching(dslab::bench_batching::BatchingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -567,6 +576,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Balance(args)) => {
             dslab::bench_balance::run_cli(&args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Usl(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Ladder(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Batching(args)) => {
+            args.run()?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Bench(BenchCommand::Transactions(args)) => {

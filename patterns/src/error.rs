@@ -108,7 +108,9 @@ impl From<Error> for Status {
                 Status::resource_exhausted(message)
             }
             Error::Unstable { .. } => Status::failed_precondition(message),
-            Error::PoolClosed | Error::Offload(_) | Error::NoEndpoints => Status::unavailable(message),
+            Error::PoolClosed | Error::Offload(_) | Error::NoEndpoints => {
+                Status::unavailable(message)
+            }
             Error::InvalidNodeName { .. }
             | Error::InvalidWeight { .. }
             | Error::WeightsUnsupported { .. }

@@ -10,14 +10,21 @@
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
 //! | 25 Queue Theory, 26, 7 | [`queueing`] | M/M/1, M/M/c (Erlang C), G/G/1 (Kingman), Little's law, validated by a simulator on `resilience::des`; queue disciplines under overload: unbounded FIFO (the twin), bounded FIFO, CoDel, adaptive LIFO |
 //! | 26 Little's Law, 30 Database Performance | [`pool`] | a bounded connection pool sized by Little's law, acquire with a timeout |
+//! | 5 Bandwidth vs Latency | [`batching`] | a batcher (max batch, linger, bounded queue) and the `BatchStore` service it is measured on |
+//! | 27 Universal Scalability Law | [`scalability`] | the USL and Amdahl, fitting σ and κ, the peak N*; `Contended`, a service with tunable contention and coherency costs |
 
 pub mod balance;
+pub mod batching;
 pub mod cache;
 pub mod error;
 pub mod hashing;
 pub mod pool;
 pub mod queueing;
+pub mod scalability;
 pub mod shard_router;
 pub mod sharding;
+
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};

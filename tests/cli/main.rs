@@ -6,6 +6,7 @@ mod support;
 mod balance;
 mod coordination;
 mod metrics;
+mod performance;
 mod raft_kv;
 mod telemetry;
 mod transactions;
