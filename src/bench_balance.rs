@@ -234,9 +234,13 @@ impl BenchBalanceArgs {
 /// share this process, as they would share a machine) and prints it.
 pub fn run_cli(args: &BenchBalanceArgs) -> anyhow::Result<()> {
     let options = args.options();
+    // With --json, stdout carries only the JSON line; the table goes to
+    // stderr.
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let table: &mut dyn std::io::Write = if args.json { &mut stderr } else { &mut stdout };
     let points = tokio::runtime::Runtime::new()
         .context("starting the tokio runtime")?
-        .block_on(bench_balance(&options, &mut std::io::stdout()))?;
+        .block_on(bench_balance(&options, &mut &mut *table))?;
     if args.json {
         println!("{}", to_json(&points));
     }

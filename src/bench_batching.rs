@@ -403,15 +403,17 @@ impl BatchingArgs {
             duration,
             &mut std::io::stderr(),
         ))?;
-        let out = &mut std::io::stdout().lock();
-        print(&rows, self.clients, out)?;
+        // With --json, stdout carries only the JSON line.
+        let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr());
+        let table: &mut dyn Write = if self.json { &mut stderr } else { &mut stdout };
+        print(&rows, self.clients, &mut &mut *table)?;
         if let Some(dir) = &self.svg {
             for path in write_svg(&rows, dir)? {
-                writeln!(out, "figure: {}", path.display())?;
+                writeln!(table, "figure: {}", path.display())?;
             }
         }
         if self.json {
-            writeln!(out, "{}", to_json(&rows))?;
+            writeln!(stdout, "{}", to_json(&rows))?;
         }
         Ok(())
     }

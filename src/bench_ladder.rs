@@ -378,10 +378,13 @@ impl LadderArgs {
             fsync_dir: self.fsync_dir.clone(),
         };
         let rungs = bench_ladder(&options, &mut std::io::stderr())?;
-        let out = &mut std::io::stdout().lock();
-        print(&rungs, out)?;
+        // With --json, stdout carries only the JSON line; the table goes to
+        // stderr, where a script piping stdout into a parser leaves it.
+        let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr());
+        let table: &mut dyn Write = if self.json { &mut stderr } else { &mut stdout };
+        print(&rungs, &mut &mut *table)?;
         if self.json {
-            writeln!(out, "{}", to_json(&rungs))?;
+            writeln!(stdout, "{}", to_json(&rungs))?;
         }
         Ok(())
     }

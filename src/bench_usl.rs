@@ -408,13 +408,15 @@ impl UslArgs {
         let options = self.options()?;
         let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
         let report = runtime.block_on(bench_usl(options, &mut std::io::stderr()))?;
-        let out = &mut std::io::stdout().lock();
-        report.print(out)?;
+        // With --json, stdout carries only the JSON line.
+        let (mut stdout, mut stderr) = (std::io::stdout().lock(), std::io::stderr());
+        let table: &mut dyn Write = if self.json { &mut stderr } else { &mut stdout };
+        report.print(&mut &mut *table)?;
         if let Some(dir) = &self.svg {
-            writeln!(out, "figure: {}", write_svg(&report, dir)?.display())?;
+            writeln!(table, "figure: {}", write_svg(&report, dir)?.display())?;
         }
         if self.json {
-            writeln!(out, "{}", report.to_json())?;
+            writeln!(stdout, "{}", report.to_json())?;
         }
         Ok(())
     }

@@ -26,8 +26,8 @@ fn cli_bench_balance_runs_every_balancer_and_draws() {
     ]);
     assert!(output.status.success(), "{output:?}");
     let text = stdout(&output);
-    let json: serde_json::Value =
-        serde_json::from_str(text.lines().last().expect("a JSON line")).expect("valid JSON");
+    assert_eq!(text.lines().count(), 1, "--json prints one line:\n{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let results = json["results"].as_array().expect("results");
     let names: Vec<&str> = results
         .iter()

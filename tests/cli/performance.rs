@@ -4,7 +4,7 @@
 
 use crate::support::{run, stdout};
 
-/// The last line of stdout, parsed as JSON.
+/// Stdout, which with `--json` must be exactly one line, parsed as JSON.
 fn json_line(args: &[&str]) -> serde_json::Value {
     let output = run(args);
     let text = stdout(&output);
@@ -13,7 +13,9 @@ fn json_line(args: &[&str]) -> serde_json::Value {
         "{args:?} failed:\n{text}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let last = text.lines().last().expect("some output");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "--json prints one line on stdout:\n{text}");
+    let last = lines[0];
     serde_json::from_str(last).unwrap_or_else(|err| panic!("{err}: {last}"))
 }
 
