@@ -1,4 +1,4 @@
-//! Checking time per history, against Porcupine's time for the same file.
+//! Checking time per history.
 //!
 //! For every conformance history (`replication/conformance/linearizability`,
 //! whose manifest quotes how long Porcupine took on a machine of this
@@ -8,6 +8,13 @@
 //! figures are.
 //!
 //! cargo bench -p replication --bench checker
+//! cargo bench -p replication --bench checker -- --json [--only kv/c50-ok]
+//!
+//! With `--json`, stdout carries one line per conformance file and
+//! nothing else — `{"file":"kv/c50-ok","ms":12.3,"ok":true,"runs":25}`
+//! (`file` is the manifest's `name`, `ms` the median, `ok` whether it was
+//! found linearizable) — the format `scripts/bench-checker-vs-porcupine.sh`
+//! compares against Porcupine's; the table goes to stderr.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,8 +23,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use replication::consistency::{Command, Datum, History, Model, Operation, Reply, Verdict, check};
 
-/// Median time of `check` over enough runs to fill ~300 ms (3 to 50 runs).
-fn median_check(history: &History, model: Model) -> (Duration, bool) {
+/// Median time of `check` over enough runs to fill ~300 ms (3 to 50
+/// runs), whether it found the history linearizable, and the runs.
+fn median_check(history: &History, model: Model) -> (Duration, bool, usize) {
     let mut times = Vec::new();
     let mut linearizable = false;
     let started = Instant::now();
@@ -27,7 +35,7 @@ fn median_check(history: &History, model: Model) -> (Duration, bool) {
         times.push(result.elapsed);
     }
     times.sort();
-    (times[times.len() / 2], linearizable)
+    (times[times.len() / 2], linearizable, times.len())
 }
 
 /// A linearizable history: `ops` operations on `keys` keys by `clients`
@@ -73,11 +81,25 @@ fn generated(ops: usize, keys: usize, clients: u64, seed: u64) -> History {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1));
+    // The table goes to stdout, or to stderr when stdout is for JSON.
+    let table = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance/linearizability");
-    println!(
+    table(format!(
         "{:<16} {:>6} {:>12} {:>12} {:>8}",
         "history", "ops", "dslab", "porcupine*", "ratio"
-    );
+    ));
     let mut worst: f64 = 0.0;
     {
         let manifest = std::fs::read_to_string(dir.join("manifest.json"))
@@ -86,6 +108,9 @@ fn main() {
             serde_json::from_str(&manifest).expect("manifest is JSON");
         for file in manifest["files"].as_array().expect("files") {
             let name = file["name"].as_str().expect("name");
+            if only.is_some_and(|only| only != name) {
+                continue;
+            }
             let text = std::fs::read_to_string(dir.join(file["file"].as_str().expect("file")))
                 .expect("readable");
             let history = History::from_jsonl(&text).expect("valid");
@@ -94,7 +119,7 @@ fn main() {
             } else {
                 Model::EtcdRegister
             };
-            let (time, linearizable) = median_check(&history, model);
+            let (time, linearizable, runs) = median_check(&history, model);
             assert_eq!(
                 linearizable,
                 file["linearizable"].as_bool().expect("verdict"),
@@ -104,20 +129,38 @@ fn main() {
                 Duration::from_secs_f64(file["porcupine_ms"].as_f64().expect("time") / 1e3);
             let ratio = time.as_secs_f64() / porcupine.as_secs_f64();
             worst = worst.max(ratio);
-            println!(
+            table(format!(
                 "{name:<16} {:>6} {:>12.3?} {:>12.3?} {:>7.2}×",
                 history.operations.len(),
                 time,
                 porcupine,
                 ratio
-            );
+            ));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": name,
+                        "ms": time.as_secs_f64() * 1e3,
+                        "ok": linearizable,
+                        "runs": runs,
+                    })
+                );
+            }
         }
-        println!("slowest relative to porcupine: {worst:.2}× its time");
-        println!("* quoted from the manifest (Porcupine, Go 1.19), not measured in this run");
+        table(format!(
+            "slowest relative to porcupine: {worst:.2}× its time"
+        ));
+        table(
+            "* quoted from the manifest (Porcupine, Go 1.19), not measured in this run".to_owned(),
+        );
+    }
+    if json || only.is_some() {
+        return;
     }
     for seed in 1..=3 {
         let history = generated(10_000, 10, 10, seed);
-        let (time, linearizable) = median_check(&history, Model::Kv);
+        let (time, linearizable, _) = median_check(&history, Model::Kv);
         assert!(linearizable, "generated histories are linearizable");
         println!(
             "{:<16} {:>6} {:>12.3?}",

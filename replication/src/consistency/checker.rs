@@ -27,12 +27,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::history::{Datum, History, Operation};
-use super::memo::{Memo, zobrist};
 use super::model::Model;
+use super::search::{Outcome, Pruning, Stop, search};
 
 /// The verdict on a history.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +116,9 @@ impl CheckResult {
     }
 }
 
+/// Histories shorter than this are checked on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1_000;
+
 /// Checks `history` against `model`, giving up with `Unknown` after `budget`.
 pub fn check(
     history: &History,
@@ -131,6 +134,17 @@ pub(super) fn check_within(
     model: Model,
     budget: Option<Duration>,
     memo_words: usize,
+) -> crate::Result<CheckResult> {
+    check_with(history, model, budget, memo_words, Pruning::Full)
+}
+
+/// [`check_within`] with a choice of prunings (the tests compare them).
+pub(super) fn check_with(
+    history: &History,
+    model: Model,
+    budget: Option<Duration>,
+    memo_words: usize,
+    pruning: Pruning,
 ) -> crate::Result<CheckResult> {
     model.validate(history)?;
     history.validate_ids()?;
@@ -162,7 +176,7 @@ pub(super) fn check_within(
                 .iter()
                 .map(|&at| &history.operations[at])
                 .collect();
-            let outcome = search(model, &ops, deadline, memo_words, &stop);
+            let outcome = search(model, &ops, deadline, memo_words, &stop, pruning);
             if matches!(outcome, Outcome::Stuck { .. }) {
                 stop.refuted.store(true, Ordering::Relaxed);
             }
@@ -240,171 +254,6 @@ pub(super) fn check_within(
         keys: partitions.len(),
         elapsed: started.elapsed(),
     })
-}
-
-enum Outcome {
-    Linearizable(Vec<usize>),
-    Stuck {
-        prefix: Vec<usize>,
-        state: Datum,
-        blocked: Vec<(usize, String)>,
-    },
-    OutOfTime,
-    /// The memo outgrew what its 32-bit offsets can address: no verdict.
-    OutOfMemory,
-    /// Another key already proved the history not linearizable.
-    Abandoned,
-}
-
-/// Why searches should stop early, shared by the workers.
-#[derive(Default)]
-struct Stop {
-    out_of_time: AtomicBool,
-    refuted: AtomicBool,
-}
-
-const NIL: usize = usize::MAX;
-
-/// Histories shorter than this are checked on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1_000;
-
-/// Searches one key's operations for a linearization.
-fn search(
-    model: Model,
-    ops: &[&Operation],
-    deadline: Option<Instant>,
-    memo_words: usize,
-    stop: &Stop,
-) -> Outcome {
-    let n = ops.len();
-    // Entries: 2i is op i's call, 2i+1 its return. Sorted by time; at equal
-    // times calls first, so touching operations count as concurrent.
-    let mut order: Vec<usize> = (0..2 * n).collect();
-    let time = |e: usize| {
-        if e.is_multiple_of(2) {
-            ops[e / 2].call
-        } else {
-            ops[e / 2].ret
-        }
-    };
-    order.sort_by_key(|&e| (time(e), e % 2, e / 2));
-    // A doubly linked list over entries; index 2n is the head sentinel.
-    let head = 2 * n;
-    let mut next = vec![NIL; 2 * n + 1];
-    let mut prev = vec![NIL; 2 * n + 1];
-    let mut last = head;
-    for &e in &order {
-        next[last] = e;
-        prev[e] = last;
-        last = e;
-    }
-    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize| {
-        let (p, q) = (prev[e], next[e]);
-        next[p] = q;
-        if q != NIL {
-            prev[q] = p;
-        }
-    };
-    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize| {
-        let (p, q) = (prev[e], next[e]);
-        next[p] = e;
-        if q != NIL {
-            prev[q] = e;
-        }
-    };
-
-    let words = n.div_ceil(64);
-    let mut bits = vec![0u64; words];
-    let mut bits_hash = 0u64;
-    let mut state = model.init();
-    let mut stack: Vec<(usize, Datum)> = Vec::with_capacity(n);
-    let mut memo = Memo::new(words, memo_words);
-    let mut deepest: (usize, Vec<usize>, Datum) = (0, Vec::new(), state.clone());
-    let mut entry = next[head];
-    let mut steps = 0u64;
-
-    while next[head] != NIL {
-        steps += 1;
-        if steps.is_multiple_of(4096) {
-            if stop.refuted.load(Ordering::Relaxed) {
-                return Outcome::Abandoned;
-            }
-            if stop.out_of_time.load(Ordering::Relaxed) {
-                return Outcome::OutOfTime;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                stop.out_of_time.store(true, Ordering::Relaxed);
-                return Outcome::OutOfTime;
-            }
-        }
-        if entry == NIL {
-            // Every candidate failed: only reachable with an empty stack.
-            break;
-        }
-        if entry.is_multiple_of(2) {
-            let i = entry / 2;
-            if let Some(after) = model.step(&state, ops[i]) {
-                bits[i / 64] |= 1 << (i % 64);
-                let inserted = memo
-                    .state_id(&after)
-                    .and_then(|state_id| memo.insert(bits_hash ^ zobrist(i), &bits, state_id));
-                let Some(inserted) = inserted else {
-                    return Outcome::OutOfMemory;
-                };
-                if inserted {
-                    bits_hash ^= zobrist(i);
-                    stack.push((entry, std::mem::replace(&mut state, after)));
-                    unlink(&mut next, &mut prev, entry);
-                    unlink(&mut next, &mut prev, entry + 1);
-                    if stack.len() > deepest.0 {
-                        deepest = (
-                            stack.len(),
-                            stack.iter().map(|(e, _)| e / 2).collect(),
-                            state.clone(),
-                        );
-                    }
-                    entry = next[head];
-                    continue;
-                }
-                bits[i / 64] &= !(1 << (i % 64));
-            }
-            entry = next[entry];
-        } else {
-            // A return with its call still pending: this path is dead.
-            let Some((call, before)) = stack.pop() else {
-                break;
-            };
-            let i = call / 2;
-            bits[i / 64] &= !(1 << (i % 64));
-            bits_hash ^= zobrist(i);
-            state = before;
-            relink(&mut next, &mut prev, call + 1);
-            relink(&mut next, &mut prev, call);
-            entry = next[call];
-        }
-    }
-    if next[head] == NIL {
-        return Outcome::Linearizable(stack.iter().map(|(e, _)| ops[e / 2].id).collect());
-    }
-    let (_, prefix_local, state) = deepest;
-    let mut done = vec![false; n];
-    for &i in &prefix_local {
-        done[i] = true;
-    }
-    let first_return = (0..n)
-        .filter(|&i| !done[i])
-        .map(|i| ops[i].ret)
-        .min()
-        .unwrap_or(u64::MAX);
-    let blocked = (0..n)
-        .filter(|&i| !done[i] && ops[i].call <= first_return)
-        .map(|i| (ops[i].id, model.explain(&state, ops[i])))
-        .collect();
-    Outcome::Stuck {
-        prefix: prefix_local.iter().map(|&i| ops[i].id).collect(),
-        state,
-        blocked,
-    }
 }
 
 impl CheckResult {

@@ -9,12 +9,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::history::Datum;
-
 /// FxHash (rustc's): one multiply per word. States are hashed on every
 /// step of the search, where SipHash's DoS resistance buys nothing.
 #[derive(Default)]
-struct FxHasher(u64);
+pub(super) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn finish(&self) -> u64 {
@@ -83,7 +81,6 @@ pub(super) struct Memo {
     /// (offset of the bitset in `bits`, state number, next entry or u32::MAX)
     entries: Vec<(u32, u32, u32)>,
     bits: Vec<u64>,
-    states: HashMap<Datum, u32, BuildHasherDefault<FxHasher>>,
 }
 
 impl Memo {
@@ -96,18 +93,13 @@ impl Memo {
             heads: HashMap::default(),
             entries: Vec::new(),
             bits: Vec::new(),
-            states: HashMap::default(),
         }
     }
 
-    /// The state's number, adding it if new; `None` once numbers run out.
-    pub(super) fn state_id(&mut self, state: &Datum) -> Option<u32> {
-        if let Some(&id) = self.states.get(state) {
-            return Some(id);
-        }
-        let id = u32::try_from(self.states.len()).ok()?;
-        self.states.insert(state.clone(), id);
-        Some(id)
+    /// Roughly how much memory the memo holds, in 64-bit words: the
+    /// arena plus ~24 bytes per entry (its triple and its hash-table slot).
+    pub(super) fn words(&self) -> usize {
+        self.bits.len() + self.entries.len() * 3
     }
 
     /// Records (bits, state); `Some(false)` if it was already there.
@@ -152,7 +144,7 @@ mod tests {
     #[test]
     fn memo_refuses_entries_past_its_arena() {
         let mut memo = Memo::new(2, 6);
-        let state = memo.state_id(&Datum::Int(0)).expect("a number");
+        let state = 0;
         for i in 0..3u64 {
             assert_eq!(memo.insert(zobrist(i as usize), &[i, 0], state), Some(true));
         }

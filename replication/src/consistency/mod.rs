@@ -23,7 +23,9 @@ pub mod history;
 mod memo;
 pub mod model;
 pub mod recorder;
+mod search;
 pub mod session;
+mod states;
 #[cfg(test)]
 mod tests;
 pub mod timeline;

@@ -105,7 +105,7 @@ fn verdict(ops: Vec<Operation>, model: Model) -> Verdict {
 }
 
 /// A witness must replay legally and respect real time.
-fn assert_valid_witness(history: &History, model: Model, order: Vec<usize>) {
+pub(super) fn assert_valid_witness(history: &History, model: Model, order: Vec<usize>) {
     let mut states: std::collections::BTreeMap<Option<std::sync::Arc<str>>, Datum> =
         Default::default();
     for &id in &order {
