@@ -17,13 +17,27 @@
 //!   operations and reached the same state have the same future. The set
 //!   is a bitset hashed Zobrist-style (one XOR per operation), so the
 //!   check is cheap.
+//! - **Numbered states** (`states.rs`): each distinct value is a `u32`, so
+//!   stepping and memo keys never copy or hash a string; an append is an
+//!   O(1) node with an incremental hash, confirmed letter by letter.
 //!
 //! Operations with unknown outcome return at +∞: they may be linearized
 //! anywhere after their call — or after everything, which is the same as
-//! never having happened.
+//! never having happened. The search (`search.rs`) skips them where they
+//! would change nothing and places identical ones in call order — the two
+//! prunings that make Jepsen's etcd histories cheap.
 //!
 //! The search can blow up on adversarial histories, so it runs against a
 //! time budget; running out yields `Unknown`, never a pass.
+//!
+//! Memory bound: a key's search holds its memo (bitset arena plus ~24
+//! bytes per entry) and its numbered states (~64 bytes each plus the
+//! values' bytes); both are charged against one cap of `memo_words`
+//! 64-bit words, and reaching it makes that key `Unknown`. [`check`] sets
+//! the cap at 2^32 words, what the memo's 32-bit offsets can address; in
+//! practice the time budget ends a runaway search first. At most one key
+//! per core is searched at a time, so the checker holds at most
+//! cores × cap, plus O(operations) for the entry lists.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
