@@ -27,6 +27,7 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 pub mod timeline;
+pub mod transactional;
 
 pub use checker::{CheckResult, Verdict, Violation, check};
 pub use history::{Command, Datum, History, Operation, Reply};
