@@ -4,7 +4,7 @@
 //!
 //! Episode: 18, "Distributed Transactions" (also 19)
 //! Pattern: transactions / optimistic concurrency control vs snapshot isolation vs read committed
-//! Try it:  cargo run -- check history.jsonl --model list-append --isolation snapshot-isolation
+//! Try it:  cargo test -p replication isolation_snapshot -- --nocapture
 //! Test it: cargo test -p replication isolation
 //!
 //! [`SerializableStore`] validates every read at commit (optimistic

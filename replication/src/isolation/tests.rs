@@ -75,6 +75,10 @@ fn isolation_snapshot_store_shows_write_skew_and_nothing_worse() {
             explain()
         );
         if report.anomalies.contains_key(&Anomaly::G2Item) {
+            if skewed == 0 {
+                // What the checker says about the first skewed run.
+                println!("seed {seed}:\n{}", explain());
+            }
             skewed += 1;
             assert_eq!(
                 report.strongest_level(),

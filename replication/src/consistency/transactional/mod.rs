@@ -59,12 +59,15 @@ pub mod graph;
 pub mod history;
 pub mod list_append;
 pub mod order;
+mod parse;
 pub mod report;
 pub mod rw_register;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_brute;
+#[cfg(test)]
+mod tests_input;
 pub mod timeline;
 
 use std::time::{Duration, Instant};
