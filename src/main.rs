@@ -9,6 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use dslab::bench::{BenchOptions, bench_kv};
 use dslab::bench_transactions::{TransactionBenchOptions, bench_transactions};
 use dslab::check::{CheckOptions, check_file};
+use dslab::check_transactional::{
+    TransactionalOptions, check_transactional_file, is_transactional_model,
+};
 use dslab::kv::{Endpoints, GetOptions, MemberChange};
 use dslab::registry;
 use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
@@ -144,7 +147,8 @@ enum Command {
     Check {
         /// A JSON-lines history (dslab's, or the conformance format).
         file: std::path::PathBuf,
-        /// kv, register or etcd-register; detected from the operations if omitted.
+        /// kv, register or etcd-register (detected from the operations if
+        /// omitted), or list-append / rw-register for transactions.
         #[arg(long)]
         model: Option<String>,
         /// Give up with "unknown" after this long, e.g. 10s, 500ms, 2m.
@@ -159,6 +163,18 @@ enum Command {
         /// Also check the session guarantees (get/append histories).
         #[arg(long)]
         sessions: bool,
+        /// With --model list-append or rw-register: the isolation level to
+        /// judge (strict-serializable, serializable, snapshot-isolation,
+        /// repeatable-read, read-committed, read-uncommitted) [default: serializable].
+        #[arg(long)]
+        isolation: Option<String>,
+        /// With a transactional model: add real-time edges (T1 returned
+        /// before T2 was called), as strict serializability needs.
+        #[arg(long)]
+        realtime: bool,
+        /// With a transactional model: add process-order edges.
+        #[arg(long)]
+        process_order: bool,
     },
 }
 
@@ -612,7 +628,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             html,
             sessions,
+            isolation,
+            realtime,
+            process_order,
         } => {
+            if let Some(name) = model.as_deref().filter(|m| is_transactional_model(m)) {
+                let mut options = TransactionalOptions::new(name, isolation.as_deref(), budget)?;
+                options.realtime |= realtime;
+                options.process_order = process_order;
+                options.json = json;
+                options.html = html;
+                return Ok(ExitCode::from(check_transactional_file(
+                    &file,
+                    &options,
+                    &mut std::io::stdout().lock(),
+                )?));
+            }
+            anyhow::ensure!(
+                isolation.is_none() && !realtime && !process_order,
+                "--isolation, --realtime and --process-order need --model list-append or rw-register"
+            );
             let options = CheckOptions {
                 model,
                 budget,

@@ -15,6 +15,7 @@ pub mod consistency;
 pub mod crdt;
 pub mod crdt_replica;
 pub mod error;
+pub mod isolation;
 pub mod log;
 pub mod read_split;
 pub mod register;

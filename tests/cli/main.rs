@@ -9,6 +9,7 @@ mod metrics;
 mod performance;
 mod raft_kv;
 mod telemetry;
+mod transactional;
 mod transactions;
 
 use support::{OtlpReceiver, Served, run, stdout};

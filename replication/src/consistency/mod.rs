@@ -29,6 +29,7 @@ mod states;
 #[cfg(test)]
 mod tests;
 pub mod timeline;
+pub mod transactional;
 
 pub use checker::{CheckResult, Verdict, Violation, check};
 pub use history::{Command, Datum, History, Operation, Reply};

@@ -17,11 +17,50 @@ const ROW: f64 = 34.0;
 const LEFT: f64 = 90.0;
 const WIDTH: f64 = 1100.0;
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// One box of a timeline: hover text, extent, colours, and a label drawn
+/// inside when the box is wide enough for it.
+pub(super) struct Bar<'a> {
+    pub title: &'a str,
+    pub x0: f64,
+    pub x1: f64,
+    pub y: f64,
+    pub height: f64,
+    pub fill: &'a str,
+    /// Extra SVG attributes (an outline), or empty.
+    pub stroke: &'a str,
+    pub label: &'a str,
+    pub min_label_width: f64,
+}
+
+/// Appends `bar` to `svg`.
+pub(super) fn bar(svg: &mut String, bar: &Bar<'_>) {
+    let Bar { x0, x1, y, .. } = *bar;
+    let _ = write!(
+        svg,
+        r#"<g><title>{}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" rx="3" fill="{}"{}/>"#,
+        escape(bar.title),
+        x1 - x0,
+        bar.height,
+        bar.fill,
+        bar.stroke
+    );
+    if x1 - x0 > bar.min_label_width {
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            x0 + 3.0,
+            y + bar.height / 2.0 + 4.0,
+            escape(bar.label)
+        );
+    }
+    svg.push_str("</g>");
 }
 
 /// A hue per key, stable across runs.
@@ -116,27 +155,28 @@ pub fn html(history: &History, result: Option<&CheckResult>, title: &str) -> Str
         } else {
             op.ret.to_string()
         };
-        let _ = write!(
-            svg,
-            r#"<g><title>#{} client {}: {} — called {}, returned {}</title><rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" rx="3" fill="{fill}"{stroke}/>"#,
+        let title = format!(
+            "#{} client {}: {} — called {}, returned {}",
             op.id,
             op.client,
-            escape(&op.describe()),
+            op.describe(),
             op.call,
-            ret,
-            x1 - x0,
-            ROW - 8.0
+            ret
         );
-        if x1 - x0 > 60.0 {
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-                x0 + 3.0,
-                y + ROW / 2.0,
-                escape(&op.describe())
-            );
-        }
-        svg.push_str("</g>");
+        bar(
+            &mut svg,
+            &Bar {
+                title: &title,
+                x0,
+                x1,
+                y,
+                height: ROW - 8.0,
+                fill: &fill,
+                stroke,
+                label: &op.describe(),
+                min_label_width: 60.0,
+            },
+        );
     }
     svg.push_str("</svg>");
 
