@@ -23,6 +23,7 @@ pub mod history;
 mod memo;
 pub mod model;
 pub mod recorder;
+pub mod sequential;
 pub mod session;
 #[cfg(test)]
 mod tests;
