@@ -28,8 +28,12 @@
 //! read of y — a cycle. So unlike the linearizability checker, which
 //! checks each key on its own, this one searches all keys at once.
 //!
-//! The search ([`search`]) is depth-first over "which client's next
-//! operation goes next", with Lowe-style memoization: two paths that
+//! Linearizable implies sequentially consistent, and linearizability is
+//! compositional, so [`check`] first asks the linearizability checker:
+//! a linearization merged with program order (and replayed) is a
+//! witness. Otherwise the global search ([`search`]) decides: depth-first
+//! over "which client's next operation goes next", with Lowe-style
+//! memoization: two paths that
 //! reached the same per-client progress, the same set of unknown-outcome
 //! operations applied and the same state of every key have the same
 //! future. Reads that are legal now are placed at once without branching
@@ -59,6 +63,7 @@ mod memo;
 mod problem;
 mod report;
 mod search;
+mod shortcut;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -130,6 +135,9 @@ pub struct SequentialResult {
     pub clients: usize,
     /// Distinct search states visited.
     pub states_explored: u64,
+    /// The witness came from a linearization (linearizable ⇒
+    /// sequential), not from the global search.
+    pub from_linearization: bool,
     pub elapsed: Duration,
 }
 
@@ -148,27 +156,49 @@ impl SequentialResult {
 /// with `Unknown` after `budget`. Bad input — operations the model does
 /// not have, repeated ids, overlapping operations of one client — is an
 /// error.
+///
+/// Linearizability is tried first (it is compositional, so cheap): a
+/// linearization merged with program order is a witness. Otherwise the
+/// global search decides.
 pub fn check(
     history: &History,
     model: Model,
     budget: Option<Duration>,
 ) -> crate::Result<SequentialResult> {
-    check_within(history, model, budget, MAX_MEMO_BYTES)
+    check_with(history, model, budget, MAX_MEMO_BYTES, true)
 }
 
-/// [`check`] with the memo capped at `memo_bytes`.
+/// The global search alone (no linearizability shortcut), its memo
+/// capped at `memo_bytes`.
 pub fn check_within(
     history: &History,
     model: Model,
     budget: Option<Duration>,
     memo_bytes: usize,
 ) -> crate::Result<SequentialResult> {
+    check_with(history, model, budget, memo_bytes, false)
+}
+
+fn check_with(
+    history: &History,
+    model: Model,
+    budget: Option<Duration>,
+    memo_bytes: usize,
+    shortcut: bool,
+) -> crate::Result<SequentialResult> {
     model.validate(history)?;
     history.validate_ids()?;
     let problem = problem::Problem::new(history, model)?;
     let started = Instant::now();
     let deadline = budget.map(|b| started + b);
-    let (outcome, states_explored) = problem.solve(deadline, memo_bytes);
+    let linearization = shortcut
+        .then(|| problem.from_linearization(history, deadline))
+        .flatten();
+    let from_linearization = linearization.is_some();
+    let (outcome, states_explored) = match linearization {
+        Some(order) => (search::Outcome::Found(order), 0),
+        None => problem.solve(deadline, memo_bytes),
+    };
     let verdict = match outcome {
         search::Outcome::Found(order) => SequentialVerdict::Sequential { order },
         search::Outcome::Stuck(counterexample) => SequentialVerdict::NotSequential(counterexample),
@@ -179,6 +209,7 @@ pub fn check_within(
         verdict,
         clients: problem.clients(),
         states_explored,
+        from_linearization,
         elapsed: started.elapsed(),
     })
 }

@@ -23,6 +23,9 @@ impl SequentialResult {
                     self.clients,
                     self.elapsed
                 );
+                if self.from_linearization {
+                    out.push_str(", found as a linearization: linearizable implies sequential");
+                }
                 if order.len() <= LISTED_OPERATIONS {
                     out.push_str(":\n");
                     for &id in order {
@@ -81,6 +84,7 @@ impl SequentialResult {
             "operations": history.operations.len(),
             "clients": self.clients,
             "states_explored": self.states_explored,
+            "from_linearization": self.from_linearization,
             "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
             "explanation": self.explain(history),
         });

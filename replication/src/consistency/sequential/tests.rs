@@ -96,12 +96,25 @@ pub(super) fn assert_witness(history: &History, model: Model, order: &[usize]) {
     }
 }
 
+/// The search's verdict, after checking that [`check`] (which may take
+/// the linearizability shortcut) agrees and that witnesses hold.
 pub(super) fn sequential(history: &History, model: Model) -> SequentialVerdict {
-    let result = check(history, model, Some(Duration::from_secs(10))).expect("valid history");
-    if let SequentialVerdict::Sequential { order } = &result.verdict {
-        assert_witness(history, model, order);
+    let budget = Some(Duration::from_secs(10));
+    let search = check_within(history, model, budget, MAX_MEMO_BYTES).expect("valid history");
+    let full = check(history, model, budget).expect("valid history");
+    for verdict in [&search.verdict, &full.verdict] {
+        if let SequentialVerdict::Sequential { order } = verdict {
+            assert_witness(history, model, order);
+        }
     }
-    result.verdict
+    assert_eq!(
+        std::mem::discriminant(&search.verdict),
+        std::mem::discriminant(&full.verdict),
+        "{:?} vs {:?}",
+        search.verdict,
+        full.verdict
+    );
+    search.verdict
 }
 
 fn is_sequential(verdict: &SequentialVerdict) -> bool {
