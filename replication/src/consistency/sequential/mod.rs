@@ -29,11 +29,10 @@
 //! checks each key on its own, this one searches all keys at once.
 //!
 //! Linearizable implies sequentially consistent, and linearizability is
-//! compositional, so [`check`] first asks the linearizability checker:
-//! a linearization merged with program order (and replayed) is a
-//! witness. Otherwise the global search ([`search`]) decides: depth-first
-//! over "which client's next operation goes next", with Lowe-style
-//! memoization: two paths that
+//! compositional, so [`check`] first asks the linearizability checker: a
+//! linearization merged with program order (and replayed) is a witness.
+//! Otherwise the global search decides: depth-first over "which client's
+//! next operation goes next", with Lowe-style memoization: two paths that
 //! reached the same per-client progress, the same set of unknown-outcome
 //! operations applied and the same state of every key have the same
 //! future. Reads that are legal now are placed at once without branching
@@ -192,7 +191,7 @@ fn check_with(
     let started = Instant::now();
     let deadline = budget.map(|b| started + b);
     let linearization = shortcut
-        .then(|| problem.from_linearization(history, deadline))
+        .then(|| problem.witness_from_linearization(history, deadline))
         .flatten();
     let from_linearization = linearization.is_some();
     let (outcome, states_explored) = match linearization {

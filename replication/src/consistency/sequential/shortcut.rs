@@ -18,7 +18,7 @@ use crate::consistency::history::History;
 impl Problem<'_> {
     /// A sequential witness (operation ids) merged from a linearization,
     /// if the history is linearizable and the merge replays.
-    pub(super) fn from_linearization(
+    pub(super) fn witness_from_linearization(
         &self,
         history: &History,
         deadline: Option<Instant>,
