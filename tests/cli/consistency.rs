@@ -151,3 +151,19 @@ fn cli_check_consistency_sequential_budget_expiry_exits_2() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["verdict"], "unknown");
 }
+
+/// Episode 19. `dslab demo consistency-models` records the stale register
+/// twice and every claim holds: the writer + reader history is sequential
+/// but not linearizable, the read-your-write one is neither.
+#[test]
+fn cli_demo_consistency_models_holds_its_claims() {
+    let output = run(&["demo", "consistency-models"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "demo failed:\n{text}");
+    assert!(!text.contains('✘'), "a claim failed:\n{text}");
+    assert_eq!(text.matches('✔').count(), 3, "three claims:\n{text}");
+    assert!(
+        text.contains("not_sequential") && text.contains("#1 client 1 get"),
+        "{text}"
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! Episode: 19, "Consistency Models Hierarchy" (also 34)
 //! Pattern: testing / sequential-consistency checking
-//! Try it:  cargo run -- check HISTORY.jsonl --consistency sequential
+//! Try it:  cargo run -- demo consistency-models
 //! Test it: cargo test -p replication sequential
 //!
 //! Lamport's definition (1979): a history is sequentially consistent if
@@ -58,6 +58,7 @@
 //! past it the answer is `Unknown`. The search stack holds at most one
 //! frame per operation.
 
+mod demo;
 mod memo;
 mod problem;
 mod report;
@@ -69,6 +70,8 @@ mod tests;
 mod tests_properties;
 #[cfg(test)]
 mod tests_recorded;
+
+pub use demo::consistency_models_demo;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

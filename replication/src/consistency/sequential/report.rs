@@ -46,8 +46,13 @@ impl SequentialResult {
             }
             SequentialVerdict::NotSequential(counterexample) => {
                 let mut out = format!(
-                    "not sequentially consistent: no order of the {} clients' operations keeps each client's program order and makes every reply legal.\n",
-                    self.clients
+                    "not sequentially consistent: no order of the operations keeps every client's program order and makes every reply legal ({} {}).\n",
+                    self.clients,
+                    if self.clients == 1 {
+                        "client"
+                    } else {
+                        "clients"
+                    }
                 );
                 let state = counterexample
                     .state
@@ -59,8 +64,9 @@ impl SequentialResult {
                     .collect::<Vec<_>>()
                     .join(", ");
                 out.push_str(&format!(
-                    "The longest valid order places {} operations, leaving {state}; then no client's next operation can go:\n",
-                    counterexample.longest_prefix.len()
+                    "The longest valid order places {} {}, leaving {state}; then no client's next operation can go:\n",
+                    counterexample.longest_prefix.len(),
+                    if counterexample.longest_prefix.len() == 1 { "operation" } else { "operations" }
                 ));
                 for blocked in &counterexample.blocked {
                     out.push_str(&format!(

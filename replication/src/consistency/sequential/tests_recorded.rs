@@ -5,49 +5,12 @@
 
 use std::time::Duration;
 
-use tonic::Request;
-
+use super::demo::InProcess;
 use super::*;
 use crate::consistency::history::Reply;
-use crate::consistency::recorder::{ClientError, KvClient, Recorder};
+use crate::consistency::recorder::{KvClient, Recorder};
 use crate::consistency::{Verdict, check as check_linearizable};
-use crate::proto::register_server::Register as RegisterService;
-use crate::proto::{AppendRequest, GetRequest, PutRequest};
 use crate::register::stale::StaleRegister;
-
-/// The stale register called in-process: the recorder sees the same
-/// replies a gRPC client would, without a network in the way.
-pub(super) struct Direct(pub(super) StaleRegister);
-
-impl KvClient for Direct {
-    async fn get(&mut self, key: &str) -> Result<String, ClientError> {
-        let request = Request::new(GetRequest {
-            key: key.to_owned(),
-        });
-        let reply = RegisterService::get(&self.0, request).await;
-        reply
-            .map(|r| r.into_inner().value)
-            .map_err(|s| ClientError::from_status(&s))
-    }
-
-    async fn put(&mut self, key: &str, value: &str) -> Result<(), ClientError> {
-        let request = Request::new(PutRequest {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        });
-        let reply = RegisterService::put(&self.0, request).await;
-        reply.map(drop).map_err(|s| ClientError::from_status(&s))
-    }
-
-    async fn append(&mut self, key: &str, value: &str) -> Result<(), ClientError> {
-        let request = Request::new(AppendRequest {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        });
-        let reply = RegisterService::append(&self.0, request).await;
-        reply.map(drop).map_err(|s| ClientError::from_status(&s))
-    }
-}
 
 const LAGS_MS: [u64; 3] = [5, 30, 200];
 
@@ -59,7 +22,7 @@ const LAGS_MS: [u64; 3] = [5, 30, 200];
 async fn sequential_recorded_stale_register_misses_your_own_write() {
     for lag in LAGS_MS.map(Duration::from_millis) {
         let recorder = Recorder::new();
-        let mut client = recorder.client(1, Direct(StaleRegister::new(lag)));
+        let mut client = recorder.client(1, InProcess(StaleRegister::new(lag)));
         for value in ["a", "b", "c"] {
             client.put("k", value).await.expect("the primary takes it");
             client.get("k").await.expect("the replica answers");
@@ -98,8 +61,8 @@ async fn sequential_recorded_stale_register_reader_and_writer_are_sequential() {
     for lag in LAGS_MS.map(Duration::from_millis) {
         let recorder = Recorder::new();
         let store = StaleRegister::new(lag);
-        let mut writer = recorder.client(1, Direct(store.clone()));
-        let mut reader = recorder.client(2, Direct(store));
+        let mut writer = recorder.client(1, InProcess(store.clone()));
+        let mut reader = recorder.client(2, InProcess(store));
         let writes = async {
             for value in ["a", "b", "c", "d"] {
                 writer
