@@ -56,7 +56,9 @@
 //! under [`MAX_MEMO_BYTES`] (each entry costs 4 bytes per client, per
 //! 32 unknown-outcome operations and per key, plus [`ENTRY_OVERHEAD_BYTES`]);
 //! past it the answer is `Unknown`. The search stack holds at most one
-//! frame per operation.
+//! frame per operation, each with at most one candidate per client and
+//! per unknown-outcome operation (4 bytes each); the longest order found
+//! so far is kept once, for the counterexample.
 
 mod demo;
 mod memo;
