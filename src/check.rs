@@ -16,6 +16,42 @@ pub struct CheckOptions {
     pub json: bool,
     pub html: Option<PathBuf>,
     pub sessions: bool,
+    pub consistency: Consistency,
+}
+
+/// Which promise `dslab check --consistency` judges a history against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// One copy, each operation at one instant between call and return.
+    #[default]
+    Linearizable,
+    /// One order keeping each client's program order; real time ignored.
+    Sequential,
+}
+
+impl Consistency {
+    pub const ALL: [Consistency; 2] = [Consistency::Linearizable, Consistency::Sequential];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Sequential => "sequential",
+        }
+    }
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> anyhow::Result<Self> {
+        Consistency::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Consistency::ALL.iter().map(|c| c.name()).collect();
+                anyhow::anyhow!("unknown consistency {name:?}; choose {}", names.join(", "))
+            })
+    }
 }
 
 /// The process exit code for each verdict.
@@ -37,6 +73,9 @@ pub fn check_file(file: &Path, options: &CheckOptions, out: &mut impl Write) -> 
         Some(name) => name.parse::<Model>()?,
         None => Model::detect(&history)?,
     };
+    if options.consistency == Consistency::Sequential {
+        return crate::check_sequential::report(file, &history, model, options, out);
+    }
     let result = check(&history, model, Some(options.budget))?;
     let violations = if options.sessions {
         session::check_sessions(&history)?

@@ -23,6 +23,7 @@ pub mod bench_transactions;
 pub mod bench_usl;
 pub mod check;
 pub mod check_transactional;
+pub mod check_sequential;
 pub mod crdt;
 pub mod hash;
 pub mod kv;

@@ -142,8 +142,9 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Check a recorded history for linearizability (exit 0: linearizable,
-    /// 1: not, 2: unknown within the budget, 3: bad input).
+    /// Check a recorded history for linearizability, or with --consistency
+    /// sequential for sequential consistency (exit 0: holds, 1: violated,
+    /// 2: unknown within the budget, 3: bad input).
     Check {
         /// A JSON-lines history (dslab's, or the conformance format).
         file: std::path::PathBuf,
@@ -175,6 +176,10 @@ enum Command {
         /// With a transactional model: add process-order edges.
         #[arg(long)]
         process_order: bool,
+        /// The promise to check: linearizable, or sequential (one order
+        /// keeping each client's program order, real time ignored).
+        #[arg(long, default_value = "linearizable")]
+        consistency: String,
     },
 }
 
@@ -631,6 +636,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             isolation,
             realtime,
             process_order,
+            consistency,
         } => {
             if let Some(name) = model.as_deref().filter(|m| is_transactional_model(m)) {
                 let mut options = TransactionalOptions::new(name, isolation.as_deref(), budget)?;
@@ -654,6 +660,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 html,
                 sessions,
+                // Parsed here, not by clap: a bad name must exit 3 (bad
+                // input), and clap's own usage errors exit 2 ("unknown").
+                consistency: consistency.parse()?,
             };
             return Ok(ExitCode::from(check_file(
                 &file,

@@ -98,6 +98,13 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(replication::register::linearizability_demo(out, spans)),
         },
         Demo {
+            name: "consistency-models",
+            episodes: "19",
+            run: |out, spans| {
+                Box::pin(replication::consistency::sequential::consistency_models_demo(out, spans))
+            },
+        },
+        Demo {
             name: "clocks",
             episodes: "20, 3, 22",
             run: |out, spans| Box::pin(replication::clock::clocks_demo(out, spans)),
@@ -404,6 +411,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "linearizability checker (`dslab check`), session guarantees, recorder, timelines",
             tests: "-p replication consistency",
             demo: Some("linearizability"),
+        },
+        Topic {
+            episodes: "19, 34",
+            module: "replication::consistency::sequential",
+            summary: "sequential-consistency checker (`dslab check --consistency sequential`): one order keeping each client's program order, all keys at once (not compositional)",
+            tests: "-p replication sequential",
+            demo: Some("consistency-models"),
         },
         Topic {
             episodes: "19",

@@ -19,6 +19,16 @@ pub enum Error {
     /// Two operations of a history share an id.
     #[error("two operations share id {id}; ids must be unique")]
     DuplicateOperationId { id: usize },
+    /// A client called an operation before its previous one returned:
+    /// program order, which sequential consistency keeps, is then undefined.
+    #[error(
+        "client {client} called operation #{second} before its operation #{first} returned; a client's operations must not overlap"
+    )]
+    OverlappingClientOperations {
+        client: u64,
+        first: usize,
+        second: usize,
+    },
     /// A read returned text that is not a sequence of appended tokens.
     #[error(
         "operation #{operation} read {value:?}, which is not a sequence of tokens appended to its key"
@@ -143,6 +153,7 @@ impl From<Error> for Status {
             | Error::UnknownModel { .. }
             | Error::ModelMismatch { .. }
             | Error::DuplicateOperationId { .. }
+            | Error::OverlappingClientOperations { .. }
             | Error::UnparseableRead { .. }
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }

@@ -4,6 +4,7 @@
 mod support;
 
 mod balance;
+mod consistency;
 mod coordination;
 mod metrics;
 mod performance;

@@ -24,6 +24,7 @@ mod memo;
 pub mod model;
 pub mod recorder;
 mod search;
+pub mod sequential;
 pub mod session;
 mod states;
 #[cfg(test)]
