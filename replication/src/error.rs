@@ -19,6 +19,31 @@ pub enum Error {
     /// Two operations of a history share an id.
     #[error("two operations share id {id}; ids must be unique")]
     DuplicateOperationId { id: usize },
+    /// The causal checker needs each value written at most once per key.
+    #[error(
+        "operations #{first} and #{second} both write {value} to {key}: causal checking needs a differentiated history (each value written at most once per key)"
+    )]
+    NotDifferentiated {
+        key: String,
+        value: String,
+        first: usize,
+        second: usize,
+    },
+    /// A write of the value reads return before any write: a read of it
+    /// could not tell the initial state from this write.
+    #[error(
+        "operation #{operation} writes the initial value {value}; causal checking needs writes that differ from it"
+    )]
+    WritesInitialValue { operation: usize, value: String },
+    /// One client with two operations in flight: program order is undefined.
+    #[error(
+        "client {client} calls operation #{second} before operation #{first} returned; a client's operations must not overlap"
+    )]
+    OverlappingOperations {
+        client: u64,
+        first: usize,
+        second: usize,
+    },
     /// A read returned text that is not a sequence of appended tokens.
     #[error(
         "operation #{operation} read {value:?}, which is not a sequence of tokens appended to its key"
@@ -54,6 +79,10 @@ pub enum Error {
     /// The stale twin's replica is too far behind to take more writes.
     #[error("the replication backlog is full ({max} writes waiting for the replica)")]
     BacklogFull { max: usize },
+    /// A causal replica holds as many writes waiting for their causal
+    /// dependencies as it may.
+    #[error("{max} writes already wait for their causal dependencies; the buffer is full")]
+    CausalBufferFull { max: usize },
     /// A remote hybrid timestamp further ahead of the local physical
     /// clock than the configured maximum offset.
     #[error(
@@ -143,6 +172,9 @@ impl From<Error> for Status {
             | Error::UnknownModel { .. }
             | Error::ModelMismatch { .. }
             | Error::DuplicateOperationId { .. }
+            | Error::NotDifferentiated { .. }
+            | Error::WritesInitialValue { .. }
+            | Error::OverlappingOperations { .. }
             | Error::UnparseableRead { .. }
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
@@ -168,6 +200,7 @@ impl From<Error> for Status {
             Error::LogIo { .. } | Error::LogCorrupt { .. } => Status::internal(message),
             Error::RegisterFull { .. }
             | Error::BacklogFull { .. }
+            | Error::CausalBufferFull { .. }
             | Error::LogicalClockExhausted { .. }
             | Error::TooManyObjects { .. }
             | Error::ObjectFull { .. }
