@@ -22,6 +22,7 @@ pub mod bench_ladder;
 pub mod bench_transactions;
 pub mod bench_usl;
 pub mod check;
+pub mod check_causal;
 pub mod crdt;
 pub mod hash;
 pub mod kv;

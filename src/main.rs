@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use dslab::bench::{BenchOptions, bench_kv};
 use dslab::bench_transactions::{TransactionBenchOptions, bench_transactions};
 use dslab::check::{CheckOptions, check_file};
+use dslab::check_causal::{causal_variant, check_causal_file};
 use dslab::kv::{Endpoints, GetOptions, MemberChange};
 use dslab::registry;
 use dslab::serve::{RaftArgs, SERVICES, ServeConfig, serve};
@@ -139,8 +140,8 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Check a recorded history for linearizability (exit 0: linearizable,
-    /// 1: not, 2: unknown within the budget, 3: bad input).
+    /// Check a recorded history for linearizability, or causal consistency
+    /// (exit 0: holds, 1: not, 2: unknown within the budget, 3: bad input).
     Check {
         /// A JSON-lines history (dslab's, or the conformance format).
         file: std::path::PathBuf,
@@ -159,6 +160,9 @@ enum Command {
         /// Also check the session guarantees (get/append histories).
         #[arg(long)]
         sessions: bool,
+        /// linearizable, or causal (CC; also causal-convergence, causal-memory).
+        #[arg(long, default_value = "linearizable")]
+        consistency: String,
     },
 }
 
@@ -612,6 +616,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             html,
             sessions,
+            consistency,
         } => {
             let options = CheckOptions {
                 model,
@@ -620,11 +625,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 html,
                 sessions,
             };
-            return Ok(ExitCode::from(check_file(
-                &file,
-                &options,
-                &mut std::io::stdout().lock(),
-            )?));
+            let out = &mut std::io::stdout().lock();
+            let code = match (consistency.as_str(), causal_variant(&consistency)) {
+                ("linearizable", _) => check_file(&file, &options, out)?,
+                (_, Some(variant)) => check_causal_file(&file, variant, &options, out)?,
+                (other, None) => anyhow::bail!(
+                    "unknown consistency {other:?}; choose linearizable, causal, causal-convergence or causal-memory"
+                ),
+            };
+            return Ok(ExitCode::from(code));
         }
         _ => {}
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod balance;
+mod causal;
 mod coordination;
 mod metrics;
 mod performance;

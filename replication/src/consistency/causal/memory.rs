@@ -73,6 +73,7 @@ pub(super) fn view(
                             names[2],
                             names[1]
                         ),
+                        session: None,
                     }]);
                 }
                 // Add w1 → w2 and keep the relation transitive: everything
@@ -109,6 +110,7 @@ pub(super) fn view(
                         graph.name(r),
                         graph.init
                     ),
+                    session: None,
                 });
                 break;
             }

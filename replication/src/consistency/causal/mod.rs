@@ -30,6 +30,13 @@
 //!   operation, is explained by its causal past): the CC patterns,
 //!   [`Pattern::WriteHBInitRead`] and [`Pattern::CyclicHB`].
 //!
+//! Session guarantees come along: causal consistency implies all four
+//! (read-your-writes, monotonic reads, monotonic writes,
+//! writes-follow-reads), and a stale read whose chain stays within one
+//! client's session is reported with the guarantee it breaks
+//! ([`Finding::session`]): the reader's own write (read-your-writes) or a
+//! newer value it had read (monotonic reads) was causally before it.
+//!
 //! The key pattern is WriteCORead: `w(x,1) co w(x,2) co r(x)=1` — a read
 //! returns a value although a newer write to its key is causally before
 //! it. A read that returns a value written causally *after* it shows up
@@ -59,6 +66,7 @@ use std::time::{Duration, Instant};
 
 use super::history::History;
 use super::model::Model;
+use super::session::Guarantee;
 use crate::Result;
 use graph::Graph;
 
@@ -177,6 +185,13 @@ pub struct Finding {
     /// `w(x,1)#3 →po w(y,2)#4 →rf r(y)=2#9 →po r(x)=∅#10`.
     pub chain: String,
     pub explanation: String,
+    /// The session guarantee (Terry et al.) this occurrence also breaks,
+    /// when its chain stays within one client's session: the newer write
+    /// was the reader's own (read-your-writes) or one it had read
+    /// (monotonic reads). Causal consistency implies all four guarantees,
+    /// so a session violation is always a causal one; this names the
+    /// simpler promise.
+    pub session: Option<Guarantee>,
 }
 
 /// The verdict on a history.

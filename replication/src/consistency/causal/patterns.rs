@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::super::session::Guarantee;
 use super::graph::{Access, Edge, Graph, Source, key_name};
 use super::{Finding, MAX_FINDINGS, Pattern, Variant};
 
@@ -37,6 +38,17 @@ impl<'g, 'h> Checker<'g, 'h> {
     }
 
     fn found(&mut self, pattern: Pattern, operations: Vec<usize>, chain: String, why: String) {
+        self.found_in_session(pattern, operations, chain, why, None);
+    }
+
+    fn found_in_session(
+        &mut self,
+        pattern: Pattern,
+        operations: Vec<usize>,
+        chain: String,
+        why: String,
+        session: Option<Guarantee>,
+    ) {
         let count = self.counts.entry(pattern).or_insert(0);
         *count += 1;
         if *count <= MAX_FINDINGS {
@@ -45,6 +57,7 @@ impl<'g, 'h> Checker<'g, 'h> {
                 operations,
                 chain,
                 explanation: why,
+                session,
             });
         }
     }
@@ -111,7 +124,9 @@ impl<'g, 'h> Checker<'g, 'h> {
             else {
                 continue;
             };
-            let chain = self.graph.show_chain(w, &self.graph.chain(w, r));
+            let steps = self.graph.chain(w, r);
+            let session = session_guarantee(&steps);
+            let chain = self.graph.show_chain(w, &steps);
             let why = format!(
                 "{} returned the initial value {}, but {} is causally before it",
                 self.graph.name(r),
@@ -119,7 +134,7 @@ impl<'g, 'h> Checker<'g, 'h> {
                 self.graph.name(w)
             );
             let ids = vec![self.graph.nodes[w].op.id, self.graph.nodes[r].op.id];
-            self.found(Pattern::WriteCOInitRead, ids, chain, why);
+            self.found_in_session(Pattern::WriteCOInitRead, ids, chain, why, session);
         }
         Ok(())
     }
@@ -138,7 +153,9 @@ impl<'g, 'h> Checker<'g, 'h> {
             });
             let Some(w2) = newer else { continue };
             let mut steps = self.graph.chain(w, w2);
-            steps.extend(self.graph.chain(w2, r));
+            let to_read = self.graph.chain(w2, r);
+            let session = session_guarantee(&to_read);
+            steps.extend(to_read);
             let chain = self.graph.show_chain(w, &steps);
             let why = format!(
                 "{} read from {}, but {} overwrote it and is causally before the read",
@@ -147,7 +164,7 @@ impl<'g, 'h> Checker<'g, 'h> {
                 self.graph.name(w2)
             );
             let ids = [w, w2, r].map(|i| self.graph.nodes[i].op.id).to_vec();
-            self.found(Pattern::WriteCORead, ids, chain, why);
+            self.found_in_session(Pattern::WriteCORead, ids, chain, why, session);
         }
         Ok(())
     }
@@ -259,6 +276,22 @@ impl<'g, 'h> Checker<'g, 'h> {
             }
         }
         Ok(())
+    }
+}
+
+/// The session guarantee a stale read breaks, read off the chain from the
+/// newer write to the read: the reader made that write itself
+/// (read-your-writes), or read it before (monotonic reads). Longer
+/// chains pass through other clients: a causal violation that no single
+/// session guarantee names (monotonic writes and writes-follow-reads hold
+/// only in combination with the others there).
+fn session_guarantee(to_read: &[(usize, Edge)]) -> Option<Guarantee> {
+    match to_read.split_first() {
+        _ if to_read.iter().all(|&(_, e)| e == Edge::Po) => Some(Guarantee::ReadYourWrites),
+        Some(((_, Edge::Rf), rest)) if rest.iter().all(|&(_, e)| e == Edge::Po) => {
+            Some(Guarantee::MonotonicReads)
+        }
+        _ => None,
     }
 }
 

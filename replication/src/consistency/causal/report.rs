@@ -86,8 +86,12 @@ impl CausalReport {
             }
         };
         for finding in &self.findings {
+            let session = finding
+                .session
+                .map(|g| format!(" (breaks {g})"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "  {}: {}\n    {}\n",
+                "  {}{session}: {}\n    {}\n",
                 finding.pattern, finding.chain, finding.explanation
             ));
         }
@@ -111,6 +115,7 @@ impl CausalReport {
                 "operations": f.operations,
                 "chain": f.chain,
                 "explanation": f.explanation,
+                "session_guarantee": f.session.map(|g| g.to_string()),
             })).collect::<Vec<_>>(),
             "explanation": self.explain(),
         });

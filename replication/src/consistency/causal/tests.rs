@@ -256,3 +256,56 @@ fn causal_reads_kv_histories() {
     assert_eq!(report.patterns(), [Pattern::WriteCOInitRead]);
     assert_eq!(report.model, Model::Kv);
 }
+
+/// Session guarantees come along: a stale read after the reader's own
+/// write breaks read-your-writes, after a newer read monotonic reads; a
+/// chain through another client is causal only.
+#[test]
+fn causal_stale_reads_name_the_session_guarantee() {
+    use crate::consistency::session::Guarantee;
+    let session = |steps: &[Step]| {
+        let report = check(steps, Variant::Cc);
+        assert_eq!(
+            report.verdict,
+            CausalVerdict::NotCausal,
+            "{}",
+            report.explain()
+        );
+        report.findings[0].session
+    };
+    let own = [
+        (1, 'w', "x", 1),
+        (2, 'r', "x", 1),
+        (2, 'w', "x", 2),
+        (2, 'r', "x", 1),
+    ];
+    assert_eq!(session(&own), Some(Guarantee::ReadYourWrites));
+    assert_eq!(
+        session(&[(1, 'w', "x", 1), (1, 'r', "x", 0)]),
+        Some(Guarantee::ReadYourWrites)
+    );
+    let newer = [
+        (1, 'w', "x", 1),
+        (1, 'w', "x", 2),
+        (2, 'r', "x", 2),
+        (2, 'r', "x", 1),
+    ];
+    assert_eq!(session(&newer), Some(Guarantee::MonotonicReads));
+    let report = check(&newer, Variant::Cc);
+    assert!(
+        report.explain().contains("(breaks monotonic reads)"),
+        "{}",
+        report.explain()
+    );
+    assert_eq!(
+        report.to_json()["findings"][0]["session_guarantee"],
+        "monotonic reads"
+    );
+    let through_others = [
+        (1, 'w', "x", 1),
+        (1, 'w', "y", 2),
+        (2, 'r', "y", 2),
+        (2, 'r', "x", 0),
+    ];
+    assert_eq!(session(&through_others), None);
+}
