@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use replication::consistency::causal::Variant;
 use replication::consistency::{History, Model, Verdict, check, session, timeline};
 
 /// How `dslab check` was asked to judge.
@@ -27,15 +28,27 @@ pub enum Consistency {
     Linearizable,
     /// One order keeping each client's program order; real time ignored.
     Sequential,
+    /// Causal order (program order and reads-from) respected, in one of
+    /// Bouajjani et al.'s three variants.
+    Causal(Variant),
 }
 
 impl Consistency {
-    pub const ALL: [Consistency; 2] = [Consistency::Linearizable, Consistency::Sequential];
+    pub const ALL: [Consistency; 5] = [
+        Consistency::Linearizable,
+        Consistency::Sequential,
+        Consistency::Causal(Variant::Cc),
+        Consistency::Causal(Variant::Ccv),
+        Consistency::Causal(Variant::Cm),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Consistency::Linearizable => "linearizable",
             Consistency::Sequential => "sequential",
+            Consistency::Causal(Variant::Cc) => "causal",
+            Consistency::Causal(Variant::Ccv) => "causal-convergence",
+            Consistency::Causal(Variant::Cm) => "causal-memory",
         }
     }
 }
@@ -66,11 +79,21 @@ pub fn exit_code(verdict: &Verdict) -> u8 {
 /// Reads, checks and reports `file`; returns the exit code. Errors (bad
 /// input, unreadable file) are the caller's exit code 3.
 pub fn check_file(file: &Path, options: &CheckOptions, out: &mut impl Write) -> anyhow::Result<u8> {
+    // A misspelt model is named as such, not reported as a line of the
+    // file that fails to parse.
+    let named_model = options
+        .model
+        .as_deref()
+        .map(str::parse::<Model>)
+        .transpose()?;
+    if let Consistency::Causal(variant) = options.consistency {
+        return crate::check_causal::check_causal_file(file, variant, options, out);
+    }
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let history = History::from_jsonl(&text).with_context(|| format!("{}", file.display()))?;
-    let model = match &options.model {
-        Some(name) => name.parse::<Model>()?,
+    let model = match named_model {
+        Some(model) => model,
         None => Model::detect(&history)?,
     };
     if options.consistency == Consistency::Sequential {

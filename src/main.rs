@@ -142,9 +142,10 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Check a recorded history for linearizability, or with --consistency
-    /// sequential for sequential consistency (exit 0: holds, 1: violated,
-    /// 2: unknown within the budget, 3: bad input).
+    /// Check a recorded history for linearizability, or (--consistency)
+    /// sequential or causal consistency, or (--model list-append|rw-register)
+    /// transactional isolation (exit 0: holds, 1: violated, 2: unknown
+    /// within the budget, 3: bad input).
     Check {
         /// A JSON-lines history (dslab's, or the conformance format).
         file: std::path::PathBuf,
@@ -176,8 +177,9 @@ enum Command {
         /// With a transactional model: add process-order edges.
         #[arg(long)]
         process_order: bool,
-        /// The promise to check: linearizable, or sequential (one order
-        /// keeping each client's program order, real time ignored).
+        /// The promise to check: linearizable; sequential (one order
+        /// keeping each client's program order, real time ignored); causal
+        /// (CC), causal-convergence (CCv) or causal-memory (CM).
         #[arg(long, default_value = "linearizable")]
         consistency: String,
     },

@@ -7,7 +7,9 @@ pub enum Error {
     /// A history line that cannot be read.
     #[error("line {line}: {reason}")]
     BadHistory { line: usize, reason: String },
-    #[error("unknown model {name:?}; choose kv, register or etcd-register")]
+    #[error(
+        "unknown model {name:?}; choose kv, register or etcd-register (operations), or list-append or rw-register (transactions)"
+    )]
     UnknownModel { name: String },
     /// An operation the chosen model does not have.
     #[error("operation #{operation} ({found}) is not part of the {model} model")]
@@ -19,8 +21,25 @@ pub enum Error {
     /// Two operations of a history share an id.
     #[error("two operations share id {id}; ids must be unique")]
     DuplicateOperationId { id: usize },
+    /// The causal checker needs each value written at most once per key.
+    #[error(
+        "operations #{first} and #{second} both write {value} to {key}: causal checking needs a differentiated history (each value written at most once per key)"
+    )]
+    NotDifferentiated {
+        key: String,
+        value: String,
+        first: usize,
+        second: usize,
+    },
+    /// A write of the value reads return before any write: a read of it
+    /// could not tell the initial state from this write.
+    #[error(
+        "operation #{operation} writes the initial value {value}; causal checking needs writes that differ from it"
+    )]
+    WritesInitialValue { operation: usize, value: String },
     /// A client called an operation before its previous one returned:
-    /// program order, which sequential consistency keeps, is then undefined.
+    /// program order, which the sequential and causal checkers keep, is
+    /// then undefined.
     #[error(
         "client {client} called operation #{second} before its operation #{first} returned; a client's operations must not overlap"
     )]
@@ -64,6 +83,10 @@ pub enum Error {
     /// The stale twin's replica is too far behind to take more writes.
     #[error("the replication backlog is full ({max} writes waiting for the replica)")]
     BacklogFull { max: usize },
+    /// A causal replica holds as many writes waiting for their causal
+    /// dependencies as it may.
+    #[error("{max} writes already wait for their causal dependencies; the buffer is full")]
+    CausalBufferFull { max: usize },
     /// A remote hybrid timestamp further ahead of the local physical
     /// clock than the configured maximum offset.
     #[error(
@@ -154,6 +177,8 @@ impl From<Error> for Status {
             | Error::ModelMismatch { .. }
             | Error::DuplicateOperationId { .. }
             | Error::OverlappingClientOperations { .. }
+            | Error::NotDifferentiated { .. }
+            | Error::WritesInitialValue { .. }
             | Error::UnparseableRead { .. }
             | Error::DuplicateInRead { .. }
             | Error::AmbiguousTokens { .. }
@@ -179,6 +204,7 @@ impl From<Error> for Status {
             Error::LogIo { .. } | Error::LogCorrupt { .. } => Status::internal(message),
             Error::RegisterFull { .. }
             | Error::BacklogFull { .. }
+            | Error::CausalBufferFull { .. }
             | Error::LogicalClockExhausted { .. }
             | Error::TooManyObjects { .. }
             | Error::ObjectFull { .. }

@@ -6,10 +6,12 @@
 //! | 21 CRDTs, 22 Multi-Master Replication | [`crdt`] | G-/PN-Counter, G-Set, 2P-Set, LWW and MV registers, OR-Sets (optimized and with tombstones), a map of CRDTs — all delta-state — and the sum-merged counter twin |
 //! | 21, 22 | [`crdt_replica`] | the `CrdtReplica` gRPC service: named CRDT objects, delta and full-state anti-entropy between replicas |
 //! | 18 Distributed Transactions, 23 Event Sourcing | [`log`] | a durable append-only log (framed, CRC-checked, fsynced; torn tails cut, corruption refused) for every coordinator, saga and event store |
-//! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), session-guarantee checkers, a recorder, HTML timelines |
+//! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), a causal-consistency checker (bad patterns, CC/CCv/CM), session-guarantee checkers, a recorder, HTML timelines |
 //! | 30 Database Performance Patterns | [`read_split`] | read/write splitting: writes to the primary, reads to replicas, read-your-writes kept by session position tokens; the token-less twin reads stale |
+//! | 19 | [`causal_store`] | a causal store (vector-clock delivery, bounded buffer) and its twin that delivers out of causal order, with a seeded simulation that records histories |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
+pub mod causal_store;
 pub mod clock;
 pub mod consistency;
 pub mod crdt;

@@ -4,6 +4,7 @@
 mod support;
 
 mod balance;
+mod causal;
 mod consistency;
 mod coordination;
 mod metrics;

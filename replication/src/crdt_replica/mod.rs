@@ -43,6 +43,8 @@ pub mod anti_entropy;
 mod client;
 mod codec;
 mod demo;
+#[cfg(test)]
+mod history_tests;
 pub mod object;
 mod service;
 #[cfg(test)]

@@ -23,18 +23,18 @@ use crate::clock::physical::{PhysicalClock, SystemClock, TokioClock};
 use crate::proto::crdt_replica_client::CrdtReplicaClient;
 use crate::proto::{self, FILE_DESCRIPTOR_SET};
 
-const REPLICAS: usize = 5;
+pub(super) const REPLICAS: usize = 5;
 
 /// How the simulated cluster runs.
 #[derive(Clone, Copy, Debug)]
-struct Setup {
-    mode: AntiEntropy,
-    faults: MessageFaults,
+pub(super) struct Setup {
+    pub mode: AntiEntropy,
+    pub faults: MessageFaults,
 }
 
 /// Five replicas on n1..n5. A restarted host comes back empty with a new
 /// incarnation (counted outside the host, so it survives the restart).
-fn cluster(seed: u64, setup: Setup) -> Simulation<'static> {
+pub(super) fn cluster(seed: u64, setup: Setup) -> Simulation<'static> {
     let mut sim = Simulation::builder(seed)
         .hosts(REPLICAS)
         .duration(Duration::from_secs(600))
@@ -76,7 +76,7 @@ fn cluster(seed: u64, setup: Setup) -> Simulation<'static> {
     sim
 }
 
-fn client(i: usize) -> ReplicaClient {
+pub(super) fn client(i: usize) -> ReplicaClient {
     ReplicaClient::new(ClientBuilder::new(Net::Sim).connect_lazy(sim::uri(&sim::node(i))))
 }
 
@@ -117,7 +117,7 @@ async fn converged(
     }
 }
 
-fn seeds() -> Vec<u64> {
+pub(super) fn seeds() -> Vec<u64> {
     // Eight seeds by default; DSLAB_SEED / DSLAB_SEEDS pick others.
     if std::env::var_os("DSLAB_SEEDS").is_some() || std::env::var_os("DSLAB_SEED").is_some() {
         sim::seeds()
