@@ -555,7 +555,17 @@ impl PlacementArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error is bad input, exit 3 like every other refusal: for
+        // `dslab check`, 2 means "unknown within the budget".
+        Err(err) if err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::from(3);
+        }
+        // --help and --version.
+        Err(err) => err.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -167,3 +167,24 @@ fn cli_demo_consistency_models_holds_its_claims() {
         "{text}"
     );
 }
+
+/// A usage error (a bad budget, an unknown flag) is bad input, exit 3 —
+/// not clap's 2, which `dslab check` reserves for "unknown".
+#[test]
+fn cli_check_usage_errors_exit_3() {
+    for args in [
+        &["check", "history.jsonl", "--budget", "abc"][..],
+        &["check", "history.jsonl", "--no-such-flag"][..],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dslab"))
+            .args(args)
+            .output()
+            .expect("dslab runs");
+        assert_eq!(output.status.code(), Some(3), "{args:?}");
+    }
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_dslab"))
+        .args(["check", "--help"])
+        .output()
+        .expect("dslab runs");
+    assert_eq!(help.status.code(), Some(0));
+}

@@ -65,8 +65,8 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
 fn cli_bad_sampler_settings_are_refused_clearly() {
     // (flags, environment, exit code, what the message says)
     let cases: [Case; 5] = [
-        (&["--trace-sampler", "xray"], &[], 2, "possible values"),
-        (&[], &[("OTEL_TRACES_SAMPLER", "sometimes")], 2, "sometimes"),
+        (&["--trace-sampler", "xray"], &[], 3, "possible values"),
+        (&[], &[("OTEL_TRACES_SAMPLER", "sometimes")], 3, "sometimes"),
         (
             &[
                 "--trace-sampler",

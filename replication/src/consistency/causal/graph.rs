@@ -1,7 +1,7 @@
 //! The causal order of a history: program order, read-from, and their
 //! transitive closure as one bitset per operation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::super::history::{Command, Datum, History, Operation, Reply};
@@ -79,9 +79,25 @@ impl<'h> Graph<'h> {
         history.validate_ids()?;
         let model = Model::detect(history)?;
         let init = model.init();
+        // A write whose outcome is unknown and whose value nobody read may
+        // never have happened: leaving it out is a legal explanation, and
+        // one that adds no causal order.
+        let observed: HashSet<(&Option<Arc<str>>, &Datum)> = history
+            .operations
+            .iter()
+            .filter_map(|op| match (&op.command, &op.reply) {
+                (Command::Get | Command::Read, Reply::Value(value)) => Some((&op.key, value)),
+                _ => None,
+            })
+            .collect();
         let mut nodes = Vec::new();
         for op in &history.operations {
             let access = match (&op.command, &op.reply) {
+                (Command::Put(value) | Command::Write(value), Reply::Unknown)
+                    if !observed.contains(&(&op.key, value)) =>
+                {
+                    continue;
+                }
                 (Command::Put(_) | Command::Write(_), _) => Access::Write,
                 (Command::Get | Command::Read, Reply::Value(_)) => Access::Read(Source::Init),
                 // A read whose answer never came observed nothing.
@@ -307,12 +323,20 @@ fn program_order(nodes: &[Node<'_>]) -> Result<Vec<Option<usize>>> {
     let mut po_prev = vec![None; nodes.len()];
     for (client, mut ops) in by_client {
         ops.sort_by_key(|&i| (nodes[i].op.call, nodes[i].op.id));
+        // The latest operation the client saw complete. One whose outcome
+        // it never learned was still in flight when the client went on, so
+        // it follows its predecessor but need not precede its successors.
+        let mut last_completed = None;
+        for &at in &ops {
+            po_prev[at] = last_completed;
+            if nodes[at].op.reply != Reply::Unknown {
+                last_completed = Some(at);
+            }
+        }
         for pair in ops.windows(2) {
             let (first, second) = (nodes[pair[0]].op, nodes[pair[1]].op);
-            // Simplified: an operation whose outcome the client never
-            // learned (return at +∞) is taken as abandoned, not as
-            // overlapping the client's next call; it stays in program
-            // order at its call.
+            // An operation whose outcome the client never learned (return
+            // at +∞) was abandoned, not overlapped by the client's next call.
             if first.ret != u64::MAX && first.ret > second.call {
                 return Err(Error::OverlappingClientOperations {
                     client,
@@ -320,7 +344,6 @@ fn program_order(nodes: &[Node<'_>]) -> Result<Vec<Option<usize>>> {
                     second: second.id,
                 });
             }
-            po_prev[pair[1]] = Some(pair[0]);
         }
     }
     Ok(po_prev)

@@ -309,3 +309,41 @@ fn causal_stale_reads_name_the_session_guarantee() {
     ];
     assert_eq!(session(&through_others), None);
 }
+
+/// A write whose outcome the client never learned may never have taken
+/// effect, or may have taken effect after the client's later operations:
+/// neither reading the initial value afterwards (nobody read the write)
+/// nor another client's read of it ordering it before the writer's next
+/// operation is a violation. Linearizable, so causal.
+#[test]
+fn causal_unknown_outcome_writes_are_not_program_ordered_before_later_operations() {
+    let unread = History::from_jsonl(concat!(
+        r#"{"id":0,"client":1,"op":"put","key":"x","value":"1","expected":null,"output":null,"call":0,"return":1}"#,
+        "\n",
+        r#"{"id":1,"client":1,"op":"get","key":"x","value":null,"expected":null,"output":"","call":2,"return":3}"#,
+    ))
+    .expect("valid history");
+    let late = History::from_jsonl(concat!(
+        r#"{"id":0,"client":1,"op":"put","key":"x","value":"1","expected":null,"output":null,"call":0,"return":null}"#,
+        "\n",
+        r#"{"id":1,"client":1,"op":"put","key":"y","value":"2","expected":null,"output":"ok","call":2,"return":3}"#,
+        "\n",
+        r#"{"id":2,"client":2,"op":"get","key":"y","value":null,"expected":null,"output":"2","call":4,"return":5}"#,
+        "\n",
+        r#"{"id":3,"client":2,"op":"get","key":"x","value":null,"expected":null,"output":"","call":6,"return":7}"#,
+        "\n",
+        r#"{"id":4,"client":3,"op":"get","key":"x","value":null,"expected":null,"output":"1","call":8,"return":9}"#,
+    ))
+    .expect("valid history");
+    for history in [unread, late] {
+        for variant in [Variant::Cc, Variant::Ccv, Variant::Cm] {
+            let report = check_causal(&history, variant, None).expect("valid history");
+            assert_eq!(
+                report.verdict,
+                CausalVerdict::Causal,
+                "{}",
+                report.explain()
+            );
+        }
+    }
+}

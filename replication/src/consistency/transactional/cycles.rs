@@ -54,7 +54,7 @@ struct Searcher<'a> {
     parent: Vec<(u32, u32)>,
     queue: VecDeque<u32>,
     cap: usize,
-    seen: HashSet<Vec<u32>>,
+    seen: HashSet<(Anomaly, Vec<u32>)>,
     found: Vec<Cycle>,
 }
 
@@ -200,9 +200,11 @@ impl Searcher<'_> {
         if self.full(shape, extra) {
             return;
         }
+        // The same transactions can close cycles of different shapes; a
+        // G2-item found first must not hide a G-single through them.
         let mut nodes: Vec<u32> = steps.iter().map(|(n, _)| *n as u32).collect();
         nodes.sort_unstable();
-        if self.seen.insert(nodes) {
+        if self.seen.insert((anomaly, nodes)) {
             self.found.push(Cycle { anomaly, steps });
         }
     }

@@ -59,11 +59,13 @@ pub fn add_realtime(history: &TxnHistory, graph: &mut Graph) {
     }
 }
 
-/// Adds process-order edges: each process's committed (or unknown)
-/// transactions in call order (file order when calls are missing).
+/// Adds process-order edges: each process's committed transactions in
+/// call order (file order when calls are missing). A transaction of
+/// unknown outcome is left out: it may have committed after the process's
+/// next one.
 pub fn add_process_order(history: &TxnHistory, graph: &mut Graph) {
     let mut order: Vec<usize> = (0..history.txns.len())
-        .filter(|&t| history.txns[t].outcome != Outcome::Fail)
+        .filter(|&t| history.txns[t].outcome == Outcome::Ok)
         .collect();
     order.sort_by_key(|&t| {
         (

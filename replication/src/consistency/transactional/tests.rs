@@ -299,3 +299,56 @@ fn transactional_budget_exhaustion_is_unknown_not_a_pass() {
         "unknown"
     );
 }
+
+/// Cycles are told apart by shape as well as by transactions: a G2-item
+/// through T0, T1, T2 found first must not hide the G-single through the
+/// same three (T1 —rw→ T2 —ww→ T0 —wr→ T1), which snapshot isolation
+/// forbids.
+#[test]
+fn transactional_g_single_is_not_hidden_by_a_g2_item_on_the_same_transactions() {
+    let (_, report) = run(
+        DataModel::ListAppend,
+        &[
+            r#"{"id":0,"process":0,"type":"ok","value":[["r","y",[]],["append","x",1],["append","w",2]]}"#,
+            r#"{"id":1,"process":1,"type":"ok","value":[["r","x",[1]],["r","z",[]],["append","y",1]]}"#,
+            r#"{"id":2,"process":2,"type":"ok","value":[["append","z",1],["append","w",1]]}"#,
+            r#"{"id":3,"process":3,"type":"ok","value":[["r","w",[1,2]],["r","z",[1]],["r","y",[1]]]}"#,
+        ],
+        &CheckOptions::default(),
+    );
+    assert!(
+        report.anomalies.contains_key(&Anomaly::GSingle),
+        "{:?}",
+        names(&report)
+    );
+    assert_eq!(
+        report.level(Level::SnapshotIsolation),
+        LevelVerdict::Violated
+    );
+    assert_eq!(
+        report.strongest_level(),
+        Strongest::Level(Level::ReadCommitted)
+    );
+}
+
+/// A transaction of unknown outcome may have committed after its
+/// process's next one: process order gives it no outgoing edge.
+#[test]
+fn transactional_process_order_skips_unknown_outcomes() {
+    let options = CheckOptions {
+        realtime: true,
+        process_order: true,
+        ..CheckOptions::default()
+    };
+    let (_, report) = run(
+        DataModel::ListAppend,
+        &[
+            r#"{"id":0,"process":1,"type":"info","value":[["append","x",1]],"call":0}"#,
+            r#"{"id":1,"process":1,"type":"ok","value":[["r","x",[]]],"call":2,"return":3}"#,
+            r#"{"id":2,"process":2,"type":"ok","value":[["r","x",[1]]],"call":10,"return":11}"#,
+        ],
+        &options,
+    );
+    assert!(report.anomalies.is_empty(), "{:?}", names(&report));
+    assert_eq!(report.level(Level::StrictSerializable), LevelVerdict::Holds);
+}
