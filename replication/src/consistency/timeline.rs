@@ -180,20 +180,31 @@ pub fn html(history: &History, result: Option<&CheckResult>, title: &str) -> Str
     }
     svg.push_str("</svg>");
 
+    let intro = format!(
+        "{} operations by {} clients. Bars run from call to return; colour is the key; red outline: the key with no valid order; red fill: the operations that could not go next.",
+        ops.len(),
+        clients.len()
+    );
+    page(title, &intro, &verdict_text, &svg)
+}
+
+/// A self-contained HTML page: a title, one paragraph saying how to read
+/// the drawing, the verdict as preformatted text, then `body` (already
+/// HTML; everything else is escaped here).
+pub(super) fn page(title: &str, intro: &str, verdict: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px}} pre{{background:#f6f6f6;padding:12px;white-space:pre-wrap}}</style>
 </head><body>
 <h1>{title}</h1>
-<p>{count} operations by {clients} clients. Bars run from call to return; colour is the key; red outline: the key with no valid order; red fill: the operations that could not go next.</p>
+<p>{intro}</p>
 <pre>{verdict}</pre>
-{svg}
+{body}
 </body></html>
 "#,
         title = escape(title),
-        count = ops.len(),
-        clients = clients.len(),
-        verdict = escape(&verdict_text),
+        intro = escape(intro),
+        verdict = escape(verdict),
     )
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 
-use super::super::timeline::{Bar, bar, escape};
+use super::super::timeline::{Bar, bar, escape, page};
 use super::anomalies::Level;
 use super::history::{MicroOp, Outcome, TxnHistory};
 use super::report::{Report, explain_step};
@@ -129,21 +129,15 @@ pub fn html(history: &TxnHistory, report: &Report, isolation: Level, title: &str
     } else {
         String::new()
     };
-    format!(
-        r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px}} pre{{background:#f6f6f6;padding:12px;white-space:pre-wrap}}</style>
-</head><body>
-<h1>{title}</h1>
-<p>{count} transactions by {procs} processes.{partial} Boxes run from call to return: blue committed, grey aborted, yellow unknown; red outline: a transaction in a reported cycle.</p>
-<pre>{verdict}</pre>
-{svg}
-{edges}
-</body></html>
-"#,
-        title = escape(title),
-        count = txns.len(),
-        procs = processes.len(),
-        verdict = escape(&report.explain(history, isolation)),
+    let intro = format!(
+        "{} transactions by {} processes.{partial} Boxes run from call to return: blue committed, grey aborted, yellow unknown; red outline: a transaction in a reported cycle.",
+        txns.len(),
+        processes.len()
+    );
+    page(
+        title,
+        &intro,
+        &report.explain(history, isolation),
+        &format!("{svg}\n{edges}"),
     )
 }
