@@ -7,6 +7,12 @@
 //! repeated fields with a thousand entries, messages nested as deep as the
 //! schema allows (up to [`MAX_DEPTH`]). Each is a *valid* encoding: what a
 //! server must turn into a precise status is the values, not the wire.
+//!
+//! Bounded: only a top-level repeated field draws a thousand entries;
+//! nested ones draw at most [`NESTED_LIST_MAX`]. Thousand-entry lists at
+//! every depth multiply: an etcd `Txn` of a thousand ops, each a `Txn` of
+//! a thousand compares with 70 KiB keys, takes gigabytes to *build*, long
+//! before the server's size limit could refuse it.
 
 use std::collections::HashMap;
 
@@ -16,6 +22,9 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescri
 
 /// How deep generated messages nest.
 pub const MAX_DEPTH: u32 = 3;
+
+/// The most entries a repeated field below the top level draws.
+pub const NESTED_LIST_MAX: usize = 5;
 
 /// Longer than most key and value limits (64 KiB); services with larger
 /// ones (the Raft KV takes 1.5 MiB requests) see their oversized cases
@@ -69,6 +78,11 @@ fn field_value(field: &FieldDescriptor, depth: u32) -> BoxedStrategy<Value> {
     }
     if field.is_list() {
         let element = scalar(&kind, depth);
+        if depth > 0 {
+            return proptest::collection::vec(element, 0..=NESTED_LIST_MAX)
+                .prop_map(Value::List)
+                .boxed();
+        }
         return prop_oneof![
             8 => proptest::collection::vec(element.clone(), 0..6),
             1 => proptest::collection::vec(element, 1000..=1000),
@@ -168,5 +182,94 @@ fn scalar(kind: &Kind, depth: u32) -> BoxedStrategy<Value> {
         Kind::Message(descriptor) => {
             Just(Value::Message(DynamicMessage::new(descriptor.clone()))).boxed()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use prost::Message;
+    use prost_reflect::DescriptorPool;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+    };
+
+    /// `message Node { repeated Node children = 1; bytes data = 2; }`: the
+    /// shape of an etcd `Txn`, whose ops may be `Txn`s.
+    fn node_descriptor() -> MessageDescriptor {
+        let field = |name: &str, number, label: Label, kind: Type, type_name: Option<&str>| {
+            FieldDescriptorProto {
+                name: Some(name.into()),
+                number: Some(number),
+                label: Some(label as i32),
+                r#type: Some(kind as i32),
+                type_name: type_name.map(Into::into),
+                ..Default::default()
+            }
+        };
+        let file = FileDescriptorProto {
+            name: Some("node.proto".into()),
+            package: Some("fuzz.test".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("Node".into()),
+                field: vec![
+                    field(
+                        "children",
+                        1,
+                        Label::Repeated,
+                        Type::Message,
+                        Some(".fuzz.test.Node"),
+                    ),
+                    field("data", 2, Label::Optional, Type::Bytes, None),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let set = FileDescriptorSet { file: vec![file] }.encode_to_vec();
+        let pool = DescriptorPool::decode(set.as_slice()).expect("a valid descriptor");
+        pool.get_message_by_name("fuzz.test.Node").expect("Node")
+    }
+
+    fn children(message: &DynamicMessage) -> Vec<DynamicMessage> {
+        match message.get_field_by_name("children").as_deref() {
+            Some(Value::List(list)) => list
+                .iter()
+                .filter_map(|v| v.as_message().cloned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_top_level_draws_a_thousand_entries() {
+        let strategy = message(node_descriptor());
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        let mut thousands = 0;
+        for _ in 0..200 {
+            let top = strategy.new_tree(&mut runner).expect("a message").current();
+            let kids = children(&top);
+            thousands += usize::from(kids.len() == 1000);
+            let mut below = kids;
+            while let Some(node) = below.pop() {
+                let grandchildren = children(&node);
+                assert!(grandchildren.len() <= NESTED_LIST_MAX);
+                below.extend(grandchildren);
+            }
+            // A thousand nested nodes of at most five children, each with
+            // at most one long byte string: bounded, whatever is drawn.
+            assert!(top.encoded_len() < 1000 * 31 * (LONG + 64));
+        }
+        assert!(
+            thousands > 0,
+            "the top level still draws thousand-entry lists"
+        );
     }
 }
