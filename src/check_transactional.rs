@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use replication::consistency::transactional::{
-    self, CheckOptions, DataModel, Level, LevelVerdict, TxnHistory, timeline,
+    self, CheckOptions, DataModel, Level, LevelVerdict, Outcome, TxnHistory, timeline,
 };
 
 /// How `dslab check` was asked to judge a transactional history.
@@ -70,6 +70,21 @@ pub fn check_transactional_file(
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let history = TxnHistory::from_jsonl(&text, options.model)
         .with_context(|| format!("{}", file.display()))?;
+    if options.realtime
+        && let Some(txn) = history
+            .txns
+            .iter()
+            .find(|t| t.call.is_none() || (t.outcome == Outcome::Ok && t.ret.is_none()))
+    {
+        // Without times a transaction has no real-time edges, and a
+        // cycle through it would go unseen: "holds" would be a guess.
+        anyhow::bail!(
+            "{}: line {}: real-time order (--realtime, strict-serializable) needs \"call\" \
+             on every transaction and \"return\" on every ok one",
+            file.display(),
+            txn.line
+        );
+    }
     let report = transactional::check(
         &history,
         &CheckOptions {

@@ -95,6 +95,28 @@ fn cli_check_strict_serializable_needs_realtime() {
         "{}",
         stdout(&output)
     );
+    // Without times there is no real-time order to judge: refused, not
+    // "holds".
+    let untimed: String = STALE_READ
+        .lines()
+        .map(|line| {
+            format!(
+                "{}}}\n",
+                &line[..line.find(r#","call""#).expect("timed line")]
+            )
+        })
+        .collect();
+    let path = temp_file("stale-untimed.jsonl", &untimed);
+    let output = run(&[
+        "check",
+        path.to_str().expect("utf-8 path"),
+        "--model",
+        "list-append",
+        "--isolation",
+        "strict-serializable",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 1: real-time order"));
 }
 
 /// rw-register histories, and a zero budget answering unknown (exit 2).

@@ -148,7 +148,7 @@ impl TxnHistory {
     /// Parses one transaction per non-blank line.
     pub fn from_jsonl(text: &str, model: DataModel) -> Result<Self, HistoryError> {
         let mut history = Self::new(model);
-        let mut interner: HashMap<String, KeyId> = HashMap::new();
+        let mut interner: HashMap<String, (KeyId, parse::KeyKind)> = HashMap::new();
         let mut ids: HashMap<u64, usize> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -159,12 +159,13 @@ impl TxnHistory {
                 line,
                 reason: err.to_string(),
             })?;
-            let txn = parse::parse_txn(&value, line, model, &mut |name| {
+            let txn = parse::parse_txn(&value, line, model, &mut |name, kind| {
                 let next = KeyId(history.keys.len() as u32);
-                *interner.entry(name.to_owned()).or_insert_with(|| {
+                let (id, first_kind) = *interner.entry(name.to_owned()).or_insert_with(|| {
                     history.keys.push(name.to_owned());
-                    next
-                })
+                    (next, kind)
+                });
+                (first_kind == kind).then_some(id)
             })?;
             if let Some(first) = ids.insert(txn.id, line) {
                 return Err(HistoryError::DuplicateId {

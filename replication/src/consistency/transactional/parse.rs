@@ -15,7 +15,7 @@ pub(super) fn parse_txn(
     value: &Value,
     line: usize,
     model: DataModel,
-    intern: &mut dyn FnMut(&str) -> KeyId,
+    intern: &mut dyn FnMut(&str, KeyKind) -> Option<KeyId>,
 ) -> Result<Txn, HistoryError> {
     let object = value
         .as_object()
@@ -70,16 +70,16 @@ fn parse_micro_op(
     line: usize,
     model: DataModel,
     outcome: Outcome,
-    intern: &mut dyn FnMut(&str) -> KeyId,
+    intern: &mut dyn FnMut(&str, KeyKind) -> Option<KeyId>,
 ) -> Result<MicroOp, HistoryError> {
     let parts = raw
         .as_array()
         .filter(|p| p.len() == 3)
         .ok_or_else(|| field(line, format!("micro-op {raw} is not [f, key, value]")))?;
     let name = parts[0].as_str().unwrap_or("");
-    let key = match &parts[1] {
-        Value::String(s) => intern(s),
-        Value::Number(n) if n.is_i64() || n.is_u64() => intern(&n.to_string()),
+    let (key_name, kind) = match &parts[1] {
+        Value::String(s) => (s.clone(), KeyKind::String),
+        Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), KeyKind::Integer),
         other => {
             return Err(field(
                 line,
@@ -87,6 +87,18 @@ fn parse_micro_op(
             ));
         }
     };
+    // JSON tells 1 from "1"; keys are kept by name, so a file may not
+    // spell one name both ways rather than have two keys silently merged.
+    let key = intern(&key_name, kind).ok_or_else(|| {
+        field(
+            line,
+            format!(
+                "key {} is {kind} here but was {} before; use one spelling",
+                parts[1],
+                kind.other()
+            ),
+        )
+    })?;
     let int = |v: &Value| {
         v.as_i64()
             .ok_or_else(|| field(line, format!("value {v} in {raw} is not an integer")))
@@ -125,5 +137,30 @@ fn parse_micro_op(
             op: op.to_owned(),
             model: model.name(),
         }),
+    }
+}
+
+/// How a key was spelt in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum KeyKind {
+    String,
+    Integer,
+}
+
+impl KeyKind {
+    fn other(self) -> Self {
+        match self {
+            Self::String => Self::Integer,
+            Self::Integer => Self::String,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::String => "a string",
+            Self::Integer => "an integer",
+        })
     }
 }

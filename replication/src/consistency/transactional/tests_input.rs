@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn transactional_bad_input_names_the_line() {
     let ok = r#"{"id":0,"process":0,"type":"ok","value":[["append","x",1]]}"#;
-    let cases: [(&str, DataModel, &str); 6] = [
+    let cases: [(&str, DataModel, &str); 7] = [
         (
             r#"{"id":1,"process":0,"type":"ok","value":[["#,
             DataModel::ListAppend,
@@ -31,6 +31,11 @@ fn transactional_bad_input_names_the_line() {
             r#"{"id":1,"process":0,"type":"ok","value":[["append","x",1]]}"#,
             DataModel::ListAppend,
             "line 2: value 1 written to key \"x\" again",
+        ),
+        (
+            r#"{"id":1,"process":0,"type":"ok","value":[["append","x",2],["r",1,[]],["r","1",[]]]}"#,
+            DataModel::ListAppend,
+            "line 2: key \"1\" is a string here but was an integer before",
         ),
         (
             r#"{"id":1,"process":0,"type":"maybe","value":[]}"#,
