@@ -83,6 +83,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::queueing::queueing_demo(out, spans)),
         },
         Demo {
+            name: "metastable",
+            episodes: "9, 8, 7",
+            run: |out, spans| Box::pin(patterns::metastable::metastable_demo(out, spans)),
+        },
+        Demo {
             name: "slo-burn",
             episodes: "32, 36",
             run: |out, spans| Box::pin(resilience::detection::slo_burn_demo(out, spans)),
@@ -320,6 +325,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "M/M/1, M/M/c (Erlang C), G/G/1 (Kingman) and Little's law, checked by a simulator; unbounded FIFO (the twin), bounded FIFO, CoDel and adaptive LIFO at 120% load",
             tests: "-p patterns queueing",
             demo: Some("queueing"),
+        },
+        Topic {
+            episodes: "9, 8, 7",
+            module: "patterns::metastable",
+            summary: "metastable failure: a 3 s spike switches on a retry loop that outlives it (the twin stays down); retry budget, load shedding, adaptive LIFO and capacity each end it",
+            tests: "-p patterns metastable",
+            demo: Some("metastable"),
         },
         Topic {
             episodes: "26, 30",

@@ -18,6 +18,7 @@ pub mod batching;
 pub mod cache;
 pub mod error;
 pub mod hashing;
+pub mod metastable;
 pub mod pool;
 pub mod queueing;
 pub mod scalability;
