@@ -88,6 +88,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::metastable::metastable_demo(out, spans)),
         },
         Demo {
+            name: "percolation",
+            episodes: "10, 8, 37",
+            run: |out, spans| Box::pin(patterns::percolation::percolation_demo(out, spans)),
+        },
+        Demo {
             name: "slo-burn",
             episodes: "32, 36",
             run: |out, spans| Box::pin(resilience::detection::slo_burn_demo(out, spans)),
@@ -332,6 +337,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "metastable failure: a 3 s spike switches on a retry loop that outlives it (the twin stays down); retry budget, load shedding, adaptive LIFO and capacity each end it",
             tests: "-p patterns metastable",
             demo: Some("metastable"),
+        },
+        Topic {
+            episodes: "10, 8, 37",
+            module: "patterns::percolation",
+            summary: "Erdős–Rényi and Barabási–Albert service graphs: the giant component at ⟨k⟩ = 1, random vs hubs-first removal, SIR cascades with and without circuit breakers",
+            tests: "-p patterns percolation",
+            demo: Some("percolation"),
         },
         Topic {
             episodes: "26, 30",

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod error;
 pub mod hashing;
 pub mod metastable;
+pub mod percolation;
 pub mod pool;
 pub mod queueing;
 pub mod scalability;
