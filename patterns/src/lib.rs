@@ -16,6 +16,7 @@
 pub mod balance;
 pub mod batching;
 pub mod cache;
+pub mod chaos;
 pub mod error;
 pub mod hashing;
 pub mod metastable;
