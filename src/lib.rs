@@ -21,6 +21,7 @@ pub mod bench_coordination;
 pub mod bench_ladder;
 pub mod bench_transactions;
 pub mod bench_usl;
+pub mod chaos;
 pub mod check;
 pub mod check_causal;
 pub mod check_sequential;

@@ -102,13 +102,16 @@ pub enum Fault {
     },
     /// Each message between `a` and `b` takes `ms` longer.
     Latency { a: String, b: String, ms: u64 },
+    /// The host stays up but fails a share of its calls with UNAVAILABLE
+    /// (a Flaky script: a bad deploy, a sick disk).
+    Flaky { host: String, error_rate: f64 },
 }
 
 impl Fault {
     /// The hosts the fault names.
     pub fn hosts(&self) -> Vec<&str> {
         match self {
-            Fault::Crash { host } => vec![host],
+            Fault::Crash { host } | Fault::Flaky { host, .. } => vec![host],
             Fault::Partition { a, b } | Fault::Loss { a, b, .. } | Fault::Latency { a, b, .. } => {
                 vec![a, b]
             }
@@ -123,6 +126,9 @@ impl Fault {
                 format!("loss {:.0}% {a}–{b}", probability * 100.0)
             }
             Fault::Latency { a, b, ms } => format!("+{ms} ms {a}–{b}"),
+            Fault::Flaky { host, error_rate } => {
+                format!("flaky {host} {:.0}%", error_rate * 100.0)
+            }
         }
     }
 }
@@ -297,6 +303,12 @@ impl Experiment {
                     return Err(invalid(
                         field("fault.loss.probability"),
                         format!("{probability} is not a probability"),
+                    ));
+                }
+                Fault::Flaky { error_rate, .. } if !(0.0..=1.0).contains(error_rate) => {
+                    return Err(invalid(
+                        field("fault.flaky.error_rate"),
+                        format!("{error_rate} is not a probability"),
                     ));
                 }
                 Fault::Latency { ms, .. } if *ms > 60_000 => {

@@ -49,6 +49,7 @@ enum Event {
     Reply {
         request: u64,
         attempt: u32,
+        ok: bool,
     },
     AttemptFailed {
         request: u64,
@@ -86,6 +87,7 @@ pub struct SimulatedService {
     partitioned: BTreeSet<Link>,
     loss: BTreeMap<Link, f64>,
     latency: BTreeMap<Link, Duration>,
+    flaky: BTreeMap<String, f64>,
 }
 
 impl SimulatedService {
@@ -121,6 +123,7 @@ impl SimulatedService {
             partitioned: BTreeSet::new(),
             loss: BTreeMap::new(),
             latency: BTreeMap::new(),
+            flaky: BTreeMap::new(),
         })
     }
 
@@ -141,6 +144,7 @@ impl SimulatedService {
         );
         faults.extend(self.loss.keys().map(|(a, b)| format!("loss {a}–{b}")));
         faults.extend(self.latency.keys().map(|(a, b)| format!("latency {a}–{b}")));
+        faults.extend(self.flaky.keys().map(|h| format!("flaky {h}")));
         faults
     }
 
@@ -170,6 +174,12 @@ impl SimulatedService {
             }
             Fault::Latency { a, b, .. } => {
                 self.latency.remove(&link(a, b));
+            }
+            Fault::Flaky { host, error_rate } if on => {
+                self.flaky.insert(host.clone(), *error_rate);
+            }
+            Fault::Flaky { host, .. } => {
+                self.flaky.remove(host);
             }
         }
     }
@@ -277,12 +287,25 @@ impl SimulatedService {
                     }
                     let service =
                         -self.sim.rng().random_range(f64::EPSILON..1.0).ln() * SERVICE_MEAN;
+                    let error_rate = self.flaky.get(&host).copied().unwrap_or(0.0);
+                    let ok = !(error_rate > 0.0 && self.sim.rng().random_bool(error_rate));
                     if let Some(delay) = self.deliver(&host, "client") {
                         let at = now + Duration::from_secs_f64(service) + delay;
-                        self.sim.schedule_at(at, Event::Reply { request, attempt });
+                        self.sim.schedule_at(
+                            at,
+                            Event::Reply {
+                                request,
+                                attempt,
+                                ok,
+                            },
+                        );
                     }
                 }
-                Event::Reply { request, attempt } => {
+                Event::Reply {
+                    request,
+                    attempt,
+                    ok: true,
+                } => {
                     if self
                         .requests
                         .get(&request)
@@ -291,7 +314,13 @@ impl SimulatedService {
                         self.finish(request, now, true);
                     }
                 }
-                Event::AttemptFailed { request, attempt } => {
+                // An error answer fails the attempt at once, like a reset.
+                Event::Reply {
+                    request,
+                    attempt,
+                    ok: false,
+                }
+                | Event::AttemptFailed { request, attempt } => {
                     let Some(state) = self.requests.get(&request) else {
                         continue;
                     };

@@ -42,7 +42,8 @@ fn chaos_holding_hypothesis_passes() {
     let faults = r#"[
         {"at_ms": 4000, "for_ms": 4000, "fault": {"crash": {"host": "n1"}}},
         {"at_ms": 4000, "for_ms": 4000, "fault": {"partition": {"a": "client", "b": "n2"}}},
-        {"at_ms": 8000, "for_ms": 2000, "fault": {"latency": {"a": "client", "b": "n3", "ms": 50}}}
+        {"at_ms": 8000, "for_ms": 2000, "fault": {"latency": {"a": "client", "b": "n3", "ms": 50}}},
+        {"at_ms": 10000, "for_ms": 2000, "fault": {"flaky": {"host": "n2", "error_rate": 0.5}}}
     ]"#;
     for seed in SEEDS {
         let report = run_simulated(&experiment(faults), &system(true, seed)).expect("runs");
@@ -54,7 +55,7 @@ fn chaos_holding_hypothesis_passes() {
         );
         assert_eq!(report.rows.len(), 12, "seed {seed}: every window measured");
         let faulted = report.rows.iter().filter(|r| !r.faults.is_empty()).count();
-        assert_eq!(faulted, 6, "seed {seed}: faults were really in force");
+        assert_eq!(faulted, 8, "seed {seed}: faults were really in force");
         // The partition costs an attempt timeout: the p99 shows it.
         assert!(report.rows[5].p99_latency_ms >= 200.0, "seed {seed}");
     }
