@@ -346,6 +346,13 @@ pub fn topics() -> Vec<Topic> {
             demo: Some("percolation"),
         },
         Topic {
+            episodes: "12, 4, 36",
+            module: "patterns::chaos",
+            summary: "chaos experiments: a steady-state hypothesis, faults (crash, partition, loss, latency, Flaky), verification, an abort that heals at once; on a simulation or real processes behind the runner's TCP proxies (`dslab chaos run FILE`)",
+            tests: "-p patterns chaos",
+            demo: None,
+        },
+        Topic {
             episodes: "26, 30",
             module: "patterns::pool",
             summary: "a bounded connection pool sized by Little's law; acquire with a timeout",

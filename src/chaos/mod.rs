@@ -40,7 +40,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use observability::demo::Narrator;
-use patterns::chaos::definition::MAX_DEFINITION_BYTES;
+use patterns::chaos::definition::{MAX_DEFINITION_BYTES, parse_json};
 use patterns::chaos::{
     Action, ChaosReport, Decision, Experiment, Outcome, Runner, SimulatedSystem, run_simulated,
 };
@@ -75,17 +75,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> patterns::Error {
 
 /// Parses and checks a definition; nothing starts if this fails.
 pub fn parse(text: &str) -> patterns::Result<(Experiment, Target)> {
-    if text.len() > MAX_DEFINITION_BYTES {
-        return Err(invalid(
-            "definition",
-            format!(
-                "{} bytes exceeds the limit of {MAX_DEFINITION_BYTES}",
-                text.len()
-            ),
-        ));
-    }
-    let file: ChaosFile =
-        serde_json::from_str(text).map_err(|e| invalid("definition", e.to_string()))?;
+    let file: ChaosFile = parse_json(text)?;
     let target = match (file.simulation, file.processes) {
         (Some(simulation), None) => Target::Simulation(simulation),
         (None, Some(processes)) => {

@@ -178,22 +178,27 @@ pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Er
     }
 }
 
+/// Parses a definition (an experiment, or a file that holds one), at
+/// most [`MAX_DEFINITION_BYTES`] long.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(invalid(
+            "definition",
+            format!(
+                "{} bytes exceeds the limit of {MAX_DEFINITION_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| invalid("definition", e.to_string()))
+}
+
 impl Experiment {
-    /// Reads a definition from JSON and checks it; unknown fields, missing
-    /// fields and impossible values are errors naming the field.
+    /// Reads a definition from JSON. Unknown fields, missing fields and
+    /// values of the wrong type are errors naming the place; call
+    /// [`Experiment::validate`] for the rest.
     pub fn from_json(text: &str) -> Result<Self> {
-        if text.len() > MAX_DEFINITION_BYTES {
-            return Err(invalid(
-                "definition",
-                format!(
-                    "{} bytes exceeds the limit of {MAX_DEFINITION_BYTES}",
-                    text.len()
-                ),
-            ));
-        }
-        let experiment: Experiment =
-            serde_json::from_str(text).map_err(|e| invalid("definition", e.to_string()))?;
-        Ok(experiment)
+        parse_json(text)
     }
 
     pub fn window(&self) -> Duration {
@@ -219,7 +224,7 @@ impl Experiment {
         if self.window_ms == 0 {
             return Err(invalid("window_ms", "must be positive"));
         }
-        if self.duration() > MAX_EXPERIMENT || self.duration_ms % self.window_ms != 0 {
+        if self.duration() > MAX_EXPERIMENT || !self.duration_ms.is_multiple_of(self.window_ms) {
             return Err(invalid(
                 "duration_ms",
                 format!(
@@ -248,7 +253,7 @@ impl Experiment {
             // each window is measured under one set of faults — which is
             // also what makes the report's table readable.
             for (name, value) in [("at_ms", scheduled.at_ms), ("for_ms", scheduled.for_ms)] {
-                if value % self.window_ms != 0 {
+                if !value.is_multiple_of(self.window_ms) {
                     return Err(invalid(
                         field(name),
                         format!(

@@ -20,7 +20,7 @@ fn recovery(report: &MetastableReport) -> String {
 
 /// Episode 9.
 pub async fn metastable_demo(out: &mut Narrator, _spans: &SpanCapture) -> DemoResult {
-    let base = MetastableConfig::episode_9(Intervention::None, SEED);
+    let base = MetastableConfig::episode_9(Intervention::Naive, SEED);
     out.section("Episode 9: metastable failure — the outage that outlives its trigger");
     out.say(&format!(
         "4 workers serve {:.0} requests/s; clients offer {:.0}/s (60%), time out after 1 s and try up to 4 times.",

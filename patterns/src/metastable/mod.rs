@@ -17,7 +17,7 @@
 //! request now costs up to `max_attempts` units of work. 60 % load times
 //! four attempts is 240 %: the queue keeps growing with the spike long
 //! over, every answer arrives too late, and goodput stays at zero. That
-//! is [`Intervention::None`], the broken twin.
+//! is [`Intervention::Naive`], the broken twin.
 //!
 //! Each intervention breaks the loop at a different link: a retry budget
 //! caps the amplification, load shedding (a bounded queue) caps the wait
@@ -86,8 +86,9 @@ impl Trigger {
 /// The fix applied to the system (and the broken twin without one).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Intervention {
-    /// The broken twin: unbounded FIFO, every timeout retried.
-    None,
+    /// The broken twin: no mitigation — an unbounded FIFO, and every
+    /// timed-out attempt retried.
+    Naive,
     /// A retry budget shared by the clients (gRFC A6 token bucket).
     RetryBudget { max_tokens: f64, token_ratio: f64 },
     /// A bounded FIFO: arrivals beyond `queue_limit` are refused at once.
@@ -102,7 +103,7 @@ impl Intervention {
     /// The interventions the episode compares, the twin first.
     pub fn episode_9() -> [Intervention; 5] {
         [
-            Intervention::None,
+            Intervention::Naive,
             Intervention::RetryBudget {
                 max_tokens: 10.0,
                 token_ratio: 0.1,
@@ -120,7 +121,7 @@ impl Intervention {
 
     pub fn name(&self) -> String {
         match self {
-            Intervention::None => "none (NaiveRetryLoop)".into(),
+            Intervention::Naive => "none (the naive twin)".into(),
             Intervention::RetryBudget { token_ratio, .. } => {
                 format!("retry budget {:.0}%", token_ratio * 100.0)
             }

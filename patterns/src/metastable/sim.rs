@@ -131,8 +131,12 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
     };
     let trigger = config.trigger;
     let mut sim: Simulation<Event> = Simulation::new(config.seed);
-    let mut queue = queue_for(config.intervention);
-    let mut dropped = Vec::new();
+    let mut pool = Pool {
+        queue: queue_for(config.intervention),
+        dropped: Vec::new(),
+        busy: 0,
+        workers: i64::from(config.workers),
+    };
     let mut requests: Vec<Request> = Vec::new();
     let bucket_count = config
         .duration
@@ -147,8 +151,6 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
     let bucket_of = |now: Duration| {
         ((now.as_nanos() / config.bucket.as_nanos()) as usize).min(bucket_count - 1)
     };
-    let mut workers = i64::from(config.workers);
-    let mut busy = 0i64;
     let mut gave_up = 0u64;
 
     sim.schedule_at(Duration::ZERO, Event::Arrival);
@@ -226,11 +228,9 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
                         attempt: job.attempt,
                     },
                 );
-                if busy < workers {
-                    busy += 1;
-                    let service = exponential(sim.rng(), service_mean);
-                    sim.schedule_in(service, Event::Served { job });
-                } else if let Some(refused) = queue.push(job, now) {
+                // Free workers mean an empty queue: the job passes straight
+                // through it to a worker.
+                if let Some(refused) = pool.queue.push(job, now) {
                     // Refused at once (or, for LIFO, the oldest evicted):
                     // the client learns now instead of after its timeout.
                     let state = &mut requests[refused.request];
@@ -239,6 +239,7 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
                         state.done = failed(&mut sim, refused.request, refused.attempt);
                     }
                 }
+                pool.fill(&mut sim, now, service_mean);
             }
             Event::Timeout { request, attempt } => {
                 let state = &mut requests[request];
@@ -248,7 +249,7 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
                 }
             }
             Event::Served { job } => {
-                busy -= 1;
+                pool.busy -= 1;
                 let state = &mut requests[job.request];
                 let bucket = &mut buckets[bucket_of(now)];
                 if state.waiting && state.attempt == job.attempt && !state.done {
@@ -263,29 +264,13 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
                     // this answer any more. Its work is the retry loop's fuel.
                     bucket.wasted += 1;
                 }
-                start_next(
-                    &mut sim,
-                    &mut *queue,
-                    &mut dropped,
-                    &mut busy,
-                    workers,
-                    now,
-                    service_mean,
-                );
+                pool.fill(&mut sim, now, service_mean);
             }
             Event::Workers { delta } => {
-                workers += delta;
-                start_next(
-                    &mut sim,
-                    &mut *queue,
-                    &mut dropped,
-                    &mut busy,
-                    workers,
-                    now,
-                    service_mean,
-                );
+                pool.workers += delta;
+                pool.fill(&mut sim, now, service_mean);
             }
-            Event::Sample => buckets[bucket_of(now)].queue = queue.len(),
+            Event::Sample => buckets[bucket_of(now)].queue = pool.queue.len(),
         }
     }
     let healthy =
@@ -306,25 +291,27 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
     })
 }
 
-/// Fills free workers from the queue.
-fn start_next(
-    sim: &mut Simulation<Event>,
-    queue: &mut dyn QueueDiscipline<Job>,
-    dropped: &mut Vec<Job>,
-    busy: &mut i64,
+/// The server side: workers and the queue in front of them.
+struct Pool {
+    queue: Box<dyn QueueDiscipline<Job>>,
+    dropped: Vec<Job>,
+    busy: i64,
     workers: i64,
-    now: Duration,
-    service_mean: f64,
-) {
-    while *busy < workers {
-        let Some(job) = queue.pop(now, dropped) else {
-            break;
-        };
-        *busy += 1;
-        let service = exponential(sim.rng(), service_mean);
-        sim.schedule_in(service, Event::Served { job });
+}
+
+impl Pool {
+    /// Fills free workers from the queue.
+    fn fill(&mut self, sim: &mut Simulation<Event>, now: Duration, service_mean: f64) {
+        while self.busy < self.workers {
+            let Some(job) = self.queue.pop(now, &mut self.dropped) else {
+                break;
+            };
+            self.busy += 1;
+            let service = exponential(sim.rng(), service_mean);
+            sim.schedule_in(service, Event::Served { job });
+        }
+        // No discipline used here drops on pop; were one to, its clients
+        // would learn by their timeout, which is what this models.
+        self.dropped.clear();
     }
-    // No discipline used here drops on pop; were one to, its clients
-    // would learn by their timeout, which is what this models.
-    dropped.clear();
 }

@@ -16,7 +16,7 @@ fn run(intervention: Intervention, seed: u64) -> MetastableReport {
 #[test]
 fn metastable_naive_stays_degraded_after_trigger_ends() {
     for seed in SEEDS {
-        let report = run(Intervention::None, seed);
+        let report = run(Intervention::Naive, seed);
         let before: u64 = report.buckets[2..10].iter().map(|b| b.goodput).sum();
         assert!(
             before as f64 > 0.9 * 240.0 * 8.0,
@@ -87,7 +87,7 @@ fn metastable_doubling_capacity_is_not_enough() {
 /// Episode 9. A slowdown is a trigger too: service times ×4 for 3 s.
 #[test]
 fn metastable_slowdown_trigger_also_sticks() {
-    let mut config = MetastableConfig::episode_9(Intervention::None, 7);
+    let mut config = MetastableConfig::episode_9(Intervention::Naive, 7);
     config.trigger.kind = TriggerKind::Slowdown { factor: 4.0 };
     let naive = simulate(&config).expect("valid");
     assert_eq!(naive.recovered_at, None);
@@ -102,19 +102,19 @@ fn metastable_slowdown_trigger_also_sticks() {
 /// A run replays exactly from its seed.
 #[test]
 fn metastable_same_seed_same_timeline() {
-    assert_eq!(run(Intervention::None, 3), run(Intervention::None, 3));
+    assert_eq!(run(Intervention::Naive, 3), run(Intervention::Naive, 3));
 }
 
 /// Bad configurations are named, not run.
 #[test]
 fn metastable_rejects_bad_configurations() {
-    let mut config = MetastableConfig::episode_9(Intervention::None, 1);
+    let mut config = MetastableConfig::episode_9(Intervention::Naive, 1);
     config.workers = 0;
     assert!(matches!(
         simulate(&config),
         Err(Error::InvalidExperiment { .. })
     ));
-    let mut config = MetastableConfig::episode_9(Intervention::None, 1);
+    let mut config = MetastableConfig::episode_9(Intervention::Naive, 1);
     config.duration = MAX_DURATION * 2;
     assert!(simulate(&config).is_err());
     let mut config = MetastableConfig::episode_9(
@@ -125,7 +125,7 @@ fn metastable_rejects_bad_configurations() {
         1,
     );
     assert!(simulate(&config).is_err());
-    config.intervention = Intervention::None;
+    config.intervention = Intervention::Naive;
     config.trigger.kind = TriggerKind::LoadSpike { factor: f64::NAN };
     assert!(simulate(&config).is_err());
 }

@@ -15,7 +15,7 @@
 //! reach them too. A cascade that takes each neighbour down with
 //! probability T is bond percolation with T: it stays local below the
 //! threshold T_c = ⟨k⟩/(⟨k²⟩ − ⟨k⟩) and reaches a finite share of the
-//! fleet above it ([`cascade`]). Circuit breakers lower T; that is their
+//! fleet above it ([`cascade()`]). Circuit breakers lower T; that is their
 //! whole effect at this scale, and it is why they work.
 //!
 //! Real service graphs are not Erdős–Rényi: they grow by preferential
