@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 pub const MAX_EXPERIMENT: Duration = Duration::from_secs(3_600);
 /// The most faults one experiment may schedule.
 pub const MAX_FAULTS: usize = 64;
+/// The longest window: a longer one would hide what happened in it (and
+/// hold its latencies for that long).
+pub const MAX_WINDOW: Duration = Duration::from_secs(60);
 /// The largest definition file read, in bytes.
 pub const MAX_DEFINITION_BYTES: usize = 64 * 1024;
 
@@ -221,8 +224,11 @@ impl Experiment {
         }
         self.hypothesis.validate("hypothesis")?;
         self.abort.validate("abort")?;
-        if self.window_ms == 0 {
-            return Err(invalid("window_ms", "must be positive"));
+        if self.window_ms == 0 || self.window() > MAX_WINDOW {
+            return Err(invalid(
+                "window_ms",
+                format!("must be in 1..={}", MAX_WINDOW.as_millis()),
+            ));
         }
         if self.duration() > MAX_EXPERIMENT || !self.duration_ms.is_multiple_of(self.window_ms) {
             return Err(invalid(

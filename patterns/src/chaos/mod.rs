@@ -24,7 +24,9 @@
 //! the field it concerns ([`crate::Error::InvalidChaosExperiment`]).
 //!
 //! Bounds: at most [`definition::MAX_FAULTS`] faults per experiment, an
-//! hour of experiment ([`definition::MAX_EXPERIMENT`]), definitions up to
+//! hour of experiment ([`definition::MAX_EXPERIMENT`]), windows of at most
+//! [`definition::MAX_WINDOW`] (a window's latencies are held until it
+//! ends), definitions up to
 //! [`definition::MAX_DEFINITION_BYTES`]; the simulated service has at most
 //! [`sim::MAX_REPLICAS`] replicas and [`sim::MAX_RATE`] requests/s, and
 //! keeps only requests in flight.

@@ -173,7 +173,12 @@ fn chaos_bad_definitions_get_clear_errors() {
         "faults": [{"at_ms": 3000, "for_ms": 2000, "fault": {"crash": {"host": "n1"}}}]
     }"#;
     let hosts = ["client", "n1", "n2"];
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 10] = [
+        (
+            "\"window_ms\": 1000",
+            "\"window_ms\": 0",
+            "must be in 1..=60000",
+        ),
         (
             "\"success_rate\"",
             "\"sucess_rate\"",

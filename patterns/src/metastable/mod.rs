@@ -30,8 +30,9 @@
 //!
 //! Bounds: a run lasts at most [`MAX_DURATION`] of simulated time with at
 //! most [`MAX_WORKERS`] workers and [`MAX_ARRIVAL_RATE`] requests per
-//! second, so the (deliberately unbounded) queue of the twin stays below
-//! `MAX_ARRIVAL_RATE × max_attempts × MAX_DURATION` entries.
+//! second, and may generate at most [`MAX_ATTEMPTS_PER_RUN`] attempts
+//! (peak rate × duration × max attempts), which also bounds the
+//! (deliberately unbounded) queue of the twin and every event list.
 //!
 //! Simplified: one server pool, no network delay, exponential service
 //! times, one retry budget shared by the whole client fleet, and servers
@@ -55,6 +56,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_WORKERS: u32 = 1_000;
 /// The highest arrival rate accepted (fresh requests per second), spike included.
 pub const MAX_ARRIVAL_RATE: f64 = 10_000.0;
+
+/// The most attempts a run may generate: peak arrival rate × duration ×
+/// max attempts. Episode 9's run needs under 200,000.
+pub const MAX_ATTEMPTS_PER_RUN: f64 = 10_000_000.0;
 
 /// What pushes the system out of its healthy state, for a while.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -231,6 +236,12 @@ impl MetastableConfig {
             return invalid(format!(
                 "duration {:?} must be in (0, {MAX_DURATION:?}]",
                 self.duration
+            ));
+        }
+        let attempts = peak * self.duration.as_secs_f64() * f64::from(self.max_attempts);
+        if attempts > MAX_ATTEMPTS_PER_RUN {
+            return invalid(format!(
+                "up to {attempts:.0} attempts (peak rate × duration × max attempts) exceeds {MAX_ATTEMPTS_PER_RUN:.0}"
             ));
         }
         if self.bucket.is_zero() || self.bucket > self.duration {

@@ -117,6 +117,13 @@ fn metastable_rejects_bad_configurations() {
     let mut config = MetastableConfig::episode_9(Intervention::Naive, 1);
     config.duration = MAX_DURATION * 2;
     assert!(simulate(&config).is_err());
+    let mut config = MetastableConfig::episode_9(Intervention::Naive, 1);
+    config.arrival_rate = MAX_ARRIVAL_RATE / 3.0;
+    config.duration = MAX_DURATION;
+    assert!(
+        matches!(simulate(&config), Err(Error::InvalidExperiment { reason }) if reason.contains("attempts")),
+        "a run that would generate too many attempts is refused"
+    );
     let mut config = MetastableConfig::episode_9(
         Intervention::RetryBudget {
             max_tokens: 0.0,
