@@ -38,6 +38,7 @@
 
 pub mod core;
 pub mod definition;
+mod network;
 pub mod sim;
 
 pub use core::{Action, ChaosReport, Decision, Outcome, Runner, WindowMetrics, WindowRow};

@@ -2,7 +2,7 @@
 //! over a network that the experiment can break, on the discrete-event
 //! engine ([`resilience::des`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use rand::Rng;
@@ -11,14 +11,13 @@ use serde::Deserialize;
 
 use super::core::{Action, ChaosReport, Decision, Runner, WindowMetrics};
 use super::definition::{Experiment, Fault, invalid};
+use super::network::Network;
 use crate::error::Result;
 
 /// The most replicas the simulated service may have.
 pub const MAX_REPLICAS: usize = 9;
 /// The highest request rate accepted, per second.
 pub const MAX_RATE: f64 = 5_000.0;
-/// One-way network delay on every link before any fault.
-const BASE_LATENCY: Duration = Duration::from_millis(1);
 /// Mean service time of a replica (exponential).
 const SERVICE_MEAN: f64 = 0.002;
 
@@ -64,16 +63,6 @@ struct Request {
     attempt: u32,
 }
 
-type Link = (String, String);
-
-fn link(a: &str, b: &str) -> Link {
-    if a <= b {
-        (a.to_string(), b.to_string())
-    } else {
-        (b.to_string(), a.to_string())
-    }
-}
-
 /// The running simulation and the faults applied to it.
 #[derive(Debug)]
 pub struct SimulatedService {
@@ -83,11 +72,7 @@ pub struct SimulatedService {
     next_request: u64,
     window_end: Duration,
     finished: WindowMetrics,
-    crashed: BTreeSet<String>,
-    partitioned: BTreeSet<Link>,
-    loss: BTreeMap<Link, f64>,
-    latency: BTreeMap<Link, Duration>,
-    flaky: BTreeMap<String, f64>,
+    network: Network,
 }
 
 impl SimulatedService {
@@ -119,11 +104,7 @@ impl SimulatedService {
             next_request: 0,
             window_end: Duration::ZERO,
             finished: WindowMetrics::default(),
-            crashed: BTreeSet::new(),
-            partitioned: BTreeSet::new(),
-            loss: BTreeMap::new(),
-            latency: BTreeMap::new(),
-            flaky: BTreeMap::new(),
+            network: Network::default(),
         })
     }
 
@@ -136,70 +117,16 @@ impl SimulatedService {
 
     /// Faults in force, as descriptions.
     pub fn active_faults(&self) -> Vec<String> {
-        let mut faults: Vec<String> = self.crashed.iter().map(|h| format!("crash {h}")).collect();
-        faults.extend(
-            self.partitioned
-                .iter()
-                .map(|(a, b)| format!("partition {a}|{b}")),
-        );
-        faults.extend(self.loss.keys().map(|(a, b)| format!("loss {a}–{b}")));
-        faults.extend(self.latency.keys().map(|(a, b)| format!("latency {a}–{b}")));
-        faults.extend(self.flaky.keys().map(|h| format!("flaky {h}")));
-        faults
+        self.network.active_faults()
     }
 
     /// Starts (`on`) or ends a fault.
     pub fn apply(&mut self, fault: &Fault, on: bool) {
-        match fault {
-            Fault::Crash { host } if on => {
-                self.crashed.insert(host.clone());
-            }
-            Fault::Crash { host } => {
-                self.crashed.remove(host);
-            }
-            Fault::Partition { a, b } if on => {
-                self.partitioned.insert(link(a, b));
-            }
-            Fault::Partition { a, b } => {
-                self.partitioned.remove(&link(a, b));
-            }
-            Fault::Loss { a, b, probability } if on => {
-                self.loss.insert(link(a, b), *probability);
-            }
-            Fault::Loss { a, b, .. } => {
-                self.loss.remove(&link(a, b));
-            }
-            Fault::Latency { a, b, ms } if on => {
-                self.latency.insert(link(a, b), Duration::from_millis(*ms));
-            }
-            Fault::Latency { a, b, .. } => {
-                self.latency.remove(&link(a, b));
-            }
-            Fault::Flaky { host, error_rate } if on => {
-                self.flaky.insert(host.clone(), *error_rate);
-            }
-            Fault::Flaky { host, .. } => {
-                self.flaky.remove(host);
-            }
-        }
+        self.network.apply(fault, on);
     }
 
     fn replica(&self, index: usize) -> String {
         format!("n{}", index + 1)
-    }
-
-    /// Whether a message from `a` to `b` sent now gets through, and after
-    /// how long.
-    fn deliver(&mut self, a: &str, b: &str) -> Option<Duration> {
-        let key = link(a, b);
-        if self.partitioned.contains(&key) {
-            return None;
-        }
-        let loss = self.loss.get(&key).copied().unwrap_or(0.0);
-        if loss > 0.0 && self.sim.rng().random_bool(loss) {
-            return None;
-        }
-        Some(BASE_LATENCY + self.latency.get(&key).copied().unwrap_or_default())
     }
 
     fn start_attempt(&mut self, id: u64, now: Duration) {
@@ -218,8 +145,8 @@ impl SimulatedService {
                 attempt,
             },
         );
-        if let Some(delay) = self.deliver("client", &host) {
-            if self.crashed.contains(&host) {
+        if let Some(delay) = self.network.deliver("client", &host, self.sim.rng()) {
+            if self.network.is_crashed(&host) {
                 // Nobody listens: the host's kernel (or the missing route)
                 // answers with a reset, so the client learns within a round trip.
                 self.sim.schedule_at(
@@ -282,14 +209,14 @@ impl SimulatedService {
                     let host = self.replica(replica);
                     // A host that crashed while the request was in flight
                     // never answers; the client's timeout notices.
-                    if self.crashed.contains(&host) {
+                    if self.network.is_crashed(&host) {
                         continue;
                     }
                     let service =
                         -self.sim.rng().random_range(f64::EPSILON..1.0).ln() * SERVICE_MEAN;
-                    let error_rate = self.flaky.get(&host).copied().unwrap_or(0.0);
+                    let error_rate = self.network.error_rate(&host);
                     let ok = !(error_rate > 0.0 && self.sim.rng().random_bool(error_rate));
-                    if let Some(delay) = self.deliver(&host, "client") {
+                    if let Some(delay) = self.network.deliver(&host, "client", self.sim.rng()) {
                         let at = now + Duration::from_secs_f64(service) + delay;
                         self.sim.schedule_at(
                             at,
