@@ -10,7 +10,8 @@
 //! - `consensus` — Module 3 (Episodes 13–18).
 //!
 //! [`registry`] is the episode map; [`tour`] runs the demos; [`serve`]
-//! runs one service on real TCP; [`check`] judges recorded histories;
+//! runs one service on real TCP; [`chaos`] runs chaos experiments against
+//! a process group it starts; [`check`] judges recorded histories;
 //! [`hash`] compares placement strategies; [`kv`] is a client for the Raft
 //! KV (or etcd) and [`bench`](mod@bench) its load generator.
 
@@ -21,6 +22,7 @@ pub mod bench_coordination;
 pub mod bench_ladder;
 pub mod bench_transactions;
 pub mod bench_usl;
+pub mod chaos;
 pub mod check;
 pub mod check_causal;
 pub mod check_sequential;

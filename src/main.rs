@@ -121,6 +121,9 @@ enum Command {
         #[arg(long, value_name = "PER_SECOND")]
         rate_limit: Option<u32>,
     },
+    /// Chaos experiments: steady state, faults, verification, abort.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
     /// Consistent hashing from the command line.
     #[command(subcommand)]
     Hash(HashCommand),
@@ -506,6 +509,15 @@ struct RaftKvArgs {
     peer_secret: Option<String>,
 }
 
+/// `dslab chaos …`.
+#[derive(Subcommand, Debug)]
+enum ChaosCommand {
+    /// Run the experiment in FILE (JSON: "experiment" and one target,
+    /// "simulation" or "processes"); exit 0 if its hypothesis held, 1 if
+    /// not, 3 for a bad definition.
+    Run { file: std::path::PathBuf },
+}
+
 /// Flaky's starting script (the rest is set with its `Configure` RPC).
 #[derive(Args, Debug, Clone)]
 struct FlakyArgs {
@@ -582,6 +594,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Hash(command) => return hash(command),
+        Command::Chaos(ChaosCommand::Run { file }) => {
+            return Ok(ExitCode::from(dslab::chaos::run_file(&file)?));
+        }
         Command::Kv { endpoints, command } => return kv(endpoints, command),
         Command::Crdt { endpoint, command } => return crdt(&endpoint, command),
         Command::Bench(BenchCommand::Kv(args)) => {
@@ -801,6 +816,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::List { .. }
             | Command::Hash(_)
+            | Command::Chaos(_)
             | Command::Check { .. }
             | Command::Kv { .. }
             | Command::Crdt { .. }

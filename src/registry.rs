@@ -83,6 +83,16 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::queueing::queueing_demo(out, spans)),
         },
         Demo {
+            name: "metastable",
+            episodes: "9, 8, 7",
+            run: |out, spans| Box::pin(patterns::metastable::metastable_demo(out, spans)),
+        },
+        Demo {
+            name: "percolation",
+            episodes: "10, 8, 37",
+            run: |out, spans| Box::pin(patterns::percolation::percolation_demo(out, spans)),
+        },
+        Demo {
             name: "slo-burn",
             episodes: "32, 36",
             run: |out, spans| Box::pin(resilience::detection::slo_burn_demo(out, spans)),
@@ -320,6 +330,27 @@ pub fn topics() -> Vec<Topic> {
             summary: "M/M/1, M/M/c (Erlang C), G/G/1 (Kingman) and Little's law, checked by a simulator; unbounded FIFO (the twin), bounded FIFO, CoDel and adaptive LIFO at 120% load",
             tests: "-p patterns queueing",
             demo: Some("queueing"),
+        },
+        Topic {
+            episodes: "9, 8, 7",
+            module: "patterns::metastable",
+            summary: "metastable failure: a 3 s spike switches on a retry loop that outlives it (the twin stays down); retry budget, load shedding, adaptive LIFO and capacity each end it",
+            tests: "-p patterns metastable",
+            demo: Some("metastable"),
+        },
+        Topic {
+            episodes: "10, 8, 37",
+            module: "patterns::percolation",
+            summary: "Erdős–Rényi and Barabási–Albert service graphs: the giant component at ⟨k⟩ = 1, random vs hubs-first removal, SIR cascades with and without circuit breakers",
+            tests: "-p patterns percolation",
+            demo: Some("percolation"),
+        },
+        Topic {
+            episodes: "12, 4, 36",
+            module: "patterns::chaos",
+            summary: "chaos experiments: a steady-state hypothesis, faults (crash, partition, loss, latency, Flaky), verification, an abort that heals at once; on a simulation or real processes behind the runner's TCP proxies (`dslab chaos run FILE`)",
+            tests: "-p patterns chaos",
+            demo: None,
         },
         Topic {
             episodes: "26, 30",

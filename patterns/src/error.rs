@@ -91,6 +91,10 @@ pub enum Error {
     /// The pool was closed while waiting.
     #[error("the pool is closed")]
     PoolClosed,
+    /// A chaos experiment definition that cannot run: `field` is the path
+    /// in the definition (`faults[1].at_ms`), or `definition` for syntax.
+    #[error("chaos experiment: {field}: {reason}")]
+    InvalidChaosExperiment { field: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -131,6 +135,7 @@ impl From<Error> for Status {
             | Error::ZeroCapacity
             | Error::InvalidPoolSizing { .. }
             | Error::InvalidExperiment { .. }
+            | Error::InvalidChaosExperiment { .. }
             | Error::InvalidCacheConfig { .. } => Status::invalid_argument(message),
         }
     }

@@ -11,13 +11,19 @@
 //! | 25 Queue Theory, 26, 7 | [`queueing`] | M/M/1, M/M/c (Erlang C), G/G/1 (Kingman), Little's law, validated by a simulator on `resilience::des`; queue disciplines under overload: unbounded FIFO (the twin), bounded FIFO, CoDel, adaptive LIFO |
 //! | 26 Little's Law, 30 Database Performance | [`pool`] | a bounded connection pool sized by Little's law, acquire with a timeout |
 //! | 5 Bandwidth vs Latency | [`batching`] | a batcher (max batch, linger, bounded queue) and the `BatchStore` service it is measured on |
+//! | 9 Emergent Behavior | [`metastable`] | metastable failure: a short spike switches on a retry loop that outlives it (the naive twin); retry budget, load shedding, adaptive LIFO and capacity each break it |
+//! | 10 Percolation Theory | [`percolation`] | Erdős–Rényi and Barabási–Albert service graphs, the giant component at ⟨k⟩ = 1, random vs targeted removal, SIR cascades with and without circuit breakers |
+//! | 12 Chaos Engineering | [`chaos`] | an experiment runner: steady-state hypothesis, fault injection, verification, abort on the blast radius; a simulated replicated service to run it on |
 //! | 27 Universal Scalability Law | [`scalability`] | the USL and Amdahl, fitting σ and κ, the peak N*; `Contended`, a service with tunable contention and coherency costs |
 
 pub mod balance;
 pub mod batching;
 pub mod cache;
+pub mod chaos;
 pub mod error;
 pub mod hashing;
+pub mod metastable;
+pub mod percolation;
 pub mod pool;
 pub mod queueing;
 pub mod scalability;

@@ -5,6 +5,7 @@ mod support;
 
 mod balance;
 mod causal;
+mod chaos;
 mod consistency;
 mod coordination;
 mod metrics;
