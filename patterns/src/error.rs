@@ -91,6 +91,18 @@ pub enum Error {
     /// The pool was closed while waiting.
     #[error("the pool is closed")]
     PoolClosed,
+    /// A site name missing from the table of cities.
+    #[error("unknown site {name:?}; known sites: {known}")]
+    UnknownSite { name: String, known: String },
+    #[error("invalid placement: {reason}")]
+    InvalidPlacement { reason: String },
+    /// Series that cannot be correlated (different lengths, too short,
+    /// constant).
+    #[error("cannot correlate: {reason}")]
+    InvalidSeries { reason: String },
+    /// A failure simulation or rollout that cannot run as configured.
+    #[error("invalid fleet: {reason}")]
+    InvalidFleet { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -131,7 +143,11 @@ impl From<Error> for Status {
             | Error::ZeroCapacity
             | Error::InvalidPoolSizing { .. }
             | Error::InvalidExperiment { .. }
-            | Error::InvalidCacheConfig { .. } => Status::invalid_argument(message),
+            | Error::InvalidCacheConfig { .. }
+            | Error::UnknownSite { .. }
+            | Error::InvalidPlacement { .. }
+            | Error::InvalidSeries { .. }
+            | Error::InvalidFleet { .. } => Status::invalid_argument(message),
         }
     }
 }

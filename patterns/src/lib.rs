@@ -16,8 +16,10 @@
 pub mod balance;
 pub mod batching;
 pub mod cache;
+pub mod correlation;
 pub mod error;
 pub mod hashing;
+pub mod physics;
 pub mod pool;
 pub mod queueing;
 pub mod scalability;

@@ -1,0 +1,133 @@
+//! Finding the hidden shared dependency from failure samples alone.
+
+use super::fleet::{Dependency, FailureSeries};
+use super::stats::Contingency;
+use crate::Result;
+
+/// When two hosts count as failing together.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DetectorConfig {
+    /// φ at least this: a real association, not a statistical one. With
+    /// thousands of samples a φ of 0.05 is "significant" and meaningless.
+    pub min_phi: f64,
+    /// χ² = n·φ² at least this: not chance. 10.83 is p < 0.001 for
+    /// independent samples.
+    pub min_chi_square: f64,
+    /// An inventory entry names a cluster when its host set overlaps the
+    /// cluster's by at least this Jaccard index.
+    pub min_match: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            min_phi: 0.3,
+            min_chi_square: 10.83,
+            min_match: 0.5,
+        }
+    }
+}
+
+/// A group of hosts that fail together, and what they probably share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suspect {
+    /// Host indices, ascending.
+    pub hosts: Vec<usize>,
+    /// The mean φ over the correlated pairs inside the group.
+    pub mean_phi: f64,
+    /// The inventory entry whose hosts match best, and how well (Jaccard).
+    pub named: Option<(String, f64)>,
+}
+
+/// The 2×2 table of every pair of hosts (`None` on the diagonal).
+pub fn pair_tables(series: &FailureSeries) -> Result<Vec<Vec<Option<Contingency>>>> {
+    let n = series.down.len();
+    let mut matrix = vec![vec![None; n]; n];
+    for a in 0..n {
+        for b in a + 1..n {
+            let table = Contingency::of(&series.down[a], &series.down[b])?;
+            matrix[a][b] = Some(table);
+            matrix[b][a] = Some(table);
+        }
+    }
+    Ok(matrix)
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+fn jaccard(a: &[usize], b: &[usize]) -> f64 {
+    let common = a.iter().filter(|h| b.contains(h)).count();
+    let union = a.len() + b.len() - common;
+    if union == 0 {
+        0.0
+    } else {
+        common as f64 / union as f64
+    }
+}
+
+/// Groups hosts that fail together (pairs above both thresholds, joined
+/// transitively) and names each group after the inventory entry — rack,
+/// power feed, resolver — whose hosts match it best. `inventory` is what
+/// the CMDB believes each host depends on; a group nothing matches comes
+/// back unnamed, which is the most important finding of all: a dependency
+/// nobody wrote down.
+pub fn detect(
+    series: &FailureSeries,
+    inventory: &[Dependency],
+    config: DetectorConfig,
+) -> Result<Vec<Suspect>> {
+    let matrix = pair_tables(series)?;
+    let n = matrix.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut edges = Vec::new();
+    for (a, row) in matrix.iter().enumerate() {
+        for (b, table) in row.iter().enumerate().skip(a + 1) {
+            let Some(table) = table else { continue };
+            // A host that never failed has no φ: it cannot be shown to
+            // share anything, so it joins no group.
+            let (Ok(phi), Ok(chi_square)) = (table.phi(), table.chi_square()) else {
+                continue;
+            };
+            if phi >= config.min_phi && chi_square >= config.min_chi_square {
+                edges.push((a, b, phi));
+                let (root_a, root_b) = (find(&mut parent, a), find(&mut parent, b));
+                parent[root_a] = root_b;
+            }
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for host in 0..n {
+        let root = find(&mut parent, host);
+        groups.entry(root).or_default().push(host);
+    }
+    let mut suspects: Vec<Suspect> = groups
+        .into_values()
+        .filter(|hosts| hosts.len() >= 2)
+        .map(|hosts| {
+            let inside: Vec<f64> = edges
+                .iter()
+                .filter(|(a, _, _)| hosts.contains(a))
+                .map(|&(_, _, phi)| phi)
+                .collect();
+            let mean_phi = inside.iter().sum::<f64>() / inside.len().max(1) as f64;
+            let named = inventory
+                .iter()
+                .map(|d| (d.name.clone(), jaccard(&hosts, &d.hosts)))
+                .filter(|(_, score)| *score >= config.min_match)
+                .max_by(|x, y| x.1.total_cmp(&y.1));
+            Suspect {
+                hosts,
+                mean_phi,
+                named,
+            }
+        })
+        .collect();
+    suspects.sort_by(|a, b| a.hosts.cmp(&b.hosts));
+    Ok(suspects)
+}
