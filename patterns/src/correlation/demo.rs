@@ -158,7 +158,7 @@ pub async fn correlated_failure_demo(out: &mut Narrator, _spans: &SpanCapture) -
             ],
             vec![
                 format!("n{}–n{}", a + 1, independent + 1),
-                "same rack, same feed".into(),
+                "same rack".into(),
                 format!("{rack_phi:.2}"),
                 format!("{:.2}", pearson(&wa, &wi)?),
                 format!("{:.2}", spearman(&wa, &wi)?),

@@ -39,18 +39,15 @@ pub struct Suspect {
     pub named: Option<(String, f64)>,
 }
 
-/// The 2×2 table of every pair of hosts (`None` on the diagonal).
-pub fn pair_tables(series: &FailureSeries) -> Result<Vec<Vec<Option<Contingency>>>> {
-    let n = series.down.len();
-    let mut matrix = vec![vec![None; n]; n];
-    for a in 0..n {
-        for b in a + 1..n {
-            let table = Contingency::of(&series.down[a], &series.down[b])?;
-            matrix[a][b] = Some(table);
-            matrix[b][a] = Some(table);
+/// The 2×2 table of every pair of hosts `(a, b, table)`, `a < b`.
+pub fn pair_tables(series: &FailureSeries) -> Result<Vec<(usize, usize, Contingency)>> {
+    let mut tables = Vec::new();
+    for (a, down_a) in series.down.iter().enumerate() {
+        for (b, down_b) in series.down.iter().enumerate().skip(a + 1) {
+            tables.push((a, b, Contingency::of(down_a, down_b)?));
         }
     }
-    Ok(matrix)
+    Ok(tables)
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -82,23 +79,19 @@ pub fn detect(
     inventory: &[Dependency],
     config: DetectorConfig,
 ) -> Result<Vec<Suspect>> {
-    let matrix = pair_tables(series)?;
-    let n = matrix.len();
+    let n = series.down.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut edges = Vec::new();
-    for (a, row) in matrix.iter().enumerate() {
-        for (b, table) in row.iter().enumerate().skip(a + 1) {
-            let Some(table) = table else { continue };
-            // A host that never failed has no φ: it cannot be shown to
-            // share anything, so it joins no group.
-            let (Ok(phi), Ok(chi_square)) = (table.phi(), table.chi_square()) else {
-                continue;
-            };
-            if phi >= config.min_phi && chi_square >= config.min_chi_square {
-                edges.push((a, b, phi));
-                let (root_a, root_b) = (find(&mut parent, a), find(&mut parent, b));
-                parent[root_a] = root_b;
-            }
+    for (a, b, table) in pair_tables(series)? {
+        // A host that never failed has no φ: it cannot be shown to share
+        // anything, so it joins no group.
+        let (Ok(phi), Ok(chi_square)) = (table.phi(), table.chi_square()) else {
+            continue;
+        };
+        if phi >= config.min_phi && chi_square >= config.min_chi_square {
+            edges.push((a, b, phi));
+            let (root_a, root_b) = (find(&mut parent, a), find(&mut parent, b));
+            parent[root_a] = root_b;
         }
     }
     let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();

@@ -17,7 +17,7 @@
 //! (for downtime per window: ρ sees monotone, non-linear relations r
 //! underrates). [`detector`] looks only at failure samples, groups the
 //! hosts that fail together and names the inventory entry — rack, feed,
-//! resolver — that explains the group, or says none does. [`rollout`] is
+//! resolver — that explains the group, or says none does. [`mod@rollout`] is
 //! the deployment side of correlation: one bad release reaching every
 //! host at once is a shared dependency too. Cells and staged rollouts cap
 //! the blast radius; the version-skew twin shows the bug they contain.

@@ -13,7 +13,7 @@ fn check_lengths(a: usize, b: usize) -> Result<()> {
             reason: format!("series of different lengths ({a} and {b})"),
         });
     }
-    if a < 2 || a > MAX_SAMPLES {
+    if !(2..=MAX_SAMPLES).contains(&a) {
         return Err(Error::InvalidSeries {
             reason: format!("{a} samples; correlation needs 2..={MAX_SAMPLES}"),
         });

@@ -12,14 +12,14 @@ fn close(a: f64, b: f64) -> bool {
 /// 5 only a, 5 only b, 80 both up → φ = (10·80 − 5·5) / √(15·85·15·85)
 /// = 775 / 1275 = 0.6078…; and φ is Pearson's r on the 0/1 samples.
 #[test]
-fn correlation_phi_matches_the_hand_computed_table() {
+fn correlation_phi_matches_the_hand_computed_table() -> crate::Result<()> {
     let mut a = vec![true; 15];
     a.extend(vec![false; 85]);
     let mut b = vec![true; 10];
     b.extend(vec![false; 5]);
     b.extend(vec![true; 5]);
     b.extend(vec![false; 80]);
-    let table = Contingency::of(&a, &b).unwrap();
+    let table = Contingency::of(&a, &b)?;
     assert_eq!(
         table,
         Contingency {
@@ -29,9 +29,9 @@ fn correlation_phi_matches_the_hand_computed_table() {
             neither: 80
         }
     );
-    assert!(close(phi(&a, &b).unwrap(), 775.0 / 1275.0));
+    assert!(close(phi(&a, &b)?, 775.0 / 1275.0));
     assert!(close(
-        table.chi_square().unwrap(),
+        table.chi_square()?,
         100.0 * (775.0f64 / 1275.0).powi(2)
     ));
     let as_numbers = |s: &[bool]| {
@@ -40,36 +40,38 @@ fn correlation_phi_matches_the_hand_computed_table() {
             .collect::<Vec<_>>()
     };
     assert!(close(
-        pearson(&as_numbers(&a), &as_numbers(&b)).unwrap(),
+        pearson(&as_numbers(&a), &as_numbers(&b))?,
         775.0 / 1275.0
     ));
     // Perfectly together, perfectly apart.
-    assert!(close(phi(&a, &a).unwrap(), 1.0));
+    assert!(close(phi(&a, &a)?, 1.0));
     let opposite: Vec<bool> = a.iter().map(|d| !d).collect();
-    assert!(close(phi(&a, &opposite).unwrap(), -1.0));
+    assert!(close(phi(&a, &opposite)?, -1.0));
+    Ok(())
 }
 
 /// Episode 1. Pearson by hand: x = 1..5, y = 2,4,5,4,5 → Σdxdy = 6,
 /// Σdx² = 10, Σdy² = 6, r = 6/√60 = 0.7746…; Spearman sees a monotone
 /// curve as perfect where Pearson does not, and shares tied ranks.
 #[test]
-fn correlation_pearson_and_spearman_match_hand_computed_values() {
+fn correlation_pearson_and_spearman_match_hand_computed_values() -> crate::Result<()> {
     let x = [1.0, 2.0, 3.0, 4.0, 5.0];
     let y = [2.0, 4.0, 5.0, 4.0, 5.0];
-    assert!(close(pearson(&x, &y).unwrap(), 6.0 / 60f64.sqrt()));
+    assert!(close(pearson(&x, &y)?, 6.0 / 60f64.sqrt()));
     assert_eq!(stats::ranks(&y), vec![1.0, 2.5, 4.5, 2.5, 4.5]);
     // Ranks of y: 1, 2.5, 4.5, 2.5, 4.5 (mean 3): Σdxdy = 7, Σdy² = 9
     // → ρ = 7 / √90.
-    assert!(close(spearman(&x, &y).unwrap(), 7.0 / 90f64.sqrt()));
+    assert!(close(spearman(&x, &y)?, 7.0 / 90f64.sqrt()));
     let cubic: Vec<f64> = (1..=10).map(|v| f64::from(v).powi(5)).collect();
     let linear: Vec<f64> = (1..=10).map(f64::from).collect();
-    assert!(close(spearman(&linear, &cubic).unwrap(), 1.0));
-    assert!(pearson(&linear, &cubic).unwrap() < 0.95);
+    assert!(close(spearman(&linear, &cubic)?, 1.0));
+    assert!(pearson(&linear, &cubic)? < 0.95);
+    Ok(())
 }
 
 /// Episode 1. Series that cannot be correlated get a reason, not NaN.
 #[test]
-fn correlation_bad_series_are_refused() {
+fn correlation_bad_series_are_refused() -> crate::Result<()> {
     let invalid = |r: Result<f64, Error>| matches!(r, Err(Error::InvalidSeries { .. }));
     assert!(invalid(phi(&[true, false], &[true])));
     assert!(invalid(phi(&[true], &[true])));
@@ -77,6 +79,7 @@ fn correlation_bad_series_are_refused() {
     assert!(invalid(phi(&[false, false, false], &[true, false, true])));
     assert!(invalid(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0])));
     assert!(invalid(spearman(&[1.0, f64::NAN], &[1.0, 2.0])));
+    Ok(())
 }
 
 /// Episode 1. Over many seeds, the detector finds exactly the planted
@@ -84,38 +87,40 @@ fn correlation_bad_series_are_refused() {
 /// without the shared failure it finds nothing — no spurious group from
 /// chance overlaps of independent outages.
 #[test]
-fn correlation_detector_finds_the_planted_dependency_and_nothing_spurious() {
+fn correlation_detector_finds_the_planted_dependency_and_nothing_spurious() -> crate::Result<()> {
     for seed in 1..=30 {
-        let series = simulate(&example_fleet(seed, true)).unwrap();
-        let suspects = detect(&series, &inventory(true), DetectorConfig::default()).unwrap();
+        let series = simulate(&example_fleet(seed, true))?;
+        let suspects = detect(&series, &inventory(true), DetectorConfig::default())?;
         assert_eq!(suspects.len(), 1, "seed {seed}: {suspects:?}");
         assert_eq!(suspects[0].hosts, PLANTED, "seed {seed}");
         let (name, jaccard) = suspects[0].named.clone().expect("named");
         assert_eq!((name.as_str(), jaccard), (PLANTED_NAME, 1.0), "seed {seed}");
         assert!(suspects[0].mean_phi > 0.4, "seed {seed}: {suspects:?}");
 
-        let quiet = simulate(&example_fleet(seed, false)).unwrap();
-        let none = detect(&quiet, &inventory(true), DetectorConfig::default()).unwrap();
+        let quiet = simulate(&example_fleet(seed, false))?;
+        let none = detect(&quiet, &inventory(true), DetectorConfig::default())?;
         assert!(none.is_empty(), "seed {seed}: spurious {none:?}");
     }
+    Ok(())
 }
 
 /// Episode 1. A dependency nobody wrote down is found but left unnamed:
 /// no rack or power feed gets the blame.
 #[test]
-fn correlation_detector_leaves_an_undocumented_dependency_unnamed() {
-    let series = simulate(&example_fleet(7, true)).unwrap();
-    let suspects = detect(&series, &inventory(false), DetectorConfig::default()).unwrap();
+fn correlation_detector_leaves_an_undocumented_dependency_unnamed() -> crate::Result<()> {
+    let series = simulate(&example_fleet(7, true))?;
+    let suspects = detect(&series, &inventory(false), DetectorConfig::default())?;
     assert_eq!(suspects.len(), 1);
     assert_eq!(suspects[0].hosts, PLANTED);
     assert_eq!(suspects[0].named, None);
+    Ok(())
 }
 
 /// Episode 1. Three replicas behind one dependency: the simulated
 /// fraction of time all are down matches q + (1 − q)p³ within 15%, and is
 /// thousands of times the independent p³.
 #[test]
-fn correlation_p_all_down_matches_the_common_cause_model() {
+fn correlation_p_all_down_matches_the_common_cause_model() -> crate::Result<()> {
     let (start_own, start_shared, outage) = (0.002, 0.004, 5);
     let config = FleetConfig {
         hosts: 3,
@@ -125,7 +130,7 @@ fn correlation_p_all_down_matches_the_common_cause_model() {
         dependencies: vec![Dependency::new("feed", vec![0, 1, 2], start_shared)],
         seed: 3,
     };
-    let series = simulate(&config).unwrap();
+    let series = simulate(&config)?;
     let (p, q) = (
         down_probability(start_own, outage),
         down_probability(start_shared, outage),
@@ -144,14 +149,14 @@ fn correlation_p_all_down_matches_the_common_cause_model() {
     let independent = simulate(&FleetConfig {
         dependencies: Vec::new(),
         ..config
-    })
-    .unwrap();
+    })?;
     assert!(independent.fraction_all_down(&[0, 1, 2]) < 1e-4);
+    Ok(())
 }
 
 /// Episode 1. Bad fleets are refused with the reason.
 #[test]
-fn correlation_bad_fleets_are_refused() {
+fn correlation_bad_fleets_are_refused() -> crate::Result<()> {
     let good = example_fleet(1, true);
     let bad = [
         FleetConfig {
@@ -181,6 +186,7 @@ fn correlation_bad_fleets_are_refused() {
             "{config:?}"
         );
     }
+    Ok(())
 }
 
 fn fleet(decoding: Decoding, strategy: Strategy, seed: u64) -> RolloutConfig {
@@ -200,14 +206,13 @@ fn fleet(decoding: Decoding, strategy: Strategy, seed: u64) -> RolloutConfig {
 /// mixed, and the staged rollout's gate catches it in the first cell and
 /// rolls back; pushed to every cell at once, it hits most of the fleet.
 #[test]
-fn correlation_rollout_version_skew_twin_is_caught_by_the_staged_gate() {
+fn correlation_rollout_version_skew_twin_is_caught_by_the_staged_gate() -> crate::Result<()> {
     for seed in 1..=20 {
         let staged = rollout(&fleet(
             Decoding::NaiveAssumesSameVersion,
             Strategy::Staged,
             seed,
-        ))
-        .unwrap();
+        ))?;
         assert!(staged.misreads > 0, "seed {seed}: the twin went unnoticed");
         assert_eq!(staged.halted_at, Some(0), "seed {seed}");
         assert!(!staged.completed);
@@ -217,20 +222,20 @@ fn correlation_rollout_version_skew_twin_is_caught_by_the_staged_gate() {
             Decoding::NaiveAssumesSameVersion,
             Strategy::AllAtOnce,
             seed,
-        ))
-        .unwrap();
+        ))?;
         assert!(all.hosts_hit > 60, "seed {seed}: {all:?}");
     }
+    Ok(())
 }
 
 /// Episode 1. Version-negotiating code misreads nothing through the
 /// whole skew — including hosts whose deploy failed and stay on V1 — and
 /// the staged rollout completes.
 #[test]
-fn correlation_rollout_negotiated_versions_survive_the_skew() {
+fn correlation_rollout_negotiated_versions_survive_the_skew() -> crate::Result<()> {
     for seed in 1..=20 {
         for strategy in [Strategy::Staged, Strategy::AllAtOnce] {
-            let report = rollout(&fleet(Decoding::Negotiated, strategy, seed)).unwrap();
+            let report = rollout(&fleet(Decoding::Negotiated, strategy, seed))?;
             assert_eq!(report.misreads, 0, "seed {seed} {strategy:?}");
             assert!(report.completed);
         }
@@ -238,4 +243,5 @@ fn correlation_rollout_negotiated_versions_survive_the_skew() {
     let mut bad = fleet(Decoding::Negotiated, Strategy::Staged, 1);
     bad.hosts_per_cell = 1;
     assert!(matches!(rollout(&bad), Err(Error::InvalidFleet { .. })));
+    Ok(())
 }

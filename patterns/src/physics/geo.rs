@@ -17,7 +17,7 @@ pub const FIBRE_KM_PER_SECOND: f64 = LIGHT_KM_PER_SECOND / FIBRE_REFRACTIVE_INDE
 /// The mean Earth radius (IUGG), km. The Earth is an oblate spheroid, so
 /// the haversine over a sphere is off by up to 0.5% — far less than the
 /// detours real cables take.
-pub const EARTH_RADIUS_KM: f64 = 6_371.0088;
+pub const EARTH_RADIUS_KM: f64 = 6_371.008_8;
 
 /// A city where a data centre might stand.
 #[derive(Clone, Copy, Debug, PartialEq)]

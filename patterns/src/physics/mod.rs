@@ -37,6 +37,8 @@ pub mod quorum;
 #[cfg(test)]
 mod tests;
 
-pub use geo::{CITIES, City, FIBRE_KM_PER_SECOND, great_circle_km, one_way_floor, rtt_floor};
+pub use geo::{
+    CITIES, City, FIBRE_KM_PER_SECOND, find_city, great_circle_km, one_way_floor, rtt_floor,
+};
 pub use matrix::{LatencyMatrix, MAX_SITES};
 pub use quorum::{LeaderLatency, best_leader, commit_latency, leaders_by_latency, majority};

@@ -23,9 +23,9 @@ const PAIRS: [(&str, &str, f64); 7] = [
 /// within 1% of the published distance, and the floor is exactly
 /// distance / (c / 1.47), there and back.
 #[test]
-fn physics_floors_match_distance_over_fibre_speed_for_city_pairs() {
+fn physics_floors_match_distance_over_fibre_speed_for_city_pairs() -> crate::Result<()> {
     for (a, b, published_km) in PAIRS {
-        let (city_a, city_b) = (find_city(a).unwrap(), find_city(b).unwrap());
+        let (city_a, city_b) = (find_city(a)?, find_city(b)?);
         let km = great_circle_km(&city_a, &city_b);
         assert!(
             (km - published_km).abs() / published_km < 0.01,
@@ -41,12 +41,13 @@ fn physics_floors_match_distance_over_fibre_speed_for_city_pairs() {
     assert!((ms(rtt) - 54.62).abs() < 0.05, "{rtt:?}");
     // Light in fibre covers about 204 km per millisecond.
     assert!((FIBRE_KM_PER_SECOND / 1_000.0 - 203.94).abs() < 0.01);
+    Ok(())
 }
 
 /// Episode 2. Distance is symmetric and zero to oneself; antipodes are
 /// half the circumference apart.
 #[test]
-fn physics_great_circle_is_a_metric_on_the_table() {
+fn physics_great_circle_is_a_metric_on_the_table() -> crate::Result<()> {
     for a in &CITIES {
         assert!(great_circle_km(a, a).abs() < 1e-9);
         for b in &CITIES {
@@ -66,39 +67,39 @@ fn physics_great_circle_is_a_metric_on_the_table() {
     };
     let half = std::f64::consts::PI * geo::EARTH_RADIUS_KM;
     assert!((great_circle_km(&north, &south) - half).abs() < 1e-6);
+    Ok(())
 }
 
 /// Episode 2. A leader waits for the follower that completes its
 /// majority: with three replicas the nearest one, with five the second
 /// nearest — never the farthest.
 #[test]
-fn physics_commit_latency_is_the_majority_round_trip() {
-    let three = LatencyMatrix::from_sites(&["ashburn", "london", "frankfurt"]).unwrap();
+fn physics_commit_latency_is_the_majority_round_trip() -> crate::Result<()> {
+    let three = LatencyMatrix::from_sites(&["ashburn", "london", "frankfurt"])?;
     // London leads: Frankfurt alone completes the majority.
     assert_eq!(commit_latency(&three, 1), three.rtt(1, 2));
     // Ashburn leads: its nearest follower is London.
     assert_eq!(commit_latency(&three, 0), three.rtt(0, 1));
     assert_eq!(best_leader(&three).site, "london");
 
-    let five = LatencyMatrix::from_sites(&["ashburn", "new-york", "london", "frankfurt", "tokyo"])
-        .unwrap();
+    let five = LatencyMatrix::from_sites(&["ashburn", "new-york", "london", "frankfurt", "tokyo"])?;
     let mut from_new_york: Vec<Duration> = [0, 2, 3, 4].map(|f| five.rtt(1, f)).to_vec();
     from_new_york.sort();
     assert_eq!(commit_latency(&five, 1), from_new_york[1]);
     assert_eq!(majority(5), 3);
     assert_eq!(majority(4), 3);
     assert_eq!(majority(1), 1);
-    let single = LatencyMatrix::from_sites(&["tokyo"]).unwrap();
+    let single = LatencyMatrix::from_sites(&["tokyo"])?;
     assert_eq!(commit_latency(&single, 0), Duration::ZERO);
+    Ok(())
 }
 
 /// Episode 2. Five replicas are not slower than three when the extra two
 /// sit near the leader: the majority is still one short hop away.
 #[test]
-fn physics_five_replicas_commit_as_fast_as_three_with_near_neighbours() {
-    let three = LatencyMatrix::from_sites(&["new-york", "london", "tokyo"]).unwrap();
-    let five =
-        LatencyMatrix::from_sites(&["new-york", "ashburn", "london", "dublin", "tokyo"]).unwrap();
+fn physics_five_replicas_commit_as_fast_as_three_with_near_neighbours() -> crate::Result<()> {
+    let three = LatencyMatrix::from_sites(&["new-york", "london", "tokyo"])?;
+    let five = LatencyMatrix::from_sites(&["new-york", "ashburn", "london", "dublin", "tokyo"])?;
     let (best3, best5) = (best_leader(&three), best_leader(&five));
     assert!(best5.commit < best3.commit, "3: {best3:?}, 5: {best5:?}");
     // And every leader's commit is at least the floor to its nearest
@@ -109,17 +110,18 @@ fn physics_five_replicas_commit_as_fast_as_three_with_near_neighbours() {
                 .filter(|&f| f != leader.leader)
                 .map(|f| rtt_floor(matrix.distance_km(leader.leader, f)))
                 .min()
-                .unwrap();
+                .expect("a placement of two or more sites");
             assert!(leader.commit >= nearest);
         }
     }
+    Ok(())
 }
 
 /// Episode 2. The route factor scales every link; the floor stays put.
 #[test]
-fn physics_matrix_links_scale_with_the_route_factor() {
-    let floor = LatencyMatrix::from_sites(&["london", "frankfurt", "tokyo"]).unwrap();
-    let routed = floor.clone().with_route_factor(1.5).unwrap();
+fn physics_matrix_links_scale_with_the_route_factor() -> crate::Result<()> {
+    let floor = LatencyMatrix::from_sites(&["london", "frankfurt", "tokyo"])?;
+    let routed = floor.clone().with_route_factor(1.5)?;
     let links: Vec<_> = routed.links().collect();
     assert_eq!(links.len(), 3);
     for (a, b, one_way) in links {
@@ -128,11 +130,12 @@ fn physics_matrix_links_scale_with_the_route_factor() {
         assert_eq!(routed.floor(a, b), floor.floor(a, b));
         assert!(routed.rtt(a, b) >= rtt_floor(routed.distance_km(a, b)));
     }
+    Ok(())
 }
 
 /// Episode 2. Bad placements are refused with the reason.
 #[test]
-fn physics_bad_placements_are_refused() {
+fn physics_bad_placements_are_refused() -> crate::Result<()> {
     assert!(matches!(
         LatencyMatrix::from_sites(&["atlantis"]),
         Err(Error::UnknownSite { .. })
@@ -145,11 +148,12 @@ fn physics_bad_placements_are_refused() {
         LatencyMatrix::from_sites::<&str>(&[]),
         Err(Error::InvalidPlacement { .. })
     ));
-    let matrix = LatencyMatrix::from_sites(&["tokyo"]).unwrap();
+    let matrix = LatencyMatrix::from_sites(&["tokyo"])?;
     for factor in [0.5, f64::NAN, f64::INFINITY, 11.0] {
         assert!(
             matrix.clone().with_route_factor(factor).is_err(),
             "{factor}"
         );
     }
+    Ok(())
 }
