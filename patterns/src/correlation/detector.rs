@@ -40,14 +40,61 @@ pub struct Suspect {
 }
 
 /// The 2×2 table of every pair of hosts `(a, b, table)`, `a < b`.
+///
+/// Hosts are up almost all the time, so each host's series is kept as the
+/// list of steps it was down, and a pair's "both down" count is the
+/// intersection of two short sorted lists — the tables come out the same
+/// as [`Contingency::of`] on the full series, at a fraction of the work.
 pub fn pair_tables(series: &FailureSeries) -> Result<Vec<(usize, usize, Contingency)>> {
+    let steps = series.steps();
+    let mut down_steps = Vec::with_capacity(series.down.len());
+    for down in &series.down {
+        if down.len() != steps {
+            return Err(crate::Error::InvalidSeries {
+                reason: format!("host series of {} and {steps} samples", down.len()),
+            });
+        }
+        down_steps.push(
+            (0..steps)
+                .filter(|&step| down[step])
+                .collect::<Vec<usize>>(),
+        );
+    }
     let mut tables = Vec::new();
-    for (a, down_a) in series.down.iter().enumerate() {
-        for (b, down_b) in series.down.iter().enumerate().skip(a + 1) {
-            tables.push((a, b, Contingency::of(down_a, down_b)?));
+    for (a, down_a) in down_steps.iter().enumerate() {
+        for (b, down_b) in down_steps.iter().enumerate().skip(a + 1) {
+            let both = intersection(down_a, down_b) as u64;
+            let (only_a, only_b) = (down_a.len() as u64 - both, down_b.len() as u64 - both);
+            tables.push((
+                a,
+                b,
+                Contingency {
+                    both,
+                    only_a,
+                    only_b,
+                    neither: steps as u64 - both - only_a - only_b,
+                },
+            ));
         }
     }
     Ok(tables)
+}
+
+/// How many values two ascending lists share.
+fn intersection(a: &[usize], b: &[usize]) -> usize {
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {

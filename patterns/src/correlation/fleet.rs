@@ -127,38 +127,70 @@ pub fn down_probability(start: f64, outage_steps: usize) -> f64 {
     r * start / (r * start + 1.0 - start)
 }
 
+/// The steps an outage process with these parameters is down, as
+/// half-open ranges. Between outages each step starts one with
+/// probability `start`, so the up spell before the next outage is
+/// geometric: it is drawn in one go (inverse transform) instead of one
+/// coin per step — the same process, at the cost of one draw per outage.
+fn outages(
+    rng: &mut SmallRng,
+    start: f64,
+    outage_steps: usize,
+    steps: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    if start <= 0.0 {
+        return found;
+    }
+    let log_stay_up = (1.0 - start).ln();
+    let mut at = 0usize;
+    while at < steps {
+        // Failures before the first success of a Bernoulli(start) trial:
+        // ⌊ln U / ln(1 − start)⌋ with U uniform on (0, 1].
+        let uniform = 1.0 - rng.random::<f64>();
+        let up = (uniform.ln() / log_stay_up).floor();
+        let up = if up.is_finite() && up >= 0.0 {
+            up.min(steps as f64) as usize
+        } else {
+            0
+        };
+        let begin = at.saturating_add(up);
+        if begin >= steps {
+            break;
+        }
+        let end = begin.saturating_add(outage_steps).min(steps);
+        found.push(begin..end);
+        at = begin.saturating_add(outage_steps);
+    }
+    found
+}
+
 /// Runs the fleet: every host and every dependency draws its outages, and
 /// a host is down while it, or anything it depends on, is down.
 pub fn simulate(config: &FleetConfig) -> Result<FailureSeries> {
     config.validate()?;
     let mut rng = SmallRng::seed_from_u64(config.seed);
-    // Steps of outage left, per host and per dependency.
-    let mut host_left = vec![0usize; config.hosts];
-    let mut dependency_left = vec![0usize; config.dependencies.len()];
-    let mut down = vec![Vec::with_capacity(config.steps); config.hosts];
-    for _ in 0..config.steps {
-        for left in &mut host_left {
-            *left = left.saturating_sub(1);
-            if *left == 0 && rng.random_bool(config.host_failure) {
-                *left = config.outage_steps;
-            }
+    let mut down = vec![vec![false; config.steps]; config.hosts];
+    for series in &mut down {
+        for outage in outages(
+            &mut rng,
+            config.host_failure,
+            config.outage_steps,
+            config.steps,
+        ) {
+            series[outage].fill(true);
         }
-        for (left, dependency) in dependency_left.iter_mut().zip(&config.dependencies) {
-            *left = left.saturating_sub(1);
-            if *left == 0 && rng.random_bool(dependency.failure) {
-                *left = config.outage_steps;
+    }
+    for dependency in &config.dependencies {
+        for outage in outages(
+            &mut rng,
+            dependency.failure,
+            config.outage_steps,
+            config.steps,
+        ) {
+            for &host in &dependency.hosts {
+                down[host][outage.clone()].fill(true);
             }
-        }
-        let mut now: Vec<bool> = host_left.iter().map(|&left| left > 0).collect();
-        for (left, dependency) in dependency_left.iter().zip(&config.dependencies) {
-            if *left > 0 {
-                for &host in &dependency.hosts {
-                    now[host] = true;
-                }
-            }
-        }
-        for (series, is_down) in down.iter_mut().zip(now) {
-            series.push(is_down);
         }
     }
     Ok(FailureSeries {

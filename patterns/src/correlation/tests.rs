@@ -104,6 +104,19 @@ fn correlation_detector_finds_the_planted_dependency_and_nothing_spurious() -> c
     Ok(())
 }
 
+/// Episode 1. The detector's fast pair tables (intersections of the
+/// steps each host was down) equal the 2×2 tables of the full series.
+#[test]
+fn correlation_pair_tables_equal_the_full_contingency_tables() -> crate::Result<()> {
+    let series = simulate(&example_fleet(5, true))?;
+    let tables = detector::pair_tables(&series)?;
+    assert_eq!(tables.len(), 16 * 15 / 2);
+    for (a, b, table) in tables {
+        assert_eq!(table, Contingency::of(&series.down[a], &series.down[b])?);
+    }
+    Ok(())
+}
+
 /// Episode 1. A dependency nobody wrote down is found but left unnamed:
 /// no rack or power feed gets the blame.
 #[test]
