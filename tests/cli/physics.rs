@@ -54,7 +54,12 @@ fn cli_demo_speed_of_light_holds_its_claims_and_draws() {
         // Two claims per measured leader: the one elected first, and the
         // fastest when that is another; plus the 3-against-5 comparison.
         7..=13,
-        &["speed-of-light-floor", "speed-of-light-placements"],
+        &[
+            "speed-of-light-floor",
+            "speed-of-light-placements",
+            "speed-of-light-measured-vs-floor",
+        ],
     );
-    assert!(drawn[1].contains("measured"));
+    assert!(drawn[1].contains("measured on Raft"));
+    assert!(drawn[2].contains("the floor"));
 }
