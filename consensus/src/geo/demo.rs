@@ -33,7 +33,7 @@ const PAIRS: [(&str, &str); 8] = [
 /// What the demo allows above the model: loopback gRPC, the Raft loop and
 /// a busy laptop add a little to every commit; a wrong model would be off
 /// by tens of milliseconds.
-const SLACK: Duration = Duration::from_millis(15);
+const SLACK: Duration = Duration::from_millis(20);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
