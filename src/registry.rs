@@ -54,6 +54,16 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(patterns::hashing::consistent_hashing(out, spans)),
         },
         Demo {
+            name: "correlated-failure",
+            episodes: "1",
+            run: |out, spans| Box::pin(patterns::correlation::correlated_failure_demo(out, spans)),
+        },
+        Demo {
+            name: "speed-of-light",
+            episodes: "2, 13",
+            run: |out, spans| Box::pin(consensus::geo::speed_of_light_demo(out, spans)),
+        },
+        Demo {
             name: "load-balancing",
             episodes: "28",
             run: |out, spans| Box::pin(patterns::balance::load_balancing_demo(out, spans)),
@@ -295,6 +305,27 @@ pub fn topics() -> Vec<Topic> {
             summary: "hash, range and consistent sharding; resharding plans",
             tests: "-p patterns sharding",
             demo: Some("consistent-hashing"),
+        },
+        Topic {
+            episodes: "1",
+            module: "patterns::correlation",
+            summary: "correlated failure: φ, Pearson and Spearman; a detector that names the hidden shared dependency; P(all down) independent vs common cause; staged rollouts across cells and the version-skew twin",
+            tests: "-p patterns correlation_",
+            demo: Some("correlated-failure"),
+        },
+        Topic {
+            episodes: "2",
+            module: "patterns::physics",
+            summary: "the speed of light: great-circle distance, RTT floors at c/1.47 for real city pairs, latency matrices for the simulation, majority commit latency by leader site",
+            tests: "-p patterns physics_",
+            demo: Some("speed-of-light"),
+        },
+        Topic {
+            episodes: "2, 13",
+            module: "consensus::geo",
+            summary: "Raft commit latency for 3- and 5-replica placements across regions, measured in simulation and on emulated links against the floor",
+            tests: "-p consensus geo_",
+            demo: Some("speed-of-light"),
         },
         Topic {
             episodes: "1",

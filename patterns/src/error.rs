@@ -95,6 +95,18 @@ pub enum Error {
     /// in the definition (`faults[1].at_ms`), or `definition` for syntax.
     #[error("chaos experiment: {field}: {reason}")]
     InvalidChaosExperiment { field: String, reason: String },
+    /// A site name missing from the table of cities.
+    #[error("unknown site {name:?}; known sites: {known}")]
+    UnknownSite { name: String, known: String },
+    #[error("invalid placement: {reason}")]
+    InvalidPlacement { reason: String },
+    /// Series that cannot be correlated (different lengths, too short,
+    /// constant).
+    #[error("cannot correlate: {reason}")]
+    InvalidSeries { reason: String },
+    /// A failure simulation or rollout that cannot run as configured.
+    #[error("invalid fleet: {reason}")]
+    InvalidFleet { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -136,7 +148,11 @@ impl From<Error> for Status {
             | Error::InvalidPoolSizing { .. }
             | Error::InvalidExperiment { .. }
             | Error::InvalidChaosExperiment { .. }
-            | Error::InvalidCacheConfig { .. } => Status::invalid_argument(message),
+            | Error::InvalidCacheConfig { .. }
+            | Error::UnknownSite { .. }
+            | Error::InvalidPlacement { .. }
+            | Error::InvalidSeries { .. }
+            | Error::InvalidFleet { .. } => Status::invalid_argument(message),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! | 28 Load Balancing (consistent hashing deep dive) | [`hashing`] | ring with virtual nodes, the course's md5 ring, jump, rendezvous, Maglev, bounded loads; balance and movement analysis |
 //! | 24 Database Sharding | [`sharding`] | hash, range and consistent sharding; resharding plans |
 //! | 1 The Correlation Catastrophe | [`sharding::shuffle`], [`sharding::cells`] | shuffle sharding and its blast radius; cell routing |
+//! | 1 The Correlation Catastrophe | [`correlation`] | φ, Pearson and Spearman on failure series; a detector that names the hidden shared dependency; P(all down) independent vs common cause; staged rollouts and the version-skew twin |
+//! | 2 Speed of Light Constraints | [`physics`] | great-circle distance, round-trip floors at c/1.47 for real cities, latency matrices for the simulation, majority commit latency by leader site |
 //! | 28 Load Balancing Algorithms | [`balance`] | round robin, smooth weighted round robin, least outstanding, p2c, peak-EWMA as tower balancers |
 //! | 29 Caching at Scale | [`cache`] | cache-aside with TTL, single-flight loads, XFetch early expiration, lease-guarded fills, a consistent-hashed cache tier; the stampede and invalidation-race twins |
 //! | 24, 28 | [`shard_router`] | `ShardRouter`, the gRPC service that places keys |
@@ -20,10 +22,12 @@ pub mod balance;
 pub mod batching;
 pub mod cache;
 pub mod chaos;
+pub mod correlation;
 pub mod error;
 pub mod hashing;
 pub mod metastable;
 pub mod percolation;
+pub mod physics;
 pub mod pool;
 pub mod queueing;
 pub mod scalability;

@@ -10,6 +10,7 @@ mod consistency;
 mod coordination;
 mod metrics;
 mod performance;
+mod physics;
 mod raft_kv;
 mod telemetry;
 mod transactional;

@@ -449,6 +449,22 @@ impl RaftNode {
         }
     }
 
+    /// Delays every message this node sends to `peer` by `one_way`: a
+    /// wide-area link emulated on one machine (demos; set it on both ends
+    /// for a symmetric link, before traffic starts). Zero removes it.
+    pub fn set_link_delay(&self, peer: u64, one_way: Duration) {
+        let mut delays = self
+            .controls
+            .delays
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if one_way.is_zero() {
+            delays.remove(&peer);
+        } else {
+            delays.insert(peer, one_way);
+        }
+    }
+
     /// Votes and pre-votes this node has sent, requests and answers.
     pub fn election_messages_sent(&self) -> u64 {
         self.controls

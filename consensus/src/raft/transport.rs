@@ -26,7 +26,8 @@
 //! address the membership names; without TLS and client authentication it
 //! keeps out strangers, not someone who can change the membership.
 //!
-//! Bounds: [`PEER_QUEUE`] messages waiting per peer, [`INBOX`] messages
+//! Bounds: [`PEER_QUEUE`] messages waiting per peer (and as many more held
+//! in its delay line, when a link delay is set), [`INBOX`] messages
 //! waiting for the Raft loop, [`MAX_BATCH_BYTES`] per batch sent (one
 //! message may be larger), [`MAX_SNAPSHOT_BYTES`] per received snapshot,
 //! one snapshot sent per peer and one received at a time.
@@ -44,6 +45,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -242,12 +244,16 @@ struct Peer {
     address: String,
     queue: mpsc::Sender<Message>,
     task: JoinHandle<()>,
+    /// Messages held for the link's delay ([`Controls::delays`]).
+    delay_line: mpsc::Sender<(Instant, Message)>,
+    delay_task: JoinHandle<()>,
     snapshot_in_flight: Arc<AtomicBool>,
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
         self.task.abort();
+        self.delay_task.abort();
     }
 }
 
@@ -272,6 +278,9 @@ pub(crate) struct Controls {
     /// Peers this node sends nothing to: a partition on real TCP, for
     /// demos (cut on both sides, it is a two-way partition).
     pub cut: Arc<RwLock<HashSet<u64>>>,
+    /// One-way delay added to messages to a peer: a wide-area link on one
+    /// machine, for demos (turmoil sets link latency itself in tests).
+    pub delays: Arc<RwLock<HashMap<u64, Duration>>>,
 }
 
 impl Peers {
@@ -332,12 +341,16 @@ impl Peers {
                 self.inbox.clone(),
                 faults,
             ));
+            let (delay_line, delayed) = mpsc::channel(PEER_QUEUE);
+            let delay_task = tokio::spawn(hold_for_delay(delayed, queue.clone()));
             self.peers.insert(
                 id,
                 Peer {
                     address,
                     queue,
                     task,
+                    delay_line,
+                    delay_task,
                     snapshot_in_flight: Arc::default(),
                 },
             );
@@ -350,6 +363,12 @@ impl Peers {
         let cut = self
             .controls
             .cut
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let delays = self
+            .controls
+            .delays
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
@@ -375,7 +394,15 @@ impl Peers {
                 self.send_snapshot(message);
                 continue;
             }
-            if peer.queue.try_send(message).is_err() {
+            let delay = delays.get(&message.to).copied().unwrap_or_default();
+            let queued = if delay.is_zero() {
+                peer.queue.try_send(message).is_ok()
+            } else {
+                peer.delay_line
+                    .try_send((Instant::now() + delay, message))
+                    .is_ok()
+            };
+            if !queued {
                 tracing::debug!("a peer queue is full; dropping a raft message");
             }
         }
@@ -441,6 +468,25 @@ async fn send_snapshot(
         .snapshot(request)
         .await
         .map(drop)
+}
+
+/// Holds each message until it is due, in order, then queues it for the
+/// peer: a fixed delay is a long fibre, so messages keep their order and
+/// many are in flight at once (a sleep before each send would instead
+/// serialise them).
+///
+/// Simplified: lowering a delay lets new messages overtake held ones; a
+/// demo sets delays once, before traffic starts.
+async fn hold_for_delay(
+    mut delayed: mpsc::Receiver<(Instant, Message)>,
+    queue: mpsc::Sender<Message>,
+) {
+    while let Some((due, message)) = delayed.recv().await {
+        tokio::time::sleep_until(due).await;
+        if queue.send(message).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Feeds one peer's stream until the peer is removed, reopening it after

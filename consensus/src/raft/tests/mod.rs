@@ -11,6 +11,7 @@
 mod agreement;
 mod durability;
 mod election;
+mod geo;
 mod leases;
 mod linearizability;
 mod membership;
