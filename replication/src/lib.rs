@@ -17,6 +17,7 @@ pub mod consistency;
 pub mod crdt;
 pub mod crdt_replica;
 pub mod error;
+pub mod event_sourcing;
 pub mod isolation;
 pub mod log;
 pub mod read_split;

@@ -1,0 +1,66 @@
+//! Event sourcing: an event store with optimistic concurrency and one
+//! global order, snapshots, upcasting, projections and CQRS read models.
+//!
+//! Episode: 23, "Event Sourcing Architecture" (also 22)
+//! Pattern: replication / event sourcing, CQRS
+//! Try it:  cargo run -- demo event-sourcing
+//! Test it: cargo test -p replication event_sourcing
+//!
+//! Instead of overwriting state, a service appends what happened —
+//! `Deposited { amount: 30 }` — to a stream per aggregate (an account),
+//! and derives state by folding the events. The log is the truth; every
+//! table is a cache that can be rebuilt by replaying it. Two guarantees
+//! make that work, and the [`EventStore`] trait states both:
+//!
+//! - **per-stream optimistic concurrency**: an append says "only if the
+//!   stream is still at version v" ([`ExpectedVersion`]). Of concurrent
+//!   writers that read the same version, exactly one wins; the others get
+//!   [`StoreError::WrongExpectedVersion`], re-read and re-decide. That is
+//!   how an overdraft check stays correct without locks.
+//! - **one global order**: every event gets a [`Position`] — increasing,
+//!   not necessarily contiguous — so a projection can consume all streams
+//!   in one sequence and remember where it stopped.
+//!
+//! The one thing to watch for: events are delivered more than once (a
+//! projector crashes after applying an event but before recording its
+//! position). A projection must be idempotent — skip what it has seen.
+//!
+//! Bounds (every backend enforces them through [`validate_append`]):
+//! at most [`MAX_EVENTS_PER_APPEND`] events and [`MAX_APPEND_BYTES`] of
+//! payload per append, [`MAX_PAYLOAD_BYTES`] per event, stream names of at
+//! most [`MAX_STREAM_NAME_BYTES`], event types of at most
+//! [`MAX_EVENT_TYPE_BYTES`], snapshots of at most [`MAX_SNAPSHOT_BYTES`];
+//! reads return at most [`MAX_READ_EVENTS`] events; a subscription buffers
+//! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure.
+//! The per-append limits fit one etcd `Txn` (128 operations, 1.5 MiB).
+
+mod error;
+mod store;
+mod types;
+
+pub use error::{Result, StoreError};
+pub use store::{
+    EventStore, Subscription, SubscriptionSender, check_expected_version, check_read_after,
+    check_snapshot, read_limit, validate_append,
+};
+pub use types::{
+    Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, Snapshot, StreamName, Version,
+};
+
+/// The most events one append may carry (an etcd `Txn` holds 128
+/// operations: one per event plus the version compare-and-set).
+pub const MAX_EVENTS_PER_APPEND: usize = 64;
+/// The most payload bytes one event may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The most payload bytes one append may carry in total.
+pub const MAX_APPEND_BYTES: usize = 512 * 1024;
+/// The longest stream name, in bytes.
+pub const MAX_STREAM_NAME_BYTES: usize = 128;
+/// The longest event type, in bytes.
+pub const MAX_EVENT_TYPE_BYTES: usize = 64;
+/// The largest snapshot state, in bytes.
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
+/// The most events one read returns.
+pub const MAX_READ_EVENTS: usize = 1000;
+/// Events a subscription buffers before the backend waits for its reader.
+pub const SUBSCRIPTION_BUFFER: usize = 256;
