@@ -7,11 +7,11 @@ use super::suite;
 use super::*;
 use crate::log::{FileDisk, MemDisk};
 
-fn name(text: &str) -> StreamName {
+pub(super) fn name(text: &str) -> StreamName {
     StreamName::new(text).expect("test names are valid")
 }
 
-fn deposit(amount: u64) -> NewEvent {
+pub(super) fn deposit(amount: u64) -> NewEvent {
     NewEvent::json("Deposited", 1, &json!({ "amount": amount })).expect("serializes")
 }
 
