@@ -64,6 +64,8 @@
 mod codec;
 mod embedded;
 mod error;
+#[cfg(test)]
+mod model_tests;
 mod naive;
 mod projection;
 #[cfg(test)]
