@@ -34,10 +34,16 @@
 //! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure.
 //! The per-append limits fit one etcd `Txn` (128 operations, 1.5 MiB).
 
+mod codec;
+mod embedded;
 mod error;
 mod store;
+pub mod suite;
+#[cfg(test)]
+mod tests;
 mod types;
 
+pub use embedded::{DEFAULT_MAX_STORE_BYTES, EmbeddedStore};
 pub use error::{Result, StoreError};
 pub use store::{
     EventStore, Subscription, SubscriptionSender, check_expected_version, check_read_after,
