@@ -13,6 +13,8 @@ use replication::event_sourcing::{
     StreamName, Version,
 };
 
+use replication::event_sourcing::suite;
+
 use super::EtcdEventStore;
 use crate::raft::Timing;
 use crate::raft::tests::{Cluster, Options, channel, seeds_or, shared};
@@ -215,5 +217,147 @@ fn event_store_raft_kv_failover_keeps_one_winner_per_version() {
         if let Err(err) = failover_run(seed) {
             panic!("seed {seed}: {err}\nreplay with DSLAB_SEED={seed} DSLAB_SEEDS=1");
         }
+    }
+}
+
+/// A fresh store per suite case: its own prefix on the same cluster.
+fn fresh_stores(first: usize) -> impl FnMut() -> std::future::Ready<EtcdEventStore> {
+    let mut case = 0;
+    move || {
+        case += 1;
+        std::future::ready(store_on(first, &format!("/suite-{case}/")))
+    }
+}
+
+/// Episode 23. `replication`'s backend suite, every case, against a
+/// three-member Raft KV in simulation: the etcd-API backend keeps the
+/// same contract as the embedded one.
+#[test]
+fn event_store_raft_kv_passes_the_backend_suite() {
+    for seed in seeds_or(1) {
+        let mut cluster = Cluster::new(seed, &fast_options());
+        let leader = cluster.await_leader(Duration::from_secs(5)).ok().flatten();
+        assert!(leader.is_some(), "seed {seed}: no leader");
+        // Through a follower: writes are forwarded to the leader.
+        let first = leader.map_or(1, |l| l % NODES + 1);
+        cluster.script("suite", async move {
+            suite::run_all(fresh_stores(first)).await?;
+            Ok(())
+        });
+        if let Err(err) = cluster.finish(Duration::from_secs(600)) {
+            panic!("seed {seed}: {err}\nreplay with DSLAB_SEED={seed} DSLAB_SEEDS=1");
+        }
+    }
+}
+
+/// Episode 23 (on 13). The suite's concurrent-appenders case while the
+/// leader crashes mid-append and returns: `Unavailable` answers are
+/// "outcome unknown", and still no version has two winners, no event is
+/// lost or doubled.
+#[test]
+fn event_store_raft_kv_suite_holds_through_leader_failover() {
+    for seed in seeds_or(2) {
+        let run = || -> observability::sim::SimResult {
+            let mut cluster = Cluster::new(seed, &fast_options());
+            let leader = cluster
+                .await_leader(Duration::from_secs(5))?
+                .ok_or("no leader")?;
+            let node = cluster.node(leader).ok_or("the leader is not running")?;
+            let start = node.read_state(|state| state.mvcc.revision());
+            cluster.script("suite", async move {
+                let store = std::sync::Arc::new(store_on(leader, "/failover/"));
+                suite::concurrent_appenders_one_winner_per_version(store).await?;
+                Ok(())
+            });
+            // Mid-append: a few appends are in, most are still to come.
+            cluster
+                .run_until(Duration::from_secs(30), |_| {
+                    node.read_state(|state| state.mvcc.revision()) >= start + 4
+                })?
+                .ok_or("the appends never started")?;
+            cluster.crash(leader);
+            cluster.run_for(Duration::from_secs(2))?;
+            cluster.restart(leader)?;
+            cluster.finish(Duration::from_secs(600))
+        };
+        if let Err(err) = run() {
+            panic!("seed {seed}: {err}\nreplay with DSLAB_SEED={seed} DSLAB_SEEDS=1");
+        }
+    }
+}
+
+/// One etcd member (Debian's `etcd-server`) on free loopback ports, in a
+/// temporary directory; killed on drop.
+struct RealEtcd {
+    child: std::process::Child,
+    client: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RealEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("bound").to_string()
+}
+
+impl RealEtcd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (client, peer) = (free_address(), free_address());
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "e1", "--data-dir"])
+            .arg(dir.path().join("etcd"))
+            .args(["--listen-client-urls", &format!("http://{client}")])
+            .args(["--advertise-client-urls", &format!("http://{client}")])
+            .args(["--listen-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-cluster", &format!("e1=http://{peer}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcd runs (apt-get install etcd-server)");
+        Self {
+            child,
+            client,
+            _dir: dir,
+        }
+    }
+}
+
+/// The backend suite against a real etcd 3.4: the same keys, Txns and
+/// watches work on etcd itself. Needs Debian's `etcd-server`; `.ci/run`
+/// installs it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs etcd; run by .ci/run"]
+async fn interop_etcd_event_store_passes_the_backend_suite_on_real_etcd() {
+    use observability::rpc::Net;
+    let etcd = RealEtcd::start();
+    let addresses = vec![etcd.client.clone()];
+    let probe = EtcdEventStore::connect(Net::Tcp, &addresses, "/probe/").expect("dials");
+    let mut ready = false;
+    for _ in 0..100 {
+        if probe.head().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "etcd did not answer");
+    let mut case = 0;
+    let result = suite::run_all(|| {
+        case += 1;
+        let store = EtcdEventStore::connect(Net::Tcp, &addresses, &format!("/suite-{case}/"))
+            .expect("dials");
+        std::future::ready(store)
+    })
+    .await;
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
