@@ -37,14 +37,23 @@
 mod codec;
 mod embedded;
 mod error;
+mod naive;
+mod projection;
+mod read_model;
+mod snapshot;
 mod store;
 pub mod suite;
 #[cfg(test)]
 mod tests;
 mod types;
+mod upcast;
 
 pub use embedded::{DEFAULT_MAX_STORE_BYTES, EmbeddedStore};
 pub use error::{Result, StoreError};
+pub use naive::NaiveProjection;
+pub use projection::{COMPACT_EVERY, MAX_CHECKPOINT_BYTES, Projection, Projector, fold_all};
+pub use read_model::{ReadModel, View, rebuild, refresh};
+pub use snapshot::{Aggregate, Loaded, SnapshotPolicy, load_aggregate};
 pub use store::{
     EventStore, Subscription, SubscriptionSender, check_expected_version, check_read_after,
     check_snapshot, read_limit, validate_append,
@@ -52,6 +61,7 @@ pub use store::{
 pub use types::{
     Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, Snapshot, StreamName, Version,
 };
+pub use upcast::{UpcastStep, Upcaster};
 
 /// The most events one append may carry (an etcd `Txn` holds 128
 /// operations: one per event plus the version compare-and-set).

@@ -104,6 +104,12 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Result<RecordedEvent>> {
         self.rx.recv().await
     }
+
+    /// Whether no event is buffered right now (the next `next` would
+    /// wait): a consumer's cue to flush what it batched.
+    pub fn is_idle(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 /// The checks on an append's events that need no state: count, sizes,

@@ -21,6 +21,7 @@
 mod bad_input;
 mod basics;
 mod concurrency;
+mod projections;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub use basics::{
 pub use concurrency::{
     APPENDS_PER_WRITER, WRITERS, concurrent_appenders_one_winner_per_version,
     racing_appenders_one_wins,
+};
+pub use projections::{
+    StreamTotal, Totals, TotalsProjection, projection_matches_fold_after_projector_crashes,
 };
 
 use super::{EventStore, NewEvent, Position, RecordedEvent, StreamName};
@@ -76,6 +80,7 @@ where
     bad_input_is_refused_and_nothing_appended(Arc::new(factory().await)).await?;
     racing_appenders_one_wins(Arc::new(factory().await)).await?;
     concurrent_appenders_one_winner_per_version(Arc::new(factory().await)).await?;
+    projection_matches_fold_after_projector_crashes(Arc::new(factory().await)).await?;
     Ok(())
 }
 
