@@ -13,6 +13,7 @@
 //!
 //! The crate sits above `replication` and below the `dslab` binary.
 
+pub mod bank;
 pub mod election;
 pub mod error;
 pub mod etcd;
