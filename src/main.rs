@@ -53,6 +53,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the episode map: episode, module, test filter, demo.
@@ -107,6 +109,10 @@ enum Command {
         /// broken twin).
         #[arg(long)]
         unfenced: bool,
+        /// Ledger: where its events live — `embedded` (a log in
+        /// --data-dir) or `etcd=HOST:PORT,…` (a Raft KV or etcd cluster).
+        #[arg(long, value_name = "embedded|etcd=ENDPOINTS")]
+        event_store: Option<String>,
         /// Serve Prometheus metrics at http://ADDR/metrics. Without it,
         /// OpenTelemetry's OTEL_EXPORTER_PROMETHEUS_HOST / _PORT (either
         /// one; defaults localhost and 9464) turn the endpoint on.
@@ -771,6 +777,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 raft,
                 unserved,
                 unfenced,
+                event_store,
                 max_concurrent,
                 rate_limit,
                 ..
@@ -795,6 +802,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         join: raft.join,
                         peer_secret: raft.peer_secret,
                     },
+                    event_store,
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)

@@ -42,8 +42,9 @@
 //! slow); projections live in memory and are rebuilt on start.
 
 pub mod core;
+pub mod demo;
 pub mod projections;
-mod read_side;
+pub mod read_side;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,7 @@ use replication::event_sourcing::{StoreError, Upcaster};
 use serde_json::Value;
 use tonic::Status;
 
+pub use demo::event_sourcing_demo;
 pub use service::BankLedger;
 
 pub const MAX_ACCOUNT_ID_BYTES: usize = 64;
