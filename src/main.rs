@@ -308,6 +308,9 @@ enum BenchCommand {
     /// participant calls made directly (services in this process, on
     /// 127.0.0.1, with their logs on disk).
     Transactions(BenchTransactionsArgs),
+    /// Event appends per second on the embedded store and on the Raft KV
+    /// (the etcd-API backend), in the same run, and projection catch-up.
+    EventStore(dslab::bench_event_store::EventStoreBenchArgs),
     /// Load balancers over Flaky backends on loopback, one of them slow:
     /// p50, p99 and the slow node's share per balancer, with tower's p2c
     /// (PeakEwma) as the peer.
@@ -615,6 +618,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Balance(args)) => {
             dslab::bench_balance::run_cli(&args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::EventStore(args)) => {
+            args.run()?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Bench(BenchCommand::Usl(args)) => {
