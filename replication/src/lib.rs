@@ -9,6 +9,7 @@
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), a causal-consistency checker (bad patterns, CC/CCv/CM), session-guarantee checkers, a recorder, HTML timelines |
 //! | 30 Database Performance Patterns | [`read_split`] | read/write splitting: writes to the primary, reads to replicas, read-your-writes kept by session position tokens; the token-less twin reads stale |
 //! | 19 | [`causal_store`] | a causal store (vector-clock delivery, bounded buffer) and its twin that delivers out of causal order, with a seeded simulation that records histories |
+//! | 23 Event Sourcing | [`event_sourcing`] | an event store (per-stream optimistic concurrency, global order, snapshots, upcasting) on the durable log, its public backend suite, projections with durable positions, CQRS read models rebuilt by replay, and the double-counting projection twin |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
 pub mod causal_store;

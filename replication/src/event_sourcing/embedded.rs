@@ -240,7 +240,14 @@ impl<D: LogDisk + Send + 'static> EventStore for EmbeddedStore<D> {
                 last_position: state.head(),
             }
         };
-        self.shared.head.send_replace(appended.last_position);
+        // Outside the lock, two appenders may publish out of order; the
+        // head only moves forward.
+        let last = appended.last_position;
+        self.shared.head.send_if_modified(|head| {
+            let moved = *head < last;
+            *head = (*head).max(last);
+            moved
+        });
         Ok(appended)
     }
 

@@ -25,20 +25,51 @@
 //! projector crashes after applying an event but before recording its
 //! position). A projection must be idempotent — skip what it has seen.
 //!
+//! The pieces, one file each:
+//! - [`EventStore`] (store.rs), its types (types.rs) and [`StoreError`]
+//!   with its gRPC codes (error.rs): the contract every backend meets;
+//! - [`EmbeddedStore`]: the backend on [`crate::log::DurableLog`] — one
+//!   fsynced record per append, so an acknowledged append survives a
+//!   crash and a torn one comes back whole or not at all;
+//! - [`suite`]: the backend test suite, public so the etcd-API backend in
+//!   `consensus` runs the very same cases;
+//! - [`Upcaster`]: old event schemas raised to the current one on read;
+//! - [`load_aggregate`] and [`SnapshotPolicy`]: snapshots, so loading an
+//!   aggregate replays only the events after the latest one;
+//! - [`Projector`]: a projection with its position checkpointed together
+//!   with its state; [`NaiveProjection`], the broken twin, double-counts
+//!   on replay;
+//! - [`ReadModel`], [`refresh`] and [`rebuild`]: the CQRS query side,
+//!   rebuilt from scratch by replaying the log.
+//!
 //! Bounds (every backend enforces them through [`validate_append`]):
 //! at most [`MAX_EVENTS_PER_APPEND`] events and [`MAX_APPEND_BYTES`] of
 //! payload per append, [`MAX_PAYLOAD_BYTES`] per event, stream names of at
 //! most [`MAX_STREAM_NAME_BYTES`], event types of at most
 //! [`MAX_EVENT_TYPE_BYTES`], snapshots of at most [`MAX_SNAPSHOT_BYTES`];
 //! reads return at most [`MAX_READ_EVENTS`] events; a subscription buffers
-//! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure.
-//! The per-append limits fit one etcd `Txn` (128 operations, 1.5 MiB).
+//! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure
+//! (the backend waits; nothing is dropped). The per-append limits fit one
+//! etcd `Txn` (128 operations, 1.5 MiB). The embedded store holds at most
+//! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]) and then refuses appends
+//! with `ResourceExhausted`; a projector's checkpoint is at most
+//! [`MAX_CHECKPOINT_BYTES`], its checkpoint log compacted every
+//! [`COMPACT_EVERY`] checkpoints.
+//!
+//! Simplified: the embedded store keeps every event in memory and never
+//! compacts its log; there is no stream deletion, no event metadata
+//! (correlation and causation ids) and no competing consumers.
+//! EventStoreDB, Marten and Axon have all three, and page events from disk.
 
 mod codec;
 mod embedded;
 mod error;
+#[cfg(test)]
+mod model_tests;
 mod naive;
 mod projection;
+#[cfg(test)]
+mod projection_tests;
 mod read_model;
 mod snapshot;
 mod store;
@@ -47,6 +78,8 @@ pub mod suite;
 mod tests;
 mod types;
 mod upcast;
+#[cfg(test)]
+mod upcast_tests;
 
 pub use embedded::{DEFAULT_MAX_STORE_BYTES, EmbeddedStore};
 pub use error::{Result, StoreError};

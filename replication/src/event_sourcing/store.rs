@@ -110,6 +110,11 @@ impl Subscription {
     pub fn is_idle(&self) -> bool {
         self.rx.is_empty()
     }
+
+    /// Events buffered and not yet taken: at most [`SUBSCRIPTION_BUFFER`].
+    pub fn buffered(&self) -> usize {
+        self.rx.len()
+    }
 }
 
 /// The checks on an append's events that need no state: count, sizes,

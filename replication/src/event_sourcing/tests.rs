@@ -7,11 +7,11 @@ use super::suite;
 use super::*;
 use crate::log::{FileDisk, MemDisk};
 
-fn name(text: &str) -> StreamName {
+pub(super) fn name(text: &str) -> StreamName {
     StreamName::new(text).expect("test names are valid")
 }
 
-fn deposit(amount: u64) -> NewEvent {
+pub(super) fn deposit(amount: u64) -> NewEvent {
     NewEvent::json("Deposited", 1, &json!({ "amount": amount })).expect("serializes")
 }
 
@@ -305,4 +305,46 @@ async fn event_sourcing_suite_catches_check_then_append_backend() {
         .await
         .expect_err("a check-then-act backend must fail the contention case");
     assert_eq!(failure.case, "concurrent_appenders_one_winner_per_version");
+}
+
+/// Episode 23. A subscriber that does not read holds at most
+/// SUBSCRIPTION_BUFFER events — the feeder waits instead of buffering
+/// more — and still receives every event, in order, once it reads.
+#[tokio::test]
+async fn event_sourcing_embedded_slow_subscriber_is_bounded_not_dropped() {
+    let store = EmbeddedStore::open(MemDisk::new()).expect("opens");
+    let account = name("busy");
+    let total = 3 * SUBSCRIPTION_BUFFER;
+    for amount in 0..total as u64 {
+        store
+            .append(&account, ExpectedVersion::Any, vec![deposit(amount)])
+            .await
+            .expect("appends");
+    }
+    let mut subscription = store.subscribe(Position::START).await.expect("subscribes");
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(subscription.buffered(), SUBSCRIPTION_BUFFER);
+    let mut positions = Vec::new();
+    while positions.len() < total {
+        let event = subscription.next().await.expect("open").expect("an event");
+        positions.push(event.position.0);
+    }
+    assert_eq!(positions, (1..=total as u64).collect::<Vec<_>>());
+}
+
+/// Episode 23. Dropping the store ends its subscriptions (`None`), so a
+/// follower never waits forever on a store that is gone.
+#[tokio::test]
+async fn event_sourcing_embedded_subscription_ends_with_the_store() {
+    let store = EmbeddedStore::open(MemDisk::new()).expect("opens");
+    store
+        .append(&name("s"), ExpectedVersion::Any, vec![deposit(1)])
+        .await
+        .expect("appends");
+    let mut subscription = store.subscribe(Position::START).await.expect("subscribes");
+    assert!(matches!(subscription.next().await, Some(Ok(_))));
+    drop(store);
+    assert!(subscription.next().await.is_none());
 }
