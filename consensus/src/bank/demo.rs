@@ -14,7 +14,8 @@ use replication::event_sourcing::{
 };
 use replication::log::MemDisk;
 
-use super::core::{Account, BankEvent, stream_of};
+use super::core::Account;
+use super::events::{BankEvent, stream_of};
 use super::projections::{BalanceProjection, Balances};
 use super::read_side::ReadModels;
 use super::{BankLedger, upcaster};

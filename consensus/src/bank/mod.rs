@@ -41,8 +41,12 @@
 //! projections and race on appends, which the version checks make safe but
 //! slow); projections live in memory and are rebuilt on start.
 
+#[cfg(test)]
+mod bad_input_tests;
+mod commands;
 pub mod core;
 pub mod demo;
+pub mod events;
 pub mod projections;
 pub mod read_side;
 pub mod service;
@@ -53,8 +57,8 @@ use replication::event_sourcing::{StoreError, Upcaster};
 use serde_json::Value;
 use tonic::Status;
 
+pub use commands::BankLedger;
 pub use demo::event_sourcing_demo;
-pub use service::BankLedger;
 
 pub const MAX_ACCOUNT_ID_BYTES: usize = 64;
 pub const MAX_OWNER_BYTES: usize = 128;

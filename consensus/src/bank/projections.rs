@@ -12,7 +12,7 @@ use replication::event_sourcing::{Projection, RecordedEvent, Result, StoreError}
 use serde::{Deserialize, Serialize};
 
 use super::MAX_AUDIT_ENTRIES;
-use super::core::BankEvent;
+use super::events::BankEvent;
 
 /// The account an event belongs to: its stream without `account-`;
 /// `None` for streams that are not the ledger's.

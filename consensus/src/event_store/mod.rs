@@ -41,7 +41,7 @@
 //!
 //! Bounds: `replication::event_sourcing`'s (64 events and 512 KiB per
 //! append fit one etcd Txn of 128 operations and 1.5 MiB); an append
-//! makes at most [`APPEND_ATTEMPTS`] tries, a read [`endpoints::READ_ATTEMPTS`];
+//! makes at most [`APPEND_ATTEMPTS`] tries, a read [`READ_ATTEMPTS`];
 //! a subscription holds one watch and a buffer of
 //! `replication::event_sourcing::SUBSCRIPTION_BUFFER` events.
 //!
@@ -66,7 +66,7 @@ use replication::event_sourcing::{
 };
 use std::time::Duration;
 
-pub use endpoints::{Endpoints, is_transient};
+pub use endpoints::{Endpoints, READ_ATTEMPTS, is_transient};
 pub use keys::{DEFAULT_PREFIX, Layout};
 
 /// Tries one append makes (the first and its retries after timeouts or a
