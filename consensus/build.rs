@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/consensus/v1/transaction.proto",
         "proto/consensus/v1/fencing.proto",
         "proto/consensus/v1/election.proto",
+        "proto/consensus/v1/bank.proto",
         "proto/v3lockpb/v3lock.proto",
         "proto/v3electionpb/v3election.proto",
     ])

@@ -19,6 +19,7 @@ pub mod bench;
 pub mod bench_balance;
 pub mod bench_batching;
 pub mod bench_coordination;
+pub mod bench_event_store;
 pub mod bench_ladder;
 pub mod bench_transactions;
 pub mod bench_usl;

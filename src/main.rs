@@ -53,6 +53,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the episode map: episode, module, test filter, demo.
@@ -107,6 +109,10 @@ enum Command {
         /// broken twin).
         #[arg(long)]
         unfenced: bool,
+        /// Ledger: where its events live — `embedded` (a log in
+        /// --data-dir) or `etcd=HOST:PORT,…` (a Raft KV or etcd cluster).
+        #[arg(long, value_name = "embedded|etcd=ENDPOINTS")]
+        event_store: Option<String>,
         /// Serve Prometheus metrics at http://ADDR/metrics. Without it,
         /// OpenTelemetry's OTEL_EXPORTER_PROMETHEUS_HOST / _PORT (either
         /// one; defaults localhost and 9464) turn the endpoint on.
@@ -305,6 +311,9 @@ enum BenchCommand {
     /// participant calls made directly (services in this process, on
     /// 127.0.0.1, with their logs on disk).
     Transactions(BenchTransactionsArgs),
+    /// Event appends per second on the embedded store and on the Raft KV
+    /// (the etcd-API backend), in the same run, and projection catch-up.
+    EventStore(dslab::bench_event_store::EventStoreBenchArgs),
     /// Load balancers over Flaky backends on loopback, one of them slow:
     /// p50, p99 and the slow node's share per balancer, with tower's p2c
     /// (PeakEwma) as the peer.
@@ -626,6 +635,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dslab::bench_balance::run_cli(&args)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Bench(BenchCommand::EventStore(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Bench(BenchCommand::Usl(args)) => {
             args.run()?;
             return Ok(ExitCode::SUCCESS);
@@ -786,6 +799,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 raft,
                 unserved,
                 unfenced,
+                event_store,
                 max_concurrent,
                 rate_limit,
                 ..
@@ -810,6 +824,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         join: raft.join,
                         peer_secret: raft.peer_secret,
                     },
+                    event_store,
                 })
                 .await?;
                 Ok(ExitCode::SUCCESS)

@@ -168,6 +168,11 @@ pub fn demos() -> Vec<Demo> {
             episodes: "18, 40",
             run: |out, spans| Box::pin(consensus::transaction::saga_demo(out, spans)),
         },
+        Demo {
+            name: "event-sourcing",
+            episodes: "23, 22",
+            run: |out, spans| Box::pin(consensus::bank::event_sourcing_demo(out, spans)),
+        },
     ]
 }
 
@@ -592,6 +597,20 @@ pub fn topics() -> Vec<Topic> {
             summary: "orchestrated sagas: a saga log, idempotency keys, compensation in reverse, resumption after a crash; the twin without keys; the choreographed variant; Shipping (`dslab serve saga-orchestrator`, `shipping`)",
             tests: "-p consensus transaction_saga",
             demo: Some("saga"),
+        },
+        Topic {
+            episodes: "23, 13",
+            module: "consensus::event_store",
+            summary: "the event store on etcd's v3 API: append = a Txn comparing stream versions, subscribe = a Watch; passes the backend suite on the Raft KV through a leader failover, and on a real etcd",
+            tests: "-p consensus event_store_",
+            demo: Some("event-sourcing"),
+        },
+        Topic {
+            episodes: "23, 22, 14",
+            module: "consensus::bank",
+            summary: "an event-sourced bank ledger: commands decide against aggregates and append with version checks, balance and audit projections, idempotent retries, transfers completed after a crash (`dslab serve ledger`)",
+            tests: "-p consensus bank_",
+            demo: Some("event-sourcing"),
         },
         Topic {
             episodes: "18, 40, 4",

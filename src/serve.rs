@@ -37,6 +37,7 @@ pub const SERVICES: &[&str] = &[
     "saga-orchestrator",
     "tpc-coordinator",
     "fenced-store",
+    "ledger",
 ];
 
 /// A Raft KV member's settings (`dslab serve raft-kv`).
@@ -80,6 +81,9 @@ pub struct ServeConfig {
     /// Server-wide admission control (`--max-concurrent`, `--rate-limit`).
     pub admission: resilience::server::Admission,
     pub raft: RaftArgs,
+    /// The ledger's event store: `embedded` (a log in --data-dir) or
+    /// `etcd=HOST:PORT,…` (a Raft KV or etcd cluster).
+    pub event_store: Option<String>,
 }
 
 /// The `service.name` a `dslab serve` process exports its spans under
@@ -179,6 +183,47 @@ fn transaction_log(
     let path = dir.join(file);
     let disk = FileDisk::open(&path).with_context(|| format!("opening {}", path.display()))?;
     Ok(Box::new(disk))
+}
+
+/// The bank ledger on the event store `--event-store` names.
+fn ledger_server(
+    config: &ServeConfig,
+    admission: &resilience::server::Admission,
+    keep: &mut Option<tempfile::TempDir>,
+) -> anyhow::Result<RpcServer> {
+    use consensus::bank::BankLedger;
+    use consensus::event_store::{DEFAULT_PREFIX, EtcdEventStore};
+    use std::sync::Arc;
+    let choice = config.event_store.as_deref().unwrap_or("embedded");
+    let server = if choice == "embedded" {
+        let store =
+            replication::event_sourcing::EmbeddedStore::open(transaction_log(config, keep)?)?;
+        admission.host(
+            RpcServer::new(),
+            BankLedger::start(Arc::new(store)).into_service(),
+            consensus::proto::FILE_DESCRIPTOR_SET,
+        )
+    } else if let Some(endpoints) = choice.strip_prefix("etcd=") {
+        let endpoints: Vec<String> = endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect();
+        anyhow::ensure!(
+            !endpoints.is_empty(),
+            "--event-store etcd= needs HOST:PORT,…"
+        );
+        let store = EtcdEventStore::connect(Net::Tcp, &endpoints, DEFAULT_PREFIX)?;
+        admission.host(
+            RpcServer::new(),
+            BankLedger::start(Arc::new(store)).into_service(),
+            consensus::proto::FILE_DESCRIPTOR_SET,
+        )
+    } else {
+        anyhow::bail!("--event-store {choice:?}: use embedded or etcd=HOST:PORT,HOST:PORT");
+    };
+    Ok(server)
 }
 
 /// The members' shared secret, or a warning that there is none.
@@ -405,6 +450,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 )
             }
         }
+        "ledger" => ledger_server(&config, &admission, &mut _temporary)?,
         other => anyhow::bail!(
             "unknown service {other:?}; choose one of: {}",
             SERVICES.join(", ")

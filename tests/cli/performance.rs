@@ -120,3 +120,44 @@ fn cli_bench_batching_measures_every_setting() {
         assert!(batch >= 1.0 && batch <= max, "{row}");
     }
 }
+
+/// Episode 23. `bench event-store --json` measures the embedded store and
+/// an in-process Raft KV in one run: one row each, every figure positive.
+#[test]
+fn cli_bench_event_store_measures_both_backends_in_one_run() {
+    let value = json_line(&[
+        "bench",
+        "event-store",
+        "--in-memory",
+        "--events",
+        "60",
+        "--json",
+    ]);
+    let rows = value.as_array().expect("an array");
+    let backends: Vec<&str> = rows.iter().filter_map(|r| r["backend"].as_str()).collect();
+    assert_eq!(backends, ["embedded", "raft-kv (3 members)"]);
+    for row in rows {
+        for figure in ["appends_per_second", "catch_up_events_per_second"] {
+            assert!(row[figure].as_f64().is_some_and(|f| f > 0.0), "{row}");
+        }
+    }
+}
+
+/// `serve ledger` names the event stores it knows when given another.
+#[test]
+fn cli_serve_ledger_refuses_an_unknown_event_store() {
+    let output = run(&[
+        "serve",
+        "ledger",
+        "--listen",
+        "127.0.0.1:0",
+        "--event-store",
+        "postgres",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("use embedded or etcd=HOST:PORT"),
+        "{stderr}"
+    );
+}
