@@ -19,6 +19,7 @@ pub mod crdt_replica;
 pub mod error;
 pub mod isolation;
 pub mod log;
+pub mod quorum;
 pub mod read_split;
 pub mod register;
 
