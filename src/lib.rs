@@ -19,6 +19,7 @@ pub mod bench_balance;
 pub mod bench_batching;
 pub mod bench_coordination;
 pub mod bench_ladder;
+pub mod bench_quorum;
 pub mod bench_transactions;
 pub mod bench_usl;
 pub mod check;

@@ -9,6 +9,7 @@ mod consistency;
 mod coordination;
 mod metrics;
 mod performance;
+mod quorum;
 mod raft_kv;
 mod telemetry;
 mod transactional;

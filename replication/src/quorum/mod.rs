@@ -59,6 +59,7 @@
 pub mod anti_entropy;
 mod client;
 mod coordinator;
+mod demo;
 pub mod hints;
 mod local;
 pub mod merkle;
@@ -80,6 +81,7 @@ use std::time::Duration;
 use observability::rpc::Net;
 
 pub use client::{QuorumClient, QuorumSession, ReadResult};
+pub use demo::quorum_tradeoffs_demo;
 pub use local::LocalCluster;
 pub use service::QuorumNode;
 pub use store::{SharedStore, Store};
@@ -87,6 +89,7 @@ pub use version::Resolution;
 
 use crate::clock::ReplicaId;
 use crate::clock::physical::{PhysicalClock, SystemClock};
+pub use crate::crdt_replica::LinkCuts;
 
 /// The longest key.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -141,6 +144,9 @@ pub struct QuorumConfig {
     /// Added before this node answers a peer: a slow replica.
     pub peer_delay: Duration,
     pub faults: MessageFaults,
+    /// Links cut at the message layer (a partition on real TCP); shared
+    /// by the nodes of one test or demo.
+    pub cuts: LinkCuts,
     /// Seeds the choice of anti-entropy peers and the faults.
     pub seed: u64,
     /// Stamps writes for [`Resolution::LastWriterWins`].
@@ -184,6 +190,7 @@ impl QuorumConfig {
             anti_entropy_interval: Some(Duration::from_secs(1)),
             peer_delay: Duration::ZERO,
             faults: MessageFaults::default(),
+            cuts: LinkCuts::default(),
             seed: id.0,
             clock: Arc::new(SystemClock),
             incarnation: SystemClock.now_ns() / 1_000_000,

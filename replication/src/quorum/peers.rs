@@ -14,6 +14,7 @@ use tonic::{Response, Status};
 
 use super::MessageFaults;
 use crate::clock::ReplicaId;
+use crate::crdt_replica::LinkCuts;
 use crate::proto::quorum_kv_client::QuorumKvClient;
 
 pub(super) type Client = QuorumKvClient<RpcChannel>;
@@ -21,6 +22,8 @@ pub(super) type Client = QuorumKvClient<RpcChannel>;
 /// Every other member's client.
 #[derive(Debug)]
 pub(super) struct Peers {
+    id: ReplicaId,
+    cuts: LinkCuts,
     clients: BTreeMap<ReplicaId, Client>,
     faults: MessageFaults,
     rng: Mutex<SmallRng>,
@@ -35,12 +38,16 @@ enum Fate {
 
 impl Peers {
     pub fn new(
+        id: ReplicaId,
+        cuts: LinkCuts,
         clients: BTreeMap<ReplicaId, Client>,
         faults: MessageFaults,
         seed: u64,
         timeout: Duration,
     ) -> Self {
         Self {
+            id,
+            cuts,
             clients,
             faults,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
@@ -87,7 +94,12 @@ impl Peers {
             .ok_or_else(|| Status::internal(format!("{to} has no client")))?;
         let deadline = Instant::now() + self.timeout;
         let lost = || Status::deadline_exceeded(format!("no answer from {to} (message lost)"));
-        match self.fate() {
+        let fate = if self.cuts.is_cut(self.id, to) {
+            Fate::LoseRequest
+        } else {
+            self.fate()
+        };
+        match fate {
             Fate::LoseRequest => {
                 tokio::time::sleep_until(deadline).await;
                 Err(lost())

@@ -146,7 +146,14 @@ impl QuorumNode {
                 clients.insert(peer, QuorumKvClient::new(channel));
             }
         }
-        let peers = Peers::new(clients, config.faults, config.seed, config.peer_timeout);
+        let peers = Peers::new(
+            config.id,
+            config.cuts.clone(),
+            clients,
+            config.faults,
+            config.seed,
+            config.peer_timeout,
+        );
         let inner = Arc::new(Inner {
             id: config.id,
             actor: actor_of(config.id, config.incarnation),
