@@ -34,8 +34,8 @@ use tonic::Status;
 
 use super::MAX_BATCH_KEYS;
 use super::merkle::DEPTH;
+use super::node::Inner;
 use super::peers::Client;
-use super::service::Inner;
 use super::version;
 use crate::clock::ReplicaId;
 use crate::proto;
@@ -180,25 +180,9 @@ async fn walk(inner: &Inner, peer: ReplicaId, bytes: &mut u64) -> Result<(), Sta
             .collect()
     };
     for batch in to_push.chunks(MAX_BATCH_KEYS) {
-        let entries: Vec<proto::KeyState> = {
-            let store = inner.store.lock();
-            batch
-                .iter()
-                .filter_map(|key| store.get(key).map(|state| version::encode(key, state)))
-                .collect()
-        };
-        let request = proto::ReplicateRequest {
-            from: inner.id.0,
-            entries,
-            hint_for: 0,
-        };
+        let request = inner.replicate_request(batch.iter().map(String::as_str));
         *bytes += request.encoded_len() as u64;
-        let reply = inner
-            .peers
-            .call(peer, request, |mut client: Client, request| async move {
-                client.replicate(request).await
-            })
-            .await?;
+        let reply = inner.send_replicate(peer, request).await?;
         *bytes += reply.encoded_len() as u64;
     }
     Ok(())

@@ -1,17 +1,17 @@
-//! The coordinator: what a node does with a client's Get or Put — fan out
-//! to the key's N replicas, wait for R or W of them, fall back to
-//! stand-ins (sloppy quorum), and repair the stale copies a read saw.
+//! The write coordinator: what a node does with a client's Put — make the
+//! new version, fan it out to the key's N replicas, wait for W of them,
+//! and fall back to stand-ins (sloppy quorum). Reads are in
+//! [`super::read_repair`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::task::JoinSet;
 use tonic::{Code, Status};
 
+use super::node::Inner;
 use super::peers::Client;
-use super::service::Inner;
-use super::version::{self, Resolution, Stored, Versioned};
+use super::version::{self, Stored, Versioned};
 use crate::clock::ReplicaId;
 use crate::proto;
 use crate::{Error, Result};
@@ -31,7 +31,7 @@ fn worth_another_replica(status: &Status) -> bool {
 
 impl Inner {
     /// R or W of a request: 0 means the node's default; at most N.
-    fn quorum(&self, what: &'static str, asked: u32, default: usize) -> Result<usize> {
+    pub(super) fn quorum(&self, what: &'static str, asked: u32, default: usize) -> Result<usize> {
         let value = if asked == 0 { default } else { asked as usize };
         if value > self.placement.n() {
             return Err(Error::QuorumOutOfRange {
@@ -45,14 +45,14 @@ impl Inner {
 
     /// Stand-ins for `key`: the members after its preference list, in
     /// ring order.
-    fn stand_ins(&self, key: &str) -> Vec<ReplicaId> {
+    pub(super) fn stand_ins(&self, key: &str) -> Vec<ReplicaId> {
         let mut order = self.placement.ring_order(key);
         order.drain(..self.placement.n().min(order.len()));
         order.retain(|&node| node != self.id);
         order
     }
 
-    async fn replicate(
+    pub(super) async fn replicate(
         self: &Arc<Self>,
         to: ReplicaId,
         key: &str,
@@ -68,12 +68,7 @@ impl Inner {
             entries: vec![version::encode(key, state)],
             hint_for: hint_for.map_or(0, |owner| owner.0),
         };
-        self.peers
-            .call(to, request, |mut client: Client, request| async move {
-                client.replicate(request).await
-            })
-            .await
-            .map(drop)
+        self.send_replicate(to, request).await.map(drop)
     }
 
     /// Sends `state` to the first stand-in (in ring order, not in `used`)
@@ -101,7 +96,7 @@ impl Inner {
         None
     }
 
-    async fn fetch(
+    pub(super) async fn fetch(
         self: &Arc<Self>,
         from: ReplicaId,
         key: &str,
@@ -250,119 +245,6 @@ impl Inner {
             context: version::context_to_proto(&version::client_context(&state)),
             acknowledged: acknowledged as u32,
             hinted: hinted as u32,
-        })
-    }
-
-    /// A client's read: R replies merged; stale repliers repaired before
-    /// the reply (so a later read quorum meets the value returned), late
-    /// repliers repaired in the background.
-    pub async fn get(
-        self: &Arc<Self>,
-        request: proto::QuorumGetRequest,
-    ) -> std::result::Result<proto::QuorumGetReply, Status> {
-        version::check_key(&request.key)?;
-        let r = self.quorum("R", request.r, self.config.default_r)?;
-        let resolution = Resolution::from_proto(request.resolution)?;
-        let key = request.key.clone();
-        let preferred = self.placement.preference_list(&key);
-
-        let mut replies: Vec<(ReplicaId, Option<Versioned>)> = Vec::new();
-        if preferred.contains(&self.id) {
-            replies.push((self.id, self.store.lock().get(&key).cloned()));
-        }
-        let mut calls = JoinSet::new();
-        for &node in preferred.iter().filter(|&&node| node != self.id) {
-            let (inner, key) = (self.clone(), key.clone());
-            calls.spawn(async move { (node, inner.fetch(node, &key).await) });
-        }
-        while replies.len() < r {
-            let Some(joined) = calls.join_next().await else {
-                break;
-            };
-            if let Ok((node, Ok(state))) = joined {
-                replies.push((node, state));
-            }
-        }
-        if replies.len() < r && request.sloppy {
-            for stand_in in self.stand_ins(&key) {
-                if replies.len() >= r {
-                    break;
-                }
-                if let Ok(state) = self.fetch(stand_in, &key).await {
-                    replies.push((stand_in, state));
-                }
-            }
-        }
-        if replies.len() < r {
-            return Err(Error::QuorumNotReached {
-                what: "read",
-                needed: r,
-                got: replies.len(),
-            }
-            .into());
-        }
-
-        let mut merged = Versioned::default();
-        for state in replies.iter().filter_map(|(_, state)| state.as_ref()) {
-            merged.merge(state);
-        }
-        let stale: Vec<ReplicaId> = replies
-            .iter()
-            .filter(|(_, state)| {
-                state
-                    .as_ref()
-                    .map_or(!merged.is_empty(), |state| *state != merged)
-            })
-            .map(|(node, _)| *node)
-            .collect();
-        let mut repairs = JoinSet::new();
-        for &node in &stale {
-            let (inner, key, merged) = (self.clone(), key.clone(), merged.clone());
-            repairs.spawn(async move { inner.replicate(node, &key, &merged, None).await });
-        }
-        let mut repaired = 0u32;
-        while let Some(joined) = repairs.join_next().await {
-            match joined {
-                Ok(Ok(())) => repaired += 1,
-                // A key over its sibling bound cannot take the merge; the
-                // client still gets the siblings, to resolve them.
-                Ok(Err(status)) if status.code() == Code::FailedPrecondition => {}
-                Ok(Err(status)) => {
-                    return Err(Status::unavailable(format!(
-                        "read repair did not reach a stale replica: {}",
-                        status.message()
-                    )));
-                }
-                Err(_) => return Err(Status::unavailable("read repair was interrupted")),
-            }
-        }
-        self.counters
-            .read_repairs
-            .fetch_add(u64::from(repaired), Ordering::Relaxed);
-
-        // Replicas that answer after the quorum are repaired too, off the
-        // request path (Dynamo's read repair proper).
-        let (inner, late_key, late_merged) = (self.clone(), key.clone(), merged.clone());
-        tokio::spawn(async move {
-            while let Some(joined) = calls.join_next().await {
-                if let Ok((node, Ok(state))) = joined
-                    && state.as_ref() != Some(&late_merged)
-                    && !late_merged.is_empty()
-                    && inner
-                        .replicate(node, &late_key, &late_merged, None)
-                        .await
-                        .is_ok()
-                {
-                    inner.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-
-        Ok(proto::QuorumGetReply {
-            values: version::resolve(&merged, resolution),
-            context: version::context_to_proto(&version::client_context(&merged)),
-            replied: replies.len() as u32,
-            repaired,
         })
     }
 }

@@ -33,6 +33,8 @@
 //! write still in flight and returns it, followed by a read that misses
 //! it, is a stale read no quorum arithmetic prevents; the blocking read
 //! repair here (ABD's write-back phase) closes that gap when 2R > N too.
+//! [`ReadRepair::NaiveAfterReply`] is the broken twin that repairs after
+//! replying, as plain Dynamo does; a test shows the checker catching it.
 //! A sloppy quorum closes none: the W stand-ins need not meet the R
 //! preferred replicas a later read asks.
 //!
@@ -60,11 +62,14 @@ pub mod anti_entropy;
 mod client;
 mod coordinator;
 mod demo;
+mod handoff;
 pub mod hints;
 mod local;
 pub mod merkle;
+mod node;
 mod peers;
 pub mod placement;
+mod read_repair;
 mod service;
 pub mod store;
 pub mod version;
@@ -122,6 +127,20 @@ pub struct MessageFaults {
     pub drop: f64,
 }
 
+/// When a read repairs the stale replicas inside its quorum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadRepair {
+    /// Before the reply (ABD's write-back): a later read quorum meets the
+    /// value this read returned.
+    #[default]
+    BeforeReply,
+    /// The broken twin: after the reply, in the background, as plain
+    /// Dynamo does. A read can return a write still in flight and a later
+    /// read miss it — R + W > N and still not linearizable; the checker
+    /// catches it (`quorum_read_repair_` tests).
+    NaiveAfterReply,
+}
+
 /// How a node is set up.
 #[derive(Clone)]
 pub struct QuorumConfig {
@@ -144,6 +163,7 @@ pub struct QuorumConfig {
     /// Added before this node answers a peer: a slow replica.
     pub peer_delay: Duration,
     pub faults: MessageFaults,
+    pub read_repair: ReadRepair,
     /// Links cut at the message layer (a partition on real TCP); shared
     /// by the nodes of one test or demo.
     pub cuts: LinkCuts,
@@ -190,6 +210,7 @@ impl QuorumConfig {
             anti_entropy_interval: Some(Duration::from_secs(1)),
             peer_delay: Duration::ZERO,
             faults: MessageFaults::default(),
+            read_repair: ReadRepair::default(),
             cuts: LinkCuts::default(),
             seed: id.0,
             clock: Arc::new(SystemClock),

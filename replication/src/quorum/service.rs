@@ -1,110 +1,26 @@
-//! The gRPC shell: a node's handlers for clients and peers, and its
-//! background loops (hinted handoff, anti-entropy).
+//! The gRPC shell: starting a node (and its handoff and anti-entropy
+//! loops), and its handlers for clients and peers.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use observability::rpc::ClientBuilder;
 use tonic::{Request, Response, Status};
 
-use super::merkle::{self, MerkleTree};
-use super::peers::{Client, Peers};
+use super::handoff::handoff_loop;
+use super::merkle;
+use super::node::{Counters, Inner};
+use super::peers::Peers;
 use super::placement::Placement;
 use super::store::SharedStore;
 use super::version;
 use super::{MAX_BATCH_KEYS, QuorumConfig, anti_entropy};
 use crate::clock::ReplicaId;
-use crate::crdt_replica::{INCARNATION_BITS, actor_of, member_of};
+use crate::crdt_replica::{INCARNATION_BITS, actor_of};
 use crate::proto::quorum_kv_server::{QuorumKv, QuorumKvServer};
 use crate::proto::{self, quorum_kv_client::QuorumKvClient};
 use crate::{Error, Result};
-
-/// What a node counts, for its Status reply and the tests.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub anti_entropy_bytes: AtomicU64,
-    pub read_repairs: AtomicU64,
-}
-
-/// The node: its store, ring, peers and configuration.
-#[derive(Debug)]
-pub(super) struct Inner {
-    pub id: ReplicaId,
-    /// The actor this run's writes are made as (see `actor_of`).
-    pub actor: ReplicaId,
-    pub placement: Placement,
-    pub store: SharedStore,
-    pub peers: Peers,
-    pub config: QuorumConfig,
-    pub counters: Counters,
-    /// Merkle trees per peer, valid while the store's version holds.
-    trees: Mutex<BTreeMap<ReplicaId, (u64, Arc<MerkleTree>)>>,
-}
-
-impl Inner {
-    /// An actor id from the wire belongs to a member.
-    pub fn is_member_actor(&self, actor: ReplicaId) -> bool {
-        self.placement.is_member(member_of(actor))
-    }
-
-    /// A peer id from the wire: a member, and not this node.
-    pub fn check_peer(&self, from: u64) -> Result<ReplicaId> {
-        let peer = ReplicaId(from);
-        if peer == self.id || !self.placement.is_member(peer) {
-            return Err(Error::UnknownReplica { replica: peer });
-        }
-        Ok(peer)
-    }
-
-    /// True when `key` is replicated on both this node and `peer`: the
-    /// range the two compare in anti-entropy.
-    pub fn shared_with(&self, peer: ReplicaId) -> impl Fn(&str) -> bool + '_ {
-        move |key| {
-            let list = self.placement.preference_list(key);
-            list.contains(&self.id) && list.contains(&peer)
-        }
-    }
-
-    /// The Merkle tree over the keys shared with `peer`, cached.
-    pub fn tree_for(&self, peer: ReplicaId) -> Arc<MerkleTree> {
-        let store = self.store.lock();
-        let version = store.version();
-        let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((built, tree)) = trees.get(&peer)
-            && *built == version
-        {
-            return tree.clone();
-        }
-        let tree = Arc::new(store.merkle_tree(self.shared_with(peer)));
-        trees.insert(peer, (version, tree.clone()));
-        tree
-    }
-
-    /// Merges peer-sent states; the first refusal is returned after the
-    /// rest are merged (one oversized key does not block the others).
-    pub fn merge_entries(&self, entries: &[proto::KeyState]) -> Result<()> {
-        if entries.len() > MAX_BATCH_KEYS {
-            return Err(Error::TooMany {
-                what: "keys in one batch",
-                count: entries.len(),
-                max: MAX_BATCH_KEYS,
-            });
-        }
-        let decoded = entries
-            .iter()
-            .map(|entry| version::decode(entry, |actor| self.is_member_actor(actor)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut store = self.store.lock();
-        let mut first_error = None;
-        for (key, state) in &decoded {
-            if let Err(err) = store.merge(key, state) {
-                first_error.get_or_insert(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
 
 /// One node of the quorum store. Background loops stop when the last
 /// handle (and the service) is dropped.
@@ -204,48 +120,6 @@ impl QuorumNode {
 
     pub fn into_service(self) -> QuorumKvServer<Self> {
         QuorumKvServer::new(self)
-    }
-}
-
-/// Offers every pending hint to its owner, in batches, until the node is
-/// dropped. A hint is removed only when the owner took the state it had
-/// when sent (see `Hints::delivered`).
-async fn handoff_loop(node: Weak<Inner>) {
-    let interval = match node.upgrade() {
-        Some(inner) => inner.config.handoff_interval,
-        None => return,
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(inner) = node.upgrade() else {
-            return;
-        };
-        let batches = inner.store.lock().hints.batches(MAX_BATCH_KEYS);
-        for (owner, hinted) in batches {
-            let entries: Vec<proto::KeyState> = {
-                let store = inner.store.lock();
-                hinted
-                    .iter()
-                    .filter_map(|(key, _)| store.get(key).map(|state| version::encode(key, state)))
-                    .collect()
-            };
-            let request = proto::ReplicateRequest {
-                from: inner.id.0,
-                entries,
-                hint_for: 0,
-            };
-            let sent = inner
-                .peers
-                .call(owner, request, |mut client: Client, request| async move {
-                    client.replicate(request).await
-                })
-                .await;
-            if sent.is_ok() {
-                inner.store.lock().hints.delivered(owner, &hinted);
-            }
-        }
     }
 }
 

@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 
 use super::placement::Placement;
 use super::{
-    MessageFaults, QuorumClient, QuorumConfig, QuorumNode, QuorumSession, Resolution, SharedStore,
+    LinkCuts, MessageFaults, QuorumClient, QuorumConfig, QuorumNode, QuorumSession, ReadRepair,
+    Resolution, SharedStore,
 };
 use crate::clock::ReplicaId;
 use crate::clock::physical::TokioClock;
@@ -24,6 +25,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 /// How a simulated cluster runs.
 #[derive(Clone, Copy, Debug)]
 struct Setup {
+    read_repair: ReadRepair,
     nodes: usize,
     n: usize,
     loss: f64,
@@ -35,6 +37,7 @@ struct Setup {
 impl Setup {
     fn new(nodes: usize, n: usize) -> Self {
         Self {
+            read_repair: ReadRepair::BeforeReply,
             nodes,
             n,
             loss: 0.0,
@@ -59,6 +62,15 @@ fn addresses(nodes: usize) -> BTreeMap<ReplicaId, String> {
 /// survives a crash like a disk; the returned stores let a test look at
 /// what a node holds.
 fn cluster(seed: u64, setup: Setup) -> (Simulation<'static>, Vec<SharedStore>) {
+    cluster_with_cuts(seed, setup, LinkCuts::default())
+}
+
+/// [`cluster`], with links cut at the message layer by `cuts`.
+fn cluster_with_cuts(
+    seed: u64,
+    setup: Setup,
+    cuts: LinkCuts,
+) -> (Simulation<'static>, Vec<SharedStore>) {
     let mut sim = Simulation::builder(seed)
         .hosts(setup.nodes)
         .duration(Duration::from_secs(600))
@@ -66,9 +78,9 @@ fn cluster(seed: u64, setup: Setup) -> (Simulation<'static>, Vec<SharedStore>) {
     let addresses = addresses(setup.nodes);
     let stores: Vec<SharedStore> = (0..setup.nodes).map(|_| SharedStore::new()).collect();
     for i in 1..=setup.nodes {
-        let (addresses, store) = (addresses.clone(), stores[i - 1].clone());
+        let (addresses, store, cuts) = (addresses.clone(), stores[i - 1].clone(), cuts.clone());
         sim.host(&sim::node(i), move || {
-            let (addresses, store) = (addresses.clone(), store.clone());
+            let (addresses, store, cuts) = (addresses.clone(), store.clone(), cuts.clone());
             async move {
                 let mut config = QuorumConfig::new(ReplicaId(i as u64), addresses, Net::Sim);
                 config.n = setup.n;
@@ -77,6 +89,8 @@ fn cluster(seed: u64, setup: Setup) -> (Simulation<'static>, Vec<SharedStore>) {
                 config.anti_entropy_interval =
                     setup.anti_entropy.then_some(Duration::from_millis(500));
                 config.faults = MessageFaults { drop: setup.loss };
+                config.read_repair = setup.read_repair;
+                config.cuts = cuts;
                 config.seed = seed ^ (i as u64) << 8;
                 // Every host's clock reads simulated time from one origin.
                 config.clock = Arc::new(TokioClock::new(1_700_000_000_000_000_000, 0));
@@ -464,5 +478,71 @@ fn quorum_anti_entropy_converges_all_replicas() {
         assert_eq!(snapshot(0).len(), 40, "seed {seed}");
         assert_eq!(snapshot(2), snapshot(0), "seed {seed}: n3 did not converge");
         assert_eq!(snapshot(1), snapshot(0), "seed {seed}: n2 did not converge");
+    }
+}
+
+/// Episode 19, and read repair's broken twin. Three nodes, N = 3,
+/// R = W = 2, n3 slow to answer peers. A write of "new" through n1 reaches
+/// no other replica (n1's calls to n2 and n3 are cut) and fails; n3's
+/// calls to n1 are cut too. A read through n2 meets n1 and returns "new";
+/// a second read, through n3, meets n3 and n2. Repairing n2 before the
+/// first read replies makes the second read return "new" too: the history
+/// is linearizable. The twin that repairs after replying leaves n2 stale,
+/// the second read returns "old" after the first returned "new", and the
+/// checker finds the history impossible — though R + W > N.
+#[test]
+fn quorum_read_repair_before_reply_keeps_a_returned_write_visible() {
+    for seed in seeds() {
+        for read_repair in [ReadRepair::BeforeReply, ReadRepair::NaiveAfterReply] {
+            let mut setup = Setup::new(3, 3);
+            setup.anti_entropy = false;
+            setup.read_repair = read_repair;
+            setup.slow = Some((3, Duration::from_millis(200)));
+            let cuts = LinkCuts::default();
+            let (mut sim, _) = cluster_with_cuts(seed, setup, cuts.clone());
+            sim.client(async move {
+                let recorder = Recorder::new();
+                let session = |i| QuorumSession::new(client(i), 2, 2, false, Resolution::Siblings);
+                let mut writer = recorder.client(0, session(1));
+                writer
+                    .put("k", "old")
+                    .await
+                    .map_err(|err| format!("{err:?}"))?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let (n1, n2, n3) = (ReplicaId(1), ReplicaId(2), ReplicaId(3));
+                cuts.cut(n1, n2);
+                cuts.cut(n1, n3);
+                cuts.cut(n3, n1);
+                let failed = writer.put("k", "new").await;
+                assert!(failed.is_err(), "seed {seed}: the write cannot reach W = 2");
+                let first = recorder.client(1, session(2)).get("k").await;
+                let second = recorder.client(2, session(3)).get("k").await;
+                let (first, second) = (
+                    first.map_err(|err| format!("{err:?}"))?,
+                    second.map_err(|err| format!("{err:?}"))?,
+                );
+                assert_eq!(first, "new", "seed {seed}: the first read meets n1");
+                let history = recorder.history();
+                let verdict = check(&history, Model::Kv, Some(Duration::from_secs(10)))?.verdict;
+                match read_repair {
+                    ReadRepair::BeforeReply => {
+                        assert_eq!(second, "new", "seed {seed}");
+                        assert!(
+                            matches!(verdict, Verdict::Linearizable { .. }),
+                            "seed {seed}: {verdict:?}"
+                        );
+                    }
+                    ReadRepair::NaiveAfterReply => {
+                        assert_eq!(second, "old", "seed {seed}: the twin reads stale");
+                        assert!(
+                            matches!(verdict, Verdict::NotLinearizable(_)),
+                            "seed {seed}: the checker missed it: {verdict:?}"
+                        );
+                    }
+                }
+                Ok(())
+            });
+            run(&mut sim, seed, "quorum_read_repair_before_reply");
+        }
     }
 }
