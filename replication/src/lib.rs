@@ -9,6 +9,7 @@
 //! | 19 Consistency Models, 4 Jepsen | [`consistency`] | histories, a linearizability checker (per-key, memoized, budgeted), a causal-consistency checker (bad patterns, CC/CCv/CM), session-guarantee checkers, a recorder, HTML timelines |
 //! | 30 Database Performance Patterns | [`read_split`] | read/write splitting: writes to the primary, reads to replicas, read-your-writes kept by session position tokens; the token-less twin reads stale |
 //! | 19 | [`causal_store`] | a causal store (vector-clock delivery, bounded buffer) and its twin that delivers out of causal order, with a seeded simulation that records histories |
+//! | 14 CAP, 19, 22 | [`quorum`] | a Dynamo-style leaderless KV: N replicas on the hash ring, R and W per request, siblings, sloppy quorum with hinted handoff, read repair (and its after-the-reply twin), Merkle anti-entropy |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
 pub mod causal_store;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use super::hints::Hints;
 use super::merkle::{MerkleTree, leaf_of};
 use super::version::{self, Stored, Versioned};
-use super::{MAX_KEYS, MAX_SIBLINGS, MAX_STORE_BYTES};
+use super::{MAX_CONTEXT_ENTRIES, MAX_KEYS, MAX_SIBLINGS, MAX_STORE_BYTES};
 use crate::clock::ReplicaId;
 use crate::clock::dotted::{CausalContext, Siblings};
 use crate::clock::vector::VersionVector;
@@ -111,6 +111,15 @@ impl Store {
             return Err(Error::TooManySiblings {
                 key: key.to_owned(),
                 max: MAX_SIBLINGS,
+            });
+        }
+        // Peers refuse a context past the bound, so none is stored either.
+        let entries = state.context().version_vector().len();
+        if entries > MAX_CONTEXT_ENTRIES {
+            return Err(Error::TooMany {
+                what: "context entries",
+                count: entries,
+                max: MAX_CONTEXT_ENTRIES,
             });
         }
         let old = self.keys.get(key).map(|old| version::weight(key, old));
