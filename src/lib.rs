@@ -21,6 +21,7 @@ pub mod bench_batching;
 pub mod bench_coordination;
 pub mod bench_event_store;
 pub mod bench_ladder;
+pub mod bench_quorum;
 pub mod bench_transactions;
 pub mod bench_usl;
 pub mod chaos;

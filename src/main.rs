@@ -87,7 +87,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: std::net::SocketAddr,
         /// A peer: a relay's or Flaky's next hop (host:port); another Raft
-        /// KV member or CRDT replica (ID=host:port, its --listen address);
+        /// KV member, CRDT replica or quorum KV node (ID=host:port, its --listen
+        /// address);
         /// a saga orchestrator's or commit coordinator's participant, or a
         /// ledger's coordinator and fellow participants (NAME=host:port);
         /// repeatable.
@@ -327,6 +328,9 @@ enum BenchCommand {
     /// Throughput against latency for batch sizes, lingers and gRPC
     /// compression, on loopback.
     Batching(dslab::bench_batching::BatchingArgs),
+    /// Put and get latency p50 / p99 of the quorum KV for (N, R, W) =
+    /// (3, 1, 1), (3, 2, 2) and (3, 3, 1), three nodes on loopback.
+    QuorumKv(dslab::bench_quorum::QuorumBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -499,7 +503,7 @@ struct PlacementArgs {
 /// A Raft KV member (`serve raft-kv`).
 #[derive(Args, Debug, Clone)]
 struct RaftKvArgs {
-    /// Raft KV and CRDT replica: this member's id (1, 2, 3, …).
+    /// Raft KV, CRDT replica and quorum KV: this member's id (1, 2, 3, …).
     #[arg(long, default_value_t = 1)]
     id: u64,
     /// Raft KV and the transaction services: where the logs (and
@@ -640,6 +644,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Bench(BenchCommand::Usl(args)) => {
+            args.run()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::QuorumKv(args)) => {
             args.run()?;
             return Ok(ExitCode::SUCCESS);
         }

@@ -135,6 +135,11 @@ pub fn demos() -> Vec<Demo> {
             run: |out, spans| Box::pin(replication::crdt_replica::crdt_partition_demo(out, spans)),
         },
         Demo {
+            name: "quorum-tradeoffs",
+            episodes: "14, 19, 22",
+            run: |out, spans| Box::pin(replication::quorum::quorum_tradeoffs_demo(out, spans)),
+        },
+        Demo {
             name: "raft-failover",
             episodes: "17, 13",
             run: |out, spans| Box::pin(consensus::raft::raft_failover_demo(out, spans)),
@@ -520,6 +525,13 @@ pub fn topics() -> Vec<Topic> {
             summary: "CrdtReplica: named CRDTs gossiped by delta and full-state anti-entropy through partitions (`dslab serve crdt-replica`, `dslab crdt`)",
             tests: "-p replication crdt_replica",
             demo: Some("crdt-partition"),
+        },
+        Topic {
+            episodes: "14, 19, 22",
+            module: "replication::quorum",
+            summary: "a Dynamo-style leaderless KV: N replicas on the hash ring, R and W per request, siblings by dotted version vectors, sloppy quorum with hinted handoff, read repair, Merkle anti-entropy (`dslab serve quorum-kv`, `dslab bench quorum-kv`)",
+            tests: "-p replication quorum",
+            demo: Some("quorum-tradeoffs"),
         },
         Topic {
             episodes: "18, 23",

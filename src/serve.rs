@@ -23,6 +23,7 @@ use patterns::shard_router::ShardRouter;
 use replication::clock::ReplicaId;
 use replication::crdt_replica::{CrdtReplica, ReplicaConfig};
 use replication::log::FileDisk;
+use replication::quorum::{QuorumConfig, QuorumNode, SharedStore};
 
 /// The services `dslab serve` can run.
 pub const SERVICES: &[&str] = &[
@@ -31,6 +32,7 @@ pub const SERVICES: &[&str] = &[
     "flaky",
     "raft-kv",
     "crdt-replica",
+    "quorum-kv",
     "accounts",
     "inventory",
     "shipping",
@@ -355,6 +357,26 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             admission.host(
                 RpcServer::new(),
                 replica.into_service(),
+                replication::proto::FILE_DESCRIPTOR_SET,
+            )
+        }
+        "quorum-kv" => {
+            let id = ReplicaId(config.raft.id);
+            anyhow::ensure!(id.0 != 0, "a quorum KV node needs --id (1, 2, 3, …)");
+            let mut peers = BTreeMap::new();
+            for peer in &config.peers {
+                let (peer_id, address) = member_peer(peer)?;
+                if peer_id != id.0 {
+                    peers.insert(ReplicaId(peer_id), address);
+                }
+            }
+            // N = 3 (or the cluster size if smaller), R = W = a majority of
+            // N unless a request names its own.
+            let node =
+                QuorumNode::start(QuorumConfig::new(id, peers, Net::Tcp), SharedStore::new())?;
+            admission.host(
+                RpcServer::new(),
+                node.into_service(),
                 replication::proto::FILE_DESCRIPTOR_SET,
             )
         }

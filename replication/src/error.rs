@@ -164,6 +164,43 @@ pub enum Error {
         "the hybrid clock's logical counter is exhausted at wall time {wall_ns} ns; the physical clock is stuck"
     )]
     LogicalClockExhausted { wall_ns: u64 },
+    /// An N, R or W outside what the cluster can give.
+    #[error("{what} = {value} is out of range: it must be between 1 and {max}")]
+    QuorumOutOfRange {
+        what: &'static str,
+        value: usize,
+        max: usize,
+    },
+    /// Fewer replicas answered than the request's R or W.
+    #[error("{what} quorum not reached: {got} of the {needed} replicas needed answered")]
+    QuorumNotReached {
+        what: &'static str,
+        needed: usize,
+        got: usize,
+    },
+    /// A sibling-resolution policy the request does not name.
+    #[error(
+        "unknown resolution {value}; choose RESOLUTION_SIBLINGS or RESOLUTION_LAST_WRITER_WINS"
+    )]
+    UnknownResolution { value: i32 },
+    /// A key whose concurrent versions reached the bound.
+    #[error(
+        "key {key:?} would hold more than {max} siblings; read it and write back with the read's context to resolve them"
+    )]
+    TooManySiblings { key: String, max: usize },
+    /// A stand-in holds as many hints as it may.
+    #[error("this node holds its maximum of {max} hints for nodes that are down")]
+    HintsFull { max: usize },
+    /// A quorum node at its size limit.
+    #[error("the store holds its maximum of {max} {what}")]
+    StoreFull { what: &'static str, max: usize },
+    /// A Merkle level, node or leaf outside the tree.
+    #[error("Merkle {what} {value} is outside the tree (at most {max})")]
+    MerkleOutOfRange {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -193,7 +230,14 @@ impl From<Error> for Status {
             | Error::InvalidMemberId { .. }
             | Error::BadPeerAddress { .. }
             | Error::PositionAhead { .. }
-            | Error::NoReplicas => Status::invalid_argument(message),
+            | Error::NoReplicas
+            | Error::QuorumOutOfRange { .. }
+            | Error::UnknownResolution { .. }
+            | Error::MerkleOutOfRange { .. } => Status::invalid_argument(message),
+            // Too few replicas reachable: retrying later may succeed.
+            Error::QuorumNotReached { .. } => Status::unavailable(message),
+            // The key must be resolved before it takes another version.
+            Error::TooManySiblings { .. } => Status::failed_precondition(message),
             // The request is well formed; the clocks are not in a state
             // to accept it.
             Error::ValueFull { .. } | Error::ClockTooFarAhead { .. } => {
@@ -208,7 +252,9 @@ impl From<Error> for Status {
             | Error::LogicalClockExhausted { .. }
             | Error::TooManyObjects { .. }
             | Error::ObjectFull { .. }
-            | Error::ReplicaFull { .. } => Status::resource_exhausted(message),
+            | Error::ReplicaFull { .. }
+            | Error::HintsFull { .. }
+            | Error::StoreFull { .. } => Status::resource_exhausted(message),
         }
     }
 }

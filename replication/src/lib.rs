@@ -10,6 +10,7 @@
 //! | 30 Database Performance Patterns | [`read_split`] | read/write splitting: writes to the primary, reads to replicas, read-your-writes kept by session position tokens; the token-less twin reads stale |
 //! | 19 | [`causal_store`] | a causal store (vector-clock delivery, bounded buffer) and its twin that delivers out of causal order, with a seeded simulation that records histories |
 //! | 23 Event Sourcing | [`event_sourcing`] | an event store (per-stream optimistic concurrency, global order, snapshots, upcasting) on the durable log, its public backend suite, projections with durable positions, CQRS read models rebuilt by replay, and the double-counting projection twin |
+//! | 14 CAP, 19, 22 | [`quorum`] | a Dynamo-style leaderless KV: N replicas on the hash ring, R and W per request, siblings, sloppy quorum with hinted handoff, read repair (and its after-the-reply twin), Merkle anti-entropy |
 //! | 19 | [`register`] | a key-value register service to record histories from, and its stale-reading twin |
 
 pub mod causal_store;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod event_sourcing;
 pub mod isolation;
 pub mod log;
+pub mod quorum;
 pub mod read_split;
 pub mod register;
 

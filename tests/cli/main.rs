@@ -11,6 +11,7 @@ mod coordination;
 mod metrics;
 mod performance;
 mod physics;
+mod quorum;
 mod raft_kv;
 mod telemetry;
 mod transactional;

@@ -160,6 +160,15 @@ impl LinkCuts {
         }
     }
 
+    /// Cuts the link from `from` to `to` only: `from`'s calls to `to` are
+    /// lost, `to`'s calls to `from` still go through.
+    pub fn cut(&self, from: ReplicaId, to: ReplicaId) {
+        self.cut
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((from, to));
+    }
+
     pub fn heal(&self) {
         self.cut
             .lock()
