@@ -80,6 +80,9 @@ mod types;
 mod upcast;
 #[cfg(test)]
 mod upcast_tests;
+mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 pub use embedded::{DEFAULT_MAX_STORE_BYTES, EmbeddedStore};
 pub use error::{Result, StoreError};
