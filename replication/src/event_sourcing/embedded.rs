@@ -14,11 +14,11 @@
 //!
 //! Bounds: the store holds at most `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`],
 //! [`EmbeddedStore::with_max_bytes`]) of events and snapshots, counting
-//! every snapshot ever saved (a superseded one stays in the log) — so the
+//! superseded snapshots until the log is compacted (compact.rs) — so the
 //! bound covers the log on disk and what reopening reads, not only memory.
 //!
-//! Simplified: all events stay in memory, and the log is never compacted;
-//! once full, the store refuses writes. EventStoreDB and Marten page
+//! Simplified: all events stay in memory, and compaction drops only old
+//! snapshots; once full of events, the store refuses writes. EventStoreDB and Marten page
 //! events from disk and archive old chunks.
 
 use std::collections::BTreeMap;
@@ -80,12 +80,14 @@ pub(super) struct Shared {
 /// Everything on disk, indexed; changed only by the writer, after a sync.
 pub(super) struct Index {
     /// Every event in global order: position p is `events[p - 1]`.
-    events: Vec<RecordedEvent>,
+    pub(super) events: Vec<RecordedEvent>,
     /// Each stream's events, as indexes into `events`, in version order.
     streams: BTreeMap<StreamName, Vec<usize>>,
-    snapshots: BTreeMap<StreamName, Snapshot>,
+    pub(super) snapshots: BTreeMap<StreamName, Snapshot>,
     /// What the log holds, as charged against `max_bytes`.
     pub(super) bytes: usize,
+    /// Of `bytes`, the snapshots a later one replaced (compact.rs).
+    pub(super) superseded: usize,
 }
 
 impl<D: LogDisk + Send + 'static> EmbeddedStore<D> {
@@ -110,6 +112,7 @@ impl<D: LogDisk + Send + 'static> EmbeddedStore<D> {
             streams: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             bytes: 0,
+            superseded: 0,
         };
         for bytes in &recovered.records {
             // Replay does not re-check the bound: what was acknowledged
@@ -214,7 +217,11 @@ impl Index {
                 self.bytes += stream.as_str().len();
             }
             Record::Snapshot { stream, snapshot } => {
-                // The superseded snapshot stays in the log: still charged.
+                // The superseded snapshot stays in the log, charged, until
+                // the log is compacted.
+                if let Some(old) = self.snapshots.get(&stream) {
+                    self.superseded += old.state.len();
+                }
                 self.bytes += snapshot.state.len();
                 self.snapshots.insert(stream, snapshot);
             }

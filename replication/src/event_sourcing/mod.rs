@@ -66,6 +66,7 @@
 #[cfg(test)]
 mod checkpoint_tests;
 mod codec;
+mod compact;
 mod embedded;
 mod error;
 #[cfg(test)]

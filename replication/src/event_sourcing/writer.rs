@@ -124,7 +124,11 @@ impl<D: LogDisk> Writer<D> {
             let encoded: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
             let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
             match self.log.append_batch(&payloads) {
-                Ok(_) => self.publish(records, outcomes),
+                Ok(_) => {
+                    let outcomes = self.publish(records, outcomes);
+                    self.compact();
+                    outcomes
+                }
                 Err(err) => {
                     // Pitfall: after a failed write or fsync, the file may
                     // hold part of the batch, and the kernel may have
@@ -229,6 +233,29 @@ impl<D: LogDisk> Writer<D> {
             Err(err) => {
                 self.failed = Some(err.to_string());
                 outcomes.into_iter().map(|o| o.fail(&err)).collect()
+            }
+        }
+    }
+
+    /// Rewrites the log without superseded snapshots once they are half
+    /// of it. The index lock is held only to encode (no I/O); the index
+    /// cannot change meanwhile, since only this thread changes it.
+    fn compact(&mut self) {
+        let records = {
+            let index = lock(&self.shared);
+            if self.failed.is_some() || !index.worth_compacting() {
+                return;
+            }
+            index.compacted()
+        };
+        let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        match self.log.rewrite(&payloads) {
+            Ok(()) => lock(&self.shared).compacted_done(),
+            Err(err) => {
+                // The rewrite is atomic, but what the file handle points
+                // at after a failed rename is uncertain: stop writing.
+                tracing::warn!(%err, "event store: compacting the log failed");
+                self.failed = Some(err.to_string());
             }
         }
     }

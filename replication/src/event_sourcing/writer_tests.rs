@@ -232,33 +232,53 @@ async fn event_sourcing_embedded_failed_write_stops_writes_until_reopen() {
     assert_eq!(appended.first_position, Position(2));
 }
 
-/// Episode 23. Every saved snapshot counts against the bound, superseded
-/// ones too (they stay in the log): saving the same-sized snapshot over
-/// and over fills the store instead of growing the disk forever.
+/// Episode 23. Saving snapshots over and over does not grow the log
+/// without bound: superseded ones count against the bound until the log
+/// is compacted, which keeps every event (same versions and positions)
+/// and each stream's latest snapshot — also after a reopen.
 #[tokio::test]
-async fn event_sourcing_embedded_superseded_snapshots_count_against_the_bound() {
-    let account = name("acct");
-    let store = EmbeddedStore::with_max_bytes(MemDisk::new(), 2048).expect("opens");
-    store
-        .append(&account, ExpectedVersion::Any, vec![deposit(1)])
-        .await
-        .expect("appends");
-    let snapshot = Snapshot {
-        version: Version(1),
+async fn event_sourcing_embedded_superseded_snapshots_are_compacted_away() {
+    let disk = MemDisk::new();
+    let (odd, even) = (name("odd"), name("even"));
+    let store = EmbeddedStore::with_max_bytes(disk.clone(), 4096).expect("opens");
+    for amount in 1..=6 {
+        let stream = if amount % 2 == 0 { &even } else { &odd };
+        store
+            .append(stream, ExpectedVersion::Any, vec![deposit(amount)])
+            .await
+            .expect("appends");
+    }
+    let before = store.read_all(Position::START, 100).await.expect("reads");
+    let snapshot = |byte: u8| Snapshot {
+        version: Version(2),
         schema_version: 1,
-        state: vec![7; 100],
+        state: vec![byte; 300],
     };
-    let mut saved = 0;
-    let refused = loop {
-        match store.save_snapshot(&account, snapshot.clone()).await {
-            Ok(()) => saved += 1,
-            Err(err) => break err,
+    let mut largest = 0;
+    for round in 0..100u8 {
+        for stream in [&odd, &even] {
+            store
+                .save_snapshot(stream, snapshot(round))
+                .await
+                .expect("compaction makes room");
         }
-        assert!(saved <= 20, "a 2 KiB store took {saved} snapshots of 100 B");
-    };
-    assert!(
-        matches!(refused, StoreError::StoreFull { .. }),
-        "{refused:?}"
+        largest = largest.max(disk.len());
+    }
+    assert!(largest <= 4096, "the log reached {largest} bytes");
+    drop(store);
+
+    let store = EmbeddedStore::open(disk).expect("reopens");
+    assert_eq!(
+        store.read_all(Position::START, 100).await.expect("reads"),
+        before
     );
-    assert!(saved >= 15, "refused after only {saved} snapshots");
+    for stream in [&odd, &even] {
+        let latest = store.load_snapshot(stream).await.expect("loads");
+        assert_eq!(latest, Some(snapshot(99)));
+    }
+    let appended = store
+        .append(&odd, ExpectedVersion::Exact(Version(3)), vec![deposit(7)])
+        .await
+        .expect("appends after compaction");
+    assert_eq!(appended.first_position, Position(7));
 }
