@@ -54,7 +54,9 @@
 //! etcd `Txn` (128 operations, 1.5 MiB). The embedded store holds at most
 //! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]: events plus every
 //! snapshot ever saved, so it bounds its log on disk too) and then refuses
-//! appends with `ResourceExhausted`; a projector's checkpoint — so its
+//! appends with `ResourceExhausted`; its writer queues at most 64 writes
+//! (callers then wait) and commits at most 64 per `fsync`; a projector's
+//! checkpoint — so its
 //! read model — is at most [`MAX_CHECKPOINT_BYTES`], and its checkpoint
 //! log holds at most [`COMPACT_EVERY`] records.
 //!
