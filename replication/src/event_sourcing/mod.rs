@@ -52,16 +52,16 @@
 //! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure
 //! (the backend waits; nothing is dropped). The per-append limits fit one
 //! etcd `Txn` (128 operations, 1.5 MiB). The embedded store holds at most
-//! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]: events plus every
-//! snapshot ever saved, so it bounds its log on disk too) and then refuses
-//! appends with `ResourceExhausted`; its writer queues at most 64 writes
-//! (callers then wait) and commits at most 64 per `fsync`; a projector's
-//! checkpoint — so its
-//! read model — is at most [`MAX_CHECKPOINT_BYTES`], and its checkpoint
-//! log holds at most [`COMPACT_EVERY`] records.
+//! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]: events and snapshots,
+//! superseded ones until compaction drops them, so it bounds its log on
+//! disk too) and then refuses appends with `ResourceExhausted`; its writer
+//! queues at most 64 writes (callers then wait) and commits at most 64 per
+//! `fsync`; a projector's checkpoint — so its read model — is at most
+//! [`MAX_CHECKPOINT_BYTES`], and its checkpoint log holds at most
+//! [`COMPACT_EVERY`] records.
 //!
 //! Simplified: the embedded store keeps every event in memory and never
-//! compacts its log (full is full); there is no stream deletion, no event metadata
+//! compacts its log beyond dropping superseded snapshots (full is full); there is no stream deletion, no event metadata
 //! (correlation and causation ids) and no competing consumers.
 //! EventStoreDB, Marten and Axon have all three, and page events from disk.
 
