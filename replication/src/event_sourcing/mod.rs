@@ -60,10 +60,11 @@
 //! [`MAX_CHECKPOINT_BYTES`], and its checkpoint log holds at most
 //! [`COMPACT_EVERY`] records.
 //!
-//! Simplified: the embedded store keeps every event in memory and never
-//! compacts its log beyond dropping superseded snapshots (full is full); there is no stream deletion, no event metadata
-//! (correlation and causation ids) and no competing consumers.
-//! EventStoreDB, Marten and Axon have all three, and page events from disk.
+//! Simplified: the embedded store keeps every event in memory, and its
+//! compaction drops only superseded snapshots (full of events is full);
+//! there is no stream deletion, no event metadata (correlation and
+//! causation ids) and no competing consumers. EventStoreDB, Marten and
+//! Axon have all three, and page events from disk.
 
 #[cfg(test)]
 mod checkpoint_tests;
