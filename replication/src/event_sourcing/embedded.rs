@@ -5,27 +5,38 @@
 //! Each append is one log record, written and `fsync`ed before the call
 //! returns, so an acknowledged append survives any crash, and a crash
 //! mid-append leaves all of the batch or none of it (the log cuts a torn
-//! tail). Opening replays the log to rebuild the index; positions are the
+//! tail). Appends and snapshots go to one writer thread (writer.rs), which
+//! commits every request waiting with one `fsync` (group commit), so no
+//! async worker ever blocks on the disk, and readers take the index lock
+//! only while copying. An event is visible only after its `fsync`.
+//! Opening replays the log to rebuild the index; positions are the
 //! events' 1-based places in the log, so they are dense here.
 //!
-//! Simplified: all events stay in memory (bounded by
-//! [`EmbeddedStore::with_max_bytes`]), and the log is never compacted.
-//! EventStoreDB and Marten page events from disk and archive old chunks.
+//! Bounds: the store holds at most `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`],
+//! [`EmbeddedStore::with_max_bytes`]) of events and snapshots, counting
+//! superseded snapshots until the log is compacted (compact.rs) — so the
+//! bound covers the log on disk and what reopening reads, not only memory.
+//!
+//! Simplified: all events stay in memory, and compaction drops only old
+//! snapshots; once full of events, the store refuses writes. EventStoreDB and Marten page
+//! events from disk and archive old chunks.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::codec::Record;
+use super::writer::{WRITE_QUEUE, Write, Writer};
 use super::{
     Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, Result, Snapshot,
-    StoreError, StreamName, Subscription, SubscriptionSender, Version, check_expected_version,
-    check_read_after, check_snapshot, read_limit, validate_append,
+    StoreError, StreamName, Subscription, SubscriptionSender, Version, check_read_after,
+    read_limit, validate_append,
 };
 use crate::log::{DurableLog, LogDisk};
 
-/// The default bound on what the store holds in memory.
+/// The default bound on what the store holds.
 pub const DEFAULT_MAX_STORE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Bytes charged per event beyond its payload and type (version,
@@ -35,10 +46,23 @@ const EVENT_OVERHEAD_BYTES: usize = 64;
 /// Events a subscription reads per round while catching up.
 const CATCH_UP_BATCH: usize = 256;
 
-/// The embedded event store. Cheap to clone; clones share the store.
-#[derive(Clone)]
+/// The embedded event store. Cheap to clone; clones share the store. The
+/// writer thread ends once every clone is dropped.
 pub struct EmbeddedStore<D> {
-    shared: Arc<Shared<D>>,
+    shared: Arc<Shared>,
+    writes: mpsc::Sender<Write>,
+    /// The disk lives on the writer thread.
+    disk: PhantomData<fn() -> D>,
+}
+
+impl<D> Clone for EmbeddedStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            writes: self.writes.clone(),
+            disk: PhantomData,
+        }
+    }
 }
 
 impl<D> std::fmt::Debug for EmbeddedStore<D> {
@@ -47,23 +71,23 @@ impl<D> std::fmt::Debug for EmbeddedStore<D> {
     }
 }
 
-struct Shared<D> {
-    state: Mutex<State<D>>,
+pub(super) struct Shared {
+    index: Mutex<Index>,
     /// The head position, for subscribers waiting for new events.
-    head: watch::Sender<Position>,
+    pub(super) head: watch::Sender<Position>,
 }
 
-struct State<D> {
-    log: DurableLog<D>,
+/// Everything on disk, indexed; changed only by the writer, after a sync.
+pub(super) struct Index {
     /// Every event in global order: position p is `events[p - 1]`.
-    events: Vec<RecordedEvent>,
+    pub(super) events: Vec<RecordedEvent>,
     /// Each stream's events, as indexes into `events`, in version order.
     streams: BTreeMap<StreamName, Vec<usize>>,
-    snapshots: BTreeMap<StreamName, Snapshot>,
-    bytes: usize,
-    max_bytes: usize,
-    /// Set when a write to the log failed: refuse further writes.
-    failed: Option<String>,
+    pub(super) snapshots: BTreeMap<StreamName, Snapshot>,
+    /// What the log holds, as charged against `max_bytes`.
+    pub(super) bytes: usize,
+    /// Of `bytes`, the snapshots a later one replaced (compact.rs).
+    pub(super) superseded: usize,
 }
 
 impl<D: LogDisk + Send + 'static> EmbeddedStore<D> {
@@ -83,44 +107,78 @@ impl<D: LogDisk + Send + 'static> EmbeddedStore<D> {
                 "event store: cut off a torn append that was never acknowledged"
             );
         }
-        let mut state = State {
-            log,
+        let mut index = Index {
             events: Vec::new(),
             streams: BTreeMap::new(),
             snapshots: BTreeMap::new(),
             bytes: 0,
-            max_bytes,
-            failed: None,
+            superseded: 0,
         };
         for bytes in &recovered.records {
             // Replay does not re-check the bound: what was acknowledged
             // stays readable even if the bound was lowered since.
-            state.apply(Record::decode(bytes)?)?;
+            index.apply(Record::decode(bytes)?)?;
         }
-        let head = state.head();
+        let head = index.head();
+        let shared = Arc::new(Shared {
+            index: Mutex::new(index),
+            head: watch::channel(head).0,
+        });
+        let (writes, requests) = mpsc::channel(WRITE_QUEUE);
+        let writer = Writer {
+            log,
+            shared: Arc::clone(&shared),
+            max_bytes,
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("event-store-writer".into())
+            .spawn(move || writer.run(requests))
+            .map_err(|err| StoreError::Storage {
+                reason: format!("cannot start the writer thread: {err}"),
+            })?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                state: Mutex::new(state),
-                head: watch::channel(head).0,
-            }),
+            shared,
+            writes,
+            disk: PhantomData,
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State<D>> {
+    fn index(&self) -> MutexGuard<'_, Index> {
         lock(&self.shared)
+    }
+
+    /// Hands `request` to the writer and waits for its outcome.
+    async fn write<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Write,
+    ) -> Result<T> {
+        let (reply, outcome) = oneshot::channel();
+        let gone = || StoreError::Storage {
+            reason: "the writer thread stopped".into(),
+        };
+        // Backpressure: waits while WRITE_QUEUE requests are queued.
+        self.writes.send(request(reply)).await.map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
+    }
+
+    /// Requests waiting for the writer (for tests of group commit).
+    #[cfg(test)]
+    pub(super) fn queued_writes(&self) -> usize {
+        self.writes.max_capacity() - self.writes.capacity()
     }
 }
 
-fn lock<D>(shared: &Shared<D>) -> MutexGuard<'_, State<D>> {
-    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, Index> {
+    shared.index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<D: LogDisk> State<D> {
-    fn head(&self) -> Position {
+impl Index {
+    pub(super) fn head(&self) -> Position {
         Position(self.events.len() as u64)
     }
 
-    fn version(&self, stream: &StreamName) -> Version {
+    pub(super) fn version(&self, stream: &StreamName) -> Version {
         Version(
             self.streams
                 .get(stream)
@@ -128,40 +186,8 @@ impl<D: LogDisk> State<D> {
         )
     }
 
-    fn writable(&self) -> Result<()> {
-        match &self.failed {
-            // Pitfall: after a failed write or fsync, the file may hold
-            // half a record, and the kernel may have dropped the dirty
-            // pages (PostgreSQL's "fsyncgate"). Appending after it would
-            // bury the damage under good records, which the next open
-            // refuses as corruption. Stop writing; reopening recovers.
-            Some(reason) => Err(StoreError::Storage {
-                reason: format!("a write failed earlier ({reason}); reopen the store"),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn charge(&self, bytes: usize) -> Result<()> {
-        if self.bytes.saturating_add(bytes) > self.max_bytes {
-            return Err(StoreError::StoreFull {
-                what: format!("it holds {} of its {} bytes", self.bytes, self.max_bytes),
-            });
-        }
-        Ok(())
-    }
-
-    /// Writes `record` to the log, durably, then applies it.
-    fn commit(&mut self, record: Record) -> Result<()> {
-        if let Err(err) = self.log.append(&record.encode()) {
-            self.failed = Some(err.to_string());
-            return Err(err.into());
-        }
-        self.apply(record)
-    }
-
-    /// Applies a record that is on disk to the in-memory index.
-    fn apply(&mut self, record: Record) -> Result<()> {
+    /// Applies a record that is on disk.
+    pub(super) fn apply(&mut self, record: Record) -> Result<()> {
         match record {
             Record::Append {
                 stream,
@@ -191,8 +217,12 @@ impl<D: LogDisk> State<D> {
                 self.bytes += stream.as_str().len();
             }
             Record::Snapshot { stream, snapshot } => {
-                let old = self.snapshots.get(&stream).map_or(0, |s| s.state.len());
-                self.bytes = self.bytes.saturating_sub(old) + snapshot.state.len();
+                // The superseded snapshot stays in the log, charged, until
+                // the log is compacted.
+                if let Some(old) = self.snapshots.get(&stream) {
+                    self.superseded += old.state.len();
+                }
+                self.bytes += snapshot.state.len();
                 self.snapshots.insert(stream, snapshot);
             }
         }
@@ -205,11 +235,16 @@ impl<D: LogDisk> State<D> {
     }
 }
 
-fn event_bytes(event: &NewEvent) -> usize {
+pub(super) fn event_bytes(event: &NewEvent) -> usize {
     event.payload.len() + event.event_type.len() + EVENT_OVERHEAD_BYTES
 }
 
 impl<D: LogDisk + Send + 'static> EventStore for EmbeddedStore<D> {
+    /// Decided and written by the writer thread; returns after the
+    /// `fsync`. A [`StoreError::Storage`] from a failed write or `fsync`
+    /// means the outcome is unknown — the events may be on disk and
+    /// appear after a reopen — and the store refuses writes until it is
+    /// reopened.
     async fn append(
         &self,
         stream: &StreamName,
@@ -217,38 +252,14 @@ impl<D: LogDisk + Send + 'static> EventStore for EmbeddedStore<D> {
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
         validate_append(&events)?;
-        let count = events.len() as u64;
-        let appended = {
-            let mut state = self.state();
-            state.writable()?;
-            // The check and the write happen under one lock: this is the
-            // compare-and-set that makes exactly one concurrent appender
-            // win each version.
-            let current = state.version(stream);
-            check_expected_version(stream, expected, current)?;
-            state.charge(events.iter().map(event_bytes).sum::<usize>() + stream.as_str().len())?;
-            let first_position = Position(state.head().0 + 1);
-            state.commit(Record::Append {
-                stream: stream.clone(),
-                first_version: current.next(),
-                events,
-            })?;
-            Appended {
-                first_version: current.next(),
-                last_version: Version(current.0 + count),
-                first_position,
-                last_position: state.head(),
-            }
-        };
-        // Outside the lock, two appenders may publish out of order; the
-        // head only moves forward.
-        let last = appended.last_position;
-        self.shared.head.send_if_modified(|head| {
-            let moved = *head < last;
-            *head = (*head).max(last);
-            moved
-        });
-        Ok(appended)
+        let stream = stream.clone();
+        self.write(|reply| Write::Append {
+            stream,
+            expected,
+            events,
+            reply,
+        })
+        .await
     }
 
     async fn read_stream(
@@ -258,29 +269,29 @@ impl<D: LogDisk + Send + 'static> EventStore for EmbeddedStore<D> {
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let max = read_limit(max)?;
-        let state = self.state();
-        check_read_after(stream, after, state.version(stream))?;
-        let indexes = state.streams.get(stream).map_or(&[][..], Vec::as_slice);
+        let index = self.index();
+        check_read_after(stream, after, index.version(stream))?;
+        let indexes = index.streams.get(stream).map_or(&[][..], Vec::as_slice);
         let start = usize::try_from(after.0).unwrap_or(usize::MAX);
         Ok(indexes
             .iter()
             .skip(start)
             .take(max)
-            .map(|&index| state.events[index].clone())
+            .map(|&at| index.events[at].clone())
             .collect())
     }
 
     async fn read_all(&self, after: Position, max: usize) -> Result<Vec<RecordedEvent>> {
         let max = read_limit(max)?;
-        Ok(self.state().read_all(after, max))
+        Ok(self.index().read_all(after, max))
     }
 
     async fn stream_version(&self, stream: &StreamName) -> Result<Version> {
-        Ok(self.state().version(stream))
+        Ok(self.index().version(stream))
     }
 
     async fn head(&self) -> Result<Position> {
-        Ok(self.state().head())
+        Ok(self.index().head())
     }
 
     async fn subscribe(&self, after: Position) -> Result<Subscription> {
@@ -291,27 +302,25 @@ impl<D: LogDisk + Send + 'static> EventStore for EmbeddedStore<D> {
     }
 
     async fn save_snapshot(&self, stream: &StreamName, snapshot: Snapshot) -> Result<()> {
-        let mut state = self.state();
-        state.writable()?;
-        check_snapshot(stream, &snapshot, state.version(stream))?;
-        let old = state.snapshots.get(stream).map_or(0, |s| s.state.len());
-        state.charge(snapshot.state.len().saturating_sub(old))?;
-        state.commit(Record::Snapshot {
-            stream: stream.clone(),
+        let stream = stream.clone();
+        self.write(|reply| Write::Snapshot {
+            stream,
             snapshot,
+            reply,
         })
+        .await
     }
 
     async fn load_snapshot(&self, stream: &StreamName) -> Result<Option<Snapshot>> {
-        Ok(self.state().snapshots.get(stream).cloned())
+        Ok(self.index().snapshots.get(stream).cloned())
     }
 }
 
 /// A subscription's feeder: catch up in batches, then wait for the head
-/// to move. It holds the store weakly, so dropping the store ends it, and
-/// it stops when the subscriber drops its end.
-async fn feed<D: LogDisk>(
-    shared: Weak<Shared<D>>,
+/// to move. It holds the store weakly, so dropping the store (and with it
+/// the writer) ends it, and it stops when the subscriber drops its end.
+async fn feed(
+    shared: Weak<Shared>,
     mut head: watch::Receiver<Position>,
     mut after: Position,
     tx: SubscriptionSender,

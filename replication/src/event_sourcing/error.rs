@@ -88,7 +88,11 @@ pub enum StoreError {
     #[error("the event store is unavailable: {reason}")]
     Unavailable { reason: String },
     /// The backend's own storage failed (disk, corruption, a record it
-    /// cannot decode): nothing the caller did.
+    /// cannot decode): nothing the caller did. Kept as `INTERNAL`, not
+    /// `UNAVAILABLE`: the server is broken until an operator reopens it,
+    /// so a blind retry does not help. For a write the outcome is
+    /// unknown all the same (a failed `fsync` may have left the record
+    /// on disk); see [`super::EventStore::append`].
     #[error("event store storage: {reason}")]
     Storage { reason: String },
 }

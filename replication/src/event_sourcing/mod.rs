@@ -30,7 +30,8 @@
 //!   with its gRPC codes (error.rs): the contract every backend meets;
 //! - [`EmbeddedStore`]: the backend on [`crate::log::DurableLog`] — one
 //!   fsynced record per append, so an acknowledged append survives a
-//!   crash and a torn one comes back whole or not at all;
+//!   crash and a torn one comes back whole or not at all; a writer thread
+//!   does the disk work and commits waiting appends with one `fsync`;
 //! - [`suite`]: the backend test suite, public so the etcd-API backend in
 //!   `consensus` runs the very same cases;
 //! - [`Upcaster`]: old event schemas raised to the current one on read;
@@ -51,17 +52,24 @@
 //! at most [`SUBSCRIPTION_BUFFER`] events and then applies backpressure
 //! (the backend waits; nothing is dropped). The per-append limits fit one
 //! etcd `Txn` (128 operations, 1.5 MiB). The embedded store holds at most
-//! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]) and then refuses appends
-//! with `ResourceExhausted`; a projector's checkpoint is at most
-//! [`MAX_CHECKPOINT_BYTES`], its checkpoint log compacted every
-//! [`COMPACT_EVERY`] checkpoints.
+//! its `max_bytes` ([`DEFAULT_MAX_STORE_BYTES`]: events and snapshots,
+//! superseded ones until compaction drops them, so it bounds its log on
+//! disk too) and then refuses appends with `ResourceExhausted`; its writer
+//! queues at most 64 writes (callers then wait) and commits at most 64 per
+//! `fsync`; a projector's checkpoint — so its read model — is at most
+//! [`MAX_CHECKPOINT_BYTES`], and its checkpoint log holds at most
+//! [`COMPACT_EVERY`] records.
 //!
-//! Simplified: the embedded store keeps every event in memory and never
-//! compacts its log; there is no stream deletion, no event metadata
-//! (correlation and causation ids) and no competing consumers.
-//! EventStoreDB, Marten and Axon have all three, and page events from disk.
+//! Simplified: the embedded store keeps every event in memory, and its
+//! compaction drops only superseded snapshots (full of events is full);
+//! there is no stream deletion, no event metadata (correlation and
+//! causation ids) and no competing consumers. EventStoreDB, Marten and
+//! Axon have all three, and page events from disk.
 
+#[cfg(test)]
+mod checkpoint_tests;
 mod codec;
+mod compact;
 mod embedded;
 mod error;
 #[cfg(test)]
@@ -80,6 +88,9 @@ mod types;
 mod upcast;
 #[cfg(test)]
 mod upcast_tests;
+mod writer;
+#[cfg(test)]
+pub(super) mod writer_tests;
 
 pub use embedded::{DEFAULT_MAX_STORE_BYTES, EmbeddedStore};
 pub use error::{Result, StoreError};

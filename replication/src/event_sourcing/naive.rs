@@ -36,6 +36,10 @@ pub struct NaiveProjection<P: Projection, D> {
     position: Position,
     unsaved_positions: u64,
     save_position_every: u64,
+    /// Set when a write failed: it may have left part of a record, so
+    /// nothing more is written until a reopen cuts it off. (The naive
+    /// part is the projection logic, not the disk handling.)
+    broken: Option<String>,
 }
 
 impl<P: Projection, D> std::fmt::Debug for NaiveProjection<P, D> {
@@ -76,6 +80,7 @@ impl<P: Projection, D: LogDisk> NaiveProjection<P, D> {
             position,
             unsaved_positions: 0,
             save_position_every: save_position_every.max(1),
+            broken: None,
         })
     }
 
@@ -89,17 +94,32 @@ impl<P: Projection, D: LogDisk> NaiveProjection<P, D> {
 
     /// Applies `event` — whether or not it was seen before.
     pub fn apply(&mut self, event: RecordedEvent) -> Result<()> {
+        if let Some(reason) = &self.broken {
+            return Err(StoreError::Storage {
+                reason: format!("a write failed earlier ({reason}); reopen it"),
+            });
+        }
         let event = self.upcaster.upcast(event)?;
         self.projection.apply(&mut self.state, &event)?;
         // Pitfall: the state is saved here, the position below, and only
         // sometimes. A crash between the two re-applies the events since
         // the last saved position.
-        save(&mut self.log, &NaiveRecord::State(&self.state))?;
+        let state = encode(&NaiveRecord::State(&self.state))?;
+        self.write(&state)?;
         self.position = event.position;
         self.unsaved_positions += 1;
         if self.unsaved_positions >= self.save_position_every {
-            save(&mut self.log, &NaiveRecord::<()>::Position(self.position))?;
+            let position = encode(&NaiveRecord::<()>::Position(self.position))?;
+            self.write(&position)?;
             self.unsaved_positions = 0;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(err) = self.log.append(bytes) {
+            self.broken = Some(err.to_string());
+            return Err(err.into());
         }
         Ok(())
     }
@@ -120,10 +140,8 @@ impl<P: Projection, D: LogDisk> NaiveProjection<P, D> {
     }
 }
 
-fn save<D: LogDisk, T: Serialize>(log: &mut DurableLog<D>, record: &NaiveRecord<T>) -> Result<()> {
-    let bytes = serde_json::to_vec(record).map_err(|err| StoreError::Storage {
+fn encode<T: Serialize>(record: &NaiveRecord<T>) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|err| StoreError::Storage {
         reason: format!("the naive projection's record does not serialize: {err}"),
-    })?;
-    log.append(&bytes)?;
-    Ok(())
+    })
 }

@@ -11,8 +11,16 @@
 //! Compare [`super::NaiveProjection`], which records them apart.
 //!
 //! Bounds: a checkpoint (state and position as JSON) of at most
-//! [`MAX_CHECKPOINT_BYTES`]; the checkpoint log is compacted to its last
-//! record every [`COMPACT_EVERY`] checkpoints.
+//! [`MAX_CHECKPOINT_BYTES`] — that is the largest read model a projector
+//! can keep; one that outgrows it stops with `StoreFull` and must be
+//! reopened (from its last checkpoint) with a leaner projection. The
+//! checkpoint log holds at most [`COMPACT_EVERY`] records: reaching it,
+//! the next checkpoint replaces the log, however often it was reopened.
+//!
+//! A checkpoint write that fails (a full disk) may leave part of a record
+//! behind; the projector then refuses to go on until it is reopened, which
+//! cuts the torn tail off — writing on would bury it mid-log, and the log
+//! would no longer open.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,9 +31,9 @@ use super::{
 };
 use crate::log::{DurableLog, LogDisk, MAX_RECORD_BYTES};
 
-/// The largest checkpoint a projector writes.
+/// The largest checkpoint a projector writes: the read model's bound.
 pub const MAX_CHECKPOINT_BYTES: usize = MAX_RECORD_BYTES;
-/// Checkpoints between compactions of the checkpoint log.
+/// The most records the checkpoint log holds before it is compacted.
 pub const COMPACT_EVERY: u64 = 64;
 
 /// A read model's fold step: how one event changes it.
@@ -57,8 +65,8 @@ pub struct Projector<P: Projection, D> {
     pending: u64,
     /// Checkpoint after this many events (1 = after every event).
     checkpoint_every: u64,
-    checkpoints: u64,
-    /// Set when the projection failed on an event mid-apply.
+    /// Set when the projection failed on an event mid-apply, or a
+    /// checkpoint could not be written.
     broken: Option<String>,
 }
 
@@ -95,7 +103,6 @@ impl<P: Projection, D: LogDisk> Projector<P, D> {
             position,
             pending: 0,
             checkpoint_every: checkpoint_every.max(1),
-            checkpoints: 0,
             broken: None,
         })
     }
@@ -117,11 +124,7 @@ impl<P: Projection, D: LogDisk> Projector<P, D> {
         if event.position <= self.position {
             return Ok(false);
         }
-        if let Some(reason) = &self.broken {
-            return Err(StoreError::Storage {
-                reason: format!("the projection failed earlier ({reason}); reopen it to resume"),
-            });
-        }
+        self.usable()?;
         let event = self.upcaster.upcast(event)?;
         // The fold works in place (no copy per event); a step that fails
         // may leave the state half-changed, so the projector refuses to
@@ -138,11 +141,30 @@ impl<P: Projection, D: LogDisk> Projector<P, D> {
         Ok(true)
     }
 
-    /// Writes state and position in one durable record.
+    fn usable(&self) -> Result<()> {
+        match &self.broken {
+            Some(reason) => Err(StoreError::Storage {
+                reason: format!("the projection failed earlier ({reason}); reopen it to resume"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes state and position in one durable record. If that fails,
+    /// the projector refuses to go on until reopened.
     pub fn checkpoint(&mut self) -> Result<()> {
         if self.pending == 0 {
             return Ok(());
         }
+        self.usable()?;
+        let written = self.write_checkpoint();
+        if let Err(err) = &written {
+            self.broken = Some(format!("checkpoint at {}: {err}", self.position));
+        }
+        written
+    }
+
+    fn write_checkpoint(&mut self) -> Result<()> {
         let record = serde_json::to_vec(&Checkpoint {
             position: self.position,
             state: &self.state,
@@ -158,8 +180,9 @@ impl<P: Projection, D: LogDisk> Projector<P, D> {
                 ),
             });
         }
-        self.checkpoints += 1;
-        if self.checkpoints.is_multiple_of(COMPACT_EVERY) {
+        // Counting the log's records, not checkpoints since opening: a
+        // projector reopened often still compacts.
+        if self.log.len() + 1 >= COMPACT_EVERY {
             // Only the last checkpoint matters; the rewrite is atomic, so
             // a crash keeps the old log or the one-record new one.
             self.log.rewrite(&[&record])?;

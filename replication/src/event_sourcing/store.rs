@@ -27,6 +27,14 @@ use super::{
 /// - every acknowledged append is visible to every later read.
 pub trait EventStore: Send + Sync {
     /// Appends `events` to `stream` if `expected` holds, atomically.
+    ///
+    /// An error other than [`StoreError::Unavailable`] or
+    /// [`StoreError::Storage`] means nothing was appended. Those two mean
+    /// the outcome is unknown: the request may have been applied (a
+    /// failed `fsync` can still have put the record on disk, and a reopen
+    /// then shows it). Retry with the same expected version: if the first
+    /// try landed, the retry gets [`StoreError::WrongExpectedVersion`] and
+    /// a re-read shows the events.
     fn append(
         &self,
         stream: &StreamName,
