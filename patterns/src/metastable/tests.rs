@@ -137,7 +137,8 @@ fn metastable_rejects_bad_configurations() {
     assert!(simulate(&config).is_err());
     // Every field a library caller sets is bounded, with a typed error:
     // these used to allocate 6e11 buckets or panic in Duration arithmetic.
-    let breaks: [(&str, fn(&mut MetastableConfig)); 7] = [
+    type Break = fn(&mut MetastableConfig);
+    let breaks: [(&str, Break); 7] = [
         ("buckets", |c| c.bucket = Duration::from_nanos(1)),
         ("trigger factor", |c| {
             c.trigger.kind = TriggerKind::Slowdown { factor: 1e300 };
