@@ -110,6 +110,11 @@ enum Command {
         /// broken twin).
         #[arg(long)]
         unfenced: bool,
+        /// Exit when stdin reaches end of file: the lifeline of a process
+        /// started by `dslab chaos run`, whose pipe closes when the runner
+        /// dies, however it dies.
+        #[arg(long, hide = true)]
+        exit_on_stdin_eof: bool,
         /// Ledger: where its events live — `embedded` (a log in
         /// --data-dir) or `etcd=HOST:PORT,…` (a Raft KV or etcd cluster).
         #[arg(long, value_name = "embedded|etcd=ENDPOINTS")]
@@ -527,7 +532,8 @@ struct RaftKvArgs {
 enum ChaosCommand {
     /// Run the experiment in FILE (JSON: "experiment" and one target,
     /// "simulation" or "processes"); exit 0 if its hypothesis held, 1 if
-    /// not, 3 for a bad definition.
+    /// not, 3 for a bad definition (nothing started), 4 if the run failed
+    /// or was interrupted (the windows measured so far are printed).
     Run { file: std::path::PathBuf },
 }
 
@@ -810,9 +816,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 event_store,
                 max_concurrent,
                 rate_limit,
+                exit_on_stdin_eof,
                 ..
             } => {
                 let listener = listener.context("the listener bound above")?;
+                if exit_on_stdin_eof {
+                    std::thread::spawn(|| {
+                        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                        std::process::exit(0);
+                    });
+                }
                 serve(ServeConfig {
                     service,
                     listener,

@@ -1,116 +1,72 @@
 //! The process group: `dslab serve flaky` replicas this runner starts,
 //! kills, restarts and reconfigures, each behind its own [`Proxy`], and
 //! the client that probes them.
+//!
+//! No replica outlives the runner. Each child is owned by a
+//! [`ChildGuard`] from the moment it is spawned, so every way out — a
+//! finished run, an abort, an error half-way through starting the group,
+//! a signal the runner handles — kills and reaps it. A runner killed
+//! outright (SIGKILL) runs no destructor; for that each replica is
+//! started with `--exit-on-stdin-eof` and a pipe on its stdin whose only
+//! writer is the runner: the kernel closes it when the runner dies, and
+//! the replica exits.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use patterns::chaos::{Fault, WindowMetrics};
+use resilience::flaky::proto::Script;
 use resilience::flaky::proto::flaky_client::FlakyClient;
-use resilience::flaky::proto::{CallRequest, Script};
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
+use super::config::ProcessGroupConfig;
+use super::probe::probe;
 use super::proxy::Proxy;
 
-/// The most replicas a group may have.
-pub const MAX_REPLICAS: usize = 5;
-/// The highest probe rate, per second.
-pub const MAX_RATE: f64 = 500.0;
 /// How long a replica may take to announce its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The `processes` section of an experiment file.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessGroupConfig {
-    /// Replicas `n1` … `nR`, each a `dslab serve flaky` process.
-    pub replicas: usize,
-    /// Probe calls per second from the runner's client.
-    pub rate: f64,
-    /// Whether a failed attempt is retried on the next replica.
-    pub failover: bool,
-    /// Each attempt's deadline.
-    pub attempt_timeout_ms: u64,
+/// A child process that is killed and reaped when dropped.
+#[derive(Debug)]
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
 }
 
-impl ProcessGroupConfig {
-    pub fn hosts(&self) -> BTreeSet<String> {
-        std::iter::once("client".to_string())
-            .chain((1..=self.replicas).map(|i| format!("n{i}")))
-            .collect()
-    }
-
-    /// Rejects a group that cannot start and faults this group cannot
-    /// inject, naming the field.
-    pub fn validate(&self, faults: &[Fault]) -> patterns::Result<()> {
-        let invalid = |field: String, reason: String| patterns::Error::InvalidChaosExperiment {
-            field,
-            reason,
-        };
-        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
-            return Err(invalid(
-                "processes.replicas".into(),
-                format!("{} is outside 1..={MAX_REPLICAS}", self.replicas),
-            ));
-        }
-        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
-            return Err(invalid(
-                "processes.rate".into(),
-                format!("{} is outside (0, {MAX_RATE}]", self.rate),
-            ));
-        }
-        if !(1..=60_000).contains(&self.attempt_timeout_ms) {
-            return Err(invalid(
-                "processes.attempt_timeout_ms".into(),
-                "must be in 1..=60000".into(),
-            ));
-        }
-        for (i, fault) in faults.iter().enumerate() {
-            match fault {
-                Fault::Partition { a, b }
-                | Fault::Loss { a, b, .. }
-                | Fault::Latency { a, b, .. }
-                    if a != "client" && b != "client" =>
-                {
-                    return Err(invalid(
-                        format!("faults[{i}].fault"),
-                        format!(
-                            "{a}–{b}: replicas do not call each other; the runner's proxies sit between the client and each replica, so one end must be \"client\""
-                        ),
-                    ));
-                }
-                Fault::Crash { host } | Fault::Flaky { host, .. } if host == "client" => {
-                    return Err(invalid(
-                        format!("faults[{i}].fault"),
-                        "the client is the runner itself; name a replica".into(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // SIGKILL: no drain, no goodbye. Also what a crash fault is.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// Starts `binary serve flaky --listen listen` and returns it with the
 /// address it announced.
-fn spawn_replica(binary: &Path, listen: SocketAddr) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = Command::new(binary)
-        .args(["serve", "flaky", "--listen", &listen.to_string()])
-        .stdin(Stdio::null())
+fn spawn_replica(binary: &Path, listen: SocketAddr) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+    let child = Command::new(binary)
+        .args(["serve", "flaky", "--exit-on-stdin-eof", "--listen"])
+        .arg(listen.to_string())
+        // The write end stays in the Child (and so in this process): the
+        // replica's lifeline.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {} serve flaky", binary.display()))?;
+    let mut child = ChildGuard(child);
     let stdout = child
+        .0
         .stdout
         .take()
         .context("the replica's stdout is piped")?;
@@ -125,10 +81,14 @@ fn spawn_replica(binary: &Path, listen: SocketAddr) -> anyhow::Result<(Child, So
     });
     let line = match rx.recv_timeout(START_TIMEOUT) {
         Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the replica on {listen} did not announce itself within {START_TIMEOUT:?}");
+        Err(RecvTimeoutError::Timeout) => {
+            bail!("the replica on {listen} did not announce itself within {START_TIMEOUT:?}")
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            let status = child.0.wait().context("waiting for the replica")?;
+            bail!(
+                "the replica on {listen} exited before announcing itself ({status}); is the port taken?"
+            )
         }
     };
     let addr = line
@@ -137,6 +97,7 @@ fn spawn_replica(binary: &Path, listen: SocketAddr) -> anyhow::Result<(Child, So
         .next()
         .and_then(|word| word.parse().ok())
         .with_context(|| format!("no address in the replica's announcement {line:?}"))?;
+    eprintln!("chaos: started replica pid {} on {addr}", child.id());
     Ok((child, addr))
 }
 
@@ -144,7 +105,7 @@ fn spawn_replica(binary: &Path, listen: SocketAddr) -> anyhow::Result<(Child, So
 struct Replica {
     name: String,
     addr: SocketAddr,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     proxy: Proxy,
     control: FlakyClient<Channel>,
 }
@@ -216,10 +177,8 @@ impl ProcessGroup {
                 let binary = self.binary.clone();
                 let replica = self.replica(host)?;
                 if on {
-                    if let Some(mut child) = replica.child.take() {
-                        // SIGKILL: no drain, no goodbye — a crash.
-                        let _ = child.kill();
-                        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+                    if let Some(child) = replica.child.take() {
+                        let _ = tokio::task::spawn_blocking(move || drop(child)).await;
                     }
                 } else if replica.child.is_none() {
                     let addr = replica.addr;
@@ -269,48 +228,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
+        // The replicas' guards kill them as the fields drop.
         self.probe.abort();
-        for replica in &mut self.replicas {
-            if let Some(mut child) = replica.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// Sends `rate` calls per second, each with up to one attempt per
-/// replica (with failover), and records how each call ended.
-async fn probe(
-    clients: Vec<FlakyClient<Channel>>,
-    config: ProcessGroupConfig,
-    metrics: Arc<Mutex<WindowMetrics>>,
-) {
-    let timeout = Duration::from_millis(config.attempt_timeout_ms);
-    let attempts = if config.failover { clients.len() } else { 1 };
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / config.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for id in 0usize.. {
-        tick.tick().await;
-        let clients = clients.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            let mut ok = false;
-            for attempt in 0..attempts {
-                let mut client = clients[(id + attempt) % clients.len()].clone();
-                let call = client.call(CallRequest {
-                    payload: "chaos".into(),
-                });
-                if matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(_))) {
-                    ok = true;
-                    break;
-                }
-            }
-            let mut window = metrics.lock().unwrap_or_else(PoisonError::into_inner);
-            window.finished += 1;
-            window.succeeded += u64::from(ok);
-            window.latencies.push(started.elapsed());
-        });
     }
 }

@@ -21,21 +21,28 @@
 //! the simulation uses.
 //!
 //! Exit codes: 0 the hypothesis held, 1 it broke, the run aborted or the
-//! system was not steady, 3 the definition is bad (nothing was started).
+//! system was not steady, 3 the definition is bad (nothing was started),
+//! 4 the run itself failed (a replica would not start, a fault could not
+//! be applied) or was stopped by SIGINT/SIGTERM: the windows measured so
+//! far are printed, the group is killed, nothing is concluded.
 //!
-//! Bounds: definitions up to [`patterns::chaos::definition::MAX_DEFINITION_BYTES`];
-//! at most [`group::MAX_REPLICAS`] processes probed at [`group::MAX_RATE`]
+//! Bounds: definitions up to [`patterns::chaos::definition::MAX_DEFINITION_BYTES`]
+//! (read through a limit, so a device or a pipe cannot grow it);
+//! at most [`config::MAX_REPLICAS`] processes probed at [`config::MAX_RATE`]
 //! calls/s, so calls in flight stay below rate × replicas × attempt timeout.
+//! No replica outlives the runner (see [`group`]).
 //!
 //! Simplified: the group is Flaky replicas on loopback and one probing
 //! client; real tools target existing fleets by tag and inject with
 //! iptables/tc or a service mesh, which needs privileges this runner
 //! deliberately does without.
 
+pub mod config;
 pub mod group;
+mod probe;
 pub mod proxy;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
@@ -46,7 +53,8 @@ use patterns::chaos::{
 };
 use serde::Deserialize;
 
-pub use group::{ProcessGroup, ProcessGroupConfig};
+pub use config::ProcessGroupConfig;
+pub use group::ProcessGroup;
 
 /// An experiment file: the experiment and exactly one target.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -79,14 +87,9 @@ pub fn parse(text: &str) -> patterns::Result<(Experiment, Target)> {
     let target = match (file.simulation, file.processes) {
         (Some(simulation), None) => Target::Simulation(simulation),
         (None, Some(processes)) => {
-            let faults: Vec<_> = file
-                .experiment
-                .faults
-                .iter()
-                .map(|f| f.fault.clone())
-                .collect();
-            processes.validate(&faults)?;
+            processes.validate()?;
             file.experiment.validate(&processes.hosts())?;
+            processes.check_windows(file.experiment.window())?;
             Target::Processes(processes)
         }
         _ => {
@@ -99,14 +102,69 @@ pub fn parse(text: &str) -> patterns::Result<(Experiment, Target)> {
     Ok((file.experiment, target))
 }
 
-/// Runs the experiment against a group of processes started from `binary`.
+/// How a run against processes ended.
+#[derive(Debug)]
+pub enum ProcessRun {
+    /// The experiment reached its verdict.
+    Finished(ChaosReport),
+    /// The run stopped early; the report holds the windows measured so
+    /// far, and the error says why (`None`: the group never started).
+    Failed(Option<ChaosReport>, anyhow::Error),
+}
+
+/// Resolves when the runner is asked to stop: SIGINT or SIGTERM.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
+/// Runs the experiment against a group of processes started from
+/// `binary`. The group is killed whichever way the run ends; a signal
+/// ends it early with the windows measured so far.
 pub async fn run_processes(
     experiment: &Experiment,
     config: &ProcessGroupConfig,
     binary: std::path::PathBuf,
+) -> ProcessRun {
+    let mut runner = Runner::new(experiment.clone());
+    let mut started = false;
+    // The drive future owns the group: however it ends — finished,
+    // failed, or dropped by the signal branch — the group drops with it.
+    let outcome = tokio::select! {
+        result = drive(experiment, config, binary, &mut runner, &mut started) => result,
+        signal = stop_signal() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
+    match outcome {
+        Ok(report) => ProcessRun::Finished(report),
+        Err(err) => {
+            let report = started.then(|| runner.interrupt(format!("{err:#}")));
+            ProcessRun::Failed(report, err)
+        }
+    }
+}
+
+async fn drive(
+    experiment: &Experiment,
+    config: &ProcessGroupConfig,
+    binary: std::path::PathBuf,
+    runner: &mut Runner,
+    started: &mut bool,
 ) -> anyhow::Result<ChaosReport> {
     let mut group = ProcessGroup::start(config, binary).await?;
-    let mut runner = Runner::new(experiment.clone());
+    *started = true;
     let window = experiment.window();
     // Replicas just started: let the probe's first calls connect before
     // the first window counts anything.
@@ -121,6 +179,13 @@ pub async fn run_processes(
             Decision::Continue(actions) => (actions, None),
             Decision::Stop(actions, report) => (actions, Some(report)),
         };
+        if let Some(report) = report {
+            // The last heals would only restart what dropping the group
+            // kills a moment later; partitions and the like live in the
+            // proxies, which go with it.
+            drop(actions);
+            return Ok(report);
+        }
         for action in actions {
             let (index, on) = match action {
                 Action::Inject(i) => (i, true),
@@ -128,20 +193,12 @@ pub async fn run_processes(
             };
             let fault = &experiment.faults[index].fault;
             if let Err(err) = group.apply(fault, on).await {
-                // A fault that cannot be injected or healed ends the run:
-                // heal what can be healed (dropping the group kills it).
-                for i in runner.active().collect::<Vec<_>>() {
-                    let _ = group.apply(&experiment.faults[i].fault, false).await;
-                }
                 return Err(err.context(format!(
                     "{} {}",
                     if on { "injecting" } else { "healing" },
                     fault.describe()
                 )));
             }
-        }
-        if let Some(report) = report {
-            return Ok(report);
         }
     }
 }
@@ -164,26 +221,47 @@ pub fn exit_code(report: &ChaosReport) -> u8 {
     u8::from(report.outcome != Outcome::Passed)
 }
 
+/// The exit code of a run that failed or was interrupted.
+pub const EXIT_RUN_FAILED: u8 = 4;
+
+/// Reads at most [`MAX_DEFINITION_BYTES`] of `path`: the limit is applied
+/// while reading, since a device or a pipe reports no length.
+pub fn read_definition(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DEFINITION_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() <= MAX_DEFINITION_BYTES,
+        "{}: longer than the limit of {MAX_DEFINITION_BYTES} bytes",
+        path.display()
+    );
+    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))
+}
+
 /// `dslab chaos run FILE`.
 pub fn run_file(path: &Path) -> anyhow::Result<u8> {
-    let metadata =
-        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(
-        metadata.len() <= MAX_DEFINITION_BYTES as u64,
-        "{}: {} bytes exceeds the limit of {MAX_DEFINITION_BYTES}",
-        path.display(),
-        metadata.len()
-    );
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (experiment, target) = parse(&text).with_context(|| path.display().to_string())?;
+    let text = read_definition(path)?;
+    let name = path.display().to_string();
+    let (experiment, target) = parse(&text).with_context(|| name.clone())?;
     let report = match target {
-        Target::Simulation(system) => run_simulated(&experiment, &system)?,
+        Target::Simulation(system) => run_simulated(&experiment, &system).with_context(|| name)?,
         Target::Processes(config) => {
             let binary = std::env::current_exe().context("locating the dslab binary")?;
-            tokio::runtime::Runtime::new()
+            let run = tokio::runtime::Runtime::new()
                 .context("starting the tokio runtime")?
-                .block_on(run_processes(&experiment, &config, binary))?
+                .block_on(run_processes(&experiment, &config, binary));
+            match run {
+                ProcessRun::Finished(report) => report,
+                ProcessRun::Failed(report, err) => {
+                    if let Some(report) = report {
+                        print_report(&report, Box::new(std::io::stdout()));
+                    }
+                    eprintln!("dslab: {name}: the run failed: {err:#}");
+                    return Ok(EXIT_RUN_FAILED);
+                }
+            }
         }
     };
     print_report(&report, Box::new(std::io::stdout()));

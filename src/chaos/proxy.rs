@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// What the proxy does to the bytes of one link.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -24,7 +25,7 @@ pub struct LinkFaults {
     /// Bytes are read and discarded in both directions: calls hang until
     /// their deadline, as in a real partition.
     pub partitioned: bool,
-    /// Each chunk is held this long before it is forwarded.
+    /// Each chunk is forwarded this long after it was read.
     pub latency: Duration,
     /// Each chunk cuts its connection with this probability.
     ///
@@ -116,35 +117,59 @@ async fn forward(
     }
 }
 
+/// Chunks read but not yet due, per direction of a connection: the
+/// bound on what a slow link holds (× [`CHUNK`] bytes).
+const IN_FLIGHT_CHUNKS: usize = 64;
+
+/// Copies `from` to `to` under the link's faults. A delayed chunk is
+/// stamped when it is read and written at read time + latency by a
+/// writer of its own, so chunks in flight overlap: a call of several
+/// HTTP/2 frames pays the latency once, as on a real slow link, not once
+/// per chunk.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     faults: Arc<Mutex<LinkFaults>>,
     mut rng: SmallRng,
 ) {
-    let mut buffer = vec![0u8; CHUNK];
-    let mut lost_bytes = false;
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let now = *faults.lock().unwrap_or_else(PoisonError::into_inner);
-        if now.partitioned {
-            lost_bytes = true;
-            continue;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
         }
-        // Pitfall: after discarding bytes mid-stream the HTTP/2 framing on
-        // this connection is garbage. Cut it, so the client reconnects
-        // cleanly once the partition heals.
-        if lost_bytes || (now.loss > 0.0 && rng.random_bool(now.loss.min(1.0))) {
-            return;
+    };
+    // Ok: the stream ended, deliver what is in flight; Err: cut it now.
+    let reader = async move {
+        let mut buffer = vec![0u8; CHUNK];
+        let mut lost_bytes = false;
+        loop {
+            let n = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => n,
+            };
+            let now = *faults.lock().unwrap_or_else(PoisonError::into_inner);
+            if now.partitioned {
+                lost_bytes = true;
+                continue;
+            }
+            // Pitfall: after discarding bytes mid-stream the HTTP/2 framing
+            // on this connection is garbage. Cut it, so the client
+            // reconnects cleanly once the partition heals.
+            if lost_bytes || (now.loss > 0.0 && rng.random_bool(now.loss.min(1.0))) {
+                return Err(());
+            }
+            let due = Instant::now() + now.latency;
+            if tx.send((due, buffer[..n].to_vec())).await.is_err() {
+                return Err(());
+            }
         }
-        if !now.latency.is_zero() {
-            tokio::time::sleep(now.latency).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
-        }
+    };
+    tokio::pin!(writer);
+    tokio::select! {
+        read = reader => if read.is_ok() { writer.await },
+        () = &mut writer => {}
     }
 }

@@ -3,10 +3,11 @@
 
 use std::process::Output;
 
+use super::chaos_lifecycle::assert_no_replica_left;
 use crate::support::{run, stdout};
 
 /// Writes `text` to a temporary file and runs `dslab chaos run` on it.
-fn run_definition(text: &str) -> Output {
+pub fn run_definition(text: &str) -> Output {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("experiment.json");
     std::fs::write(&path, text).expect("writes the definition");
@@ -16,7 +17,7 @@ fn run_definition(text: &str) -> Output {
 /// A process-group experiment of 500 ms windows, two of them steady,
 /// with `faults` (a JSON array); hypothesis success ≥ 0.95, abort when
 /// the error rate passes 0.3.
-fn processes(duration_ms: u64, faults: &str) -> String {
+pub fn processes(duration_ms: u64, faults: &str) -> String {
     format!(
         r#"{{
           "experiment": {{
@@ -26,7 +27,7 @@ fn processes(duration_ms: u64, faults: &str) -> String {
             "window_ms": 500, "steady_windows": 2, "duration_ms": {duration_ms},
             "faults": {faults}
           }},
-          "processes": {{"replicas": 3, "rate": 20, "failover": true, "attempt_timeout_ms": 300}}
+          "processes": {{"replicas": 3, "rate": 40, "failover": true, "attempt_timeout_ms": 300}}
         }}"#
     )
 }
@@ -51,6 +52,7 @@ fn chaos_cli_processes_holding_hypothesis_passes() {
         text.contains("crash n1") && text.contains("flaky n2 50%"),
         "{text}"
     );
+    assert_no_replica_left(&output);
 }
 
 /// Episode 12. Setup: as above. Break: the runner's proxies partition the
@@ -73,7 +75,9 @@ fn chaos_cli_processes_partition_aborts_within_its_bound() {
         text.contains("ABORTED in window 2 ") || text.contains("ABORTED in window 3 "),
         "{text}"
     );
-    assert!(text.contains("all faults healed"), "{text}");
+    // The faults end with the group: the proxies that cut the links and
+    // every replica behind them are gone when the runner exits.
+    assert_no_replica_left(&output);
 }
 
 /// Bad definitions exit 3 before any process starts, naming the field.

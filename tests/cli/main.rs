@@ -6,6 +6,7 @@ mod support;
 mod balance;
 mod causal;
 mod chaos;
+mod chaos_lifecycle;
 mod consistency;
 mod coordination;
 mod metrics;

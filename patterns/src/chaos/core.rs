@@ -71,6 +71,10 @@ pub enum Outcome {
     },
     /// The hypothesis did not hold before any fault: nothing was injected.
     NotSteady { window: u64, value: f64 },
+    /// The run stopped before its end for a reason outside the
+    /// experiment (a signal, a fault the target could not apply): the
+    /// windows measured so far are kept, but nothing is concluded.
+    Incomplete { reason: String },
 }
 
 /// One row of the report.
@@ -80,6 +84,8 @@ pub struct WindowRow {
     pub start: Duration,
     /// Descriptions of the faults active during the window.
     pub faults: Vec<String>,
+    /// Requests that finished in the window.
+    pub requests: u64,
     pub hypothesis_value: f64,
     pub hypothesis_held: bool,
     pub abort_value: f64,
@@ -104,6 +110,7 @@ impl ChaosReport {
             "window",
             "t (s)",
             "faults",
+            "requests",
             "success",
             "p99 ms",
             "hypothesis",
@@ -120,6 +127,7 @@ impl ChaosReport {
                     } else {
                         row.faults.join(", ")
                     },
+                    row.requests.to_string(),
                     format!("{:.3}", row.success_rate),
                     if row.p99_latency_ms.is_finite() {
                         format!("{:.1}", row.p99_latency_ms)
@@ -153,6 +161,10 @@ impl ChaosReport {
             Outcome::NotSteady { window, value } => format!(
                 "NOT STEADY: {} did not hold before any fault (window {window}: {value:.3}); nothing injected",
                 self.hypothesis
+            ),
+            Outcome::Incomplete { reason } => format!(
+                "INCOMPLETE after {} windows: {reason}; nothing concluded",
+                self.rows.len()
             ),
         }
     }
@@ -210,6 +222,14 @@ impl Runner {
         }
     }
 
+    /// Ends the run early, for `reason`: the report of the windows
+    /// measured so far.
+    pub fn interrupt(&mut self, reason: impl Into<String>) -> ChaosReport {
+        self.report(Outcome::Incomplete {
+            reason: reason.into(),
+        })
+    }
+
     fn heal_all(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.active)
             .into_iter()
@@ -235,6 +255,7 @@ impl Runner {
                 .iter()
                 .map(|&i| self.experiment.faults[i].fault.describe())
                 .collect(),
+            requests: metrics.finished,
             hypothesis_value,
             hypothesis_held: held,
             abort_value,

@@ -24,15 +24,24 @@
 //! the field it concerns ([`crate::Error::InvalidChaosExperiment`]).
 //!
 //! Bounds: at most [`definition::MAX_FAULTS`] faults per experiment, an
-//! hour of experiment ([`definition::MAX_EXPERIMENT`]), windows of at most
-//! [`definition::MAX_WINDOW`] (a window's latencies are held until it
-//! ends), definitions up to
+//! hour of experiment ([`definition::MAX_EXPERIMENT`]) in at most
+//! [`definition::MAX_WINDOWS`] windows (one report row each), windows of
+//! at most [`definition::MAX_WINDOW`] (a window's latencies are held
+//! until it ends) that expect at least
+//! [`definition::MIN_REQUESTS_PER_WINDOW`] requests, definitions up to
 //! [`definition::MAX_DEFINITION_BYTES`]; the simulated service has at most
 //! [`sim::MAX_REPLICAS`] replicas and [`sim::MAX_RATE`] requests/s, and
 //! keeps only requests in flight.
 //!
+//! Every target checks the same rules ([`Experiment::validate`]): bounds
+//! point the way that means "healthy" (success and throughput `at_least`,
+//! error rate and p99 `at_most`), the abort bound is no tighter than the
+//! hypothesis, a fault must be able to change something (links have the
+//! client at one end: replicas do not call each other; the client is
+//! never crashed or made flaky), and a replica has one fault at a time.
+//!
 //! Simplified: faults start and end on window boundaries; one client
-//! host observes the system. Real tools (Chaos Monkey, Gremlin, Chaos
+//! host observes the system; one fault per replica at a time. Real tools (Chaos Monkey, Gremlin, Chaos
 //! Toolkit, LitmusChaos) add targeting by tag, gradual blast-radius
 //! expansion and approval workflows; the loop is the same.
 
@@ -47,3 +56,5 @@ pub use sim::{SimulatedService, SimulatedSystem, run_simulated};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validate_tests;

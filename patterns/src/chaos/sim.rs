@@ -10,7 +10,7 @@ use resilience::des::Simulation;
 use serde::Deserialize;
 
 use super::core::{Action, ChaosReport, Decision, Runner, WindowMetrics};
-use super::definition::{Experiment, Fault, invalid};
+use super::definition::{Experiment, Fault, check_rate, check_target};
 use super::network::Network;
 use crate::error::Result;
 
@@ -77,24 +77,12 @@ pub struct SimulatedService {
 
 impl SimulatedService {
     pub fn new(system: &SimulatedSystem) -> Result<Self> {
-        if !(1..=MAX_REPLICAS).contains(&system.replicas) {
-            return Err(invalid(
-                "simulation.replicas",
-                format!("{} is outside 1..={MAX_REPLICAS}", system.replicas),
-            ));
-        }
-        if !(system.rate > 0.0 && system.rate <= MAX_RATE) {
-            return Err(invalid(
-                "simulation.rate",
-                format!("{} is outside (0, {MAX_RATE}]", system.rate),
-            ));
-        }
-        if !(1..=60_000).contains(&system.attempt_timeout_ms) {
-            return Err(invalid(
-                "simulation.attempt_timeout_ms",
-                "must be in 1..=60000",
-            ));
-        }
+        check_target(
+            "simulation",
+            (system.replicas, MAX_REPLICAS),
+            (system.rate, MAX_RATE),
+            system.attempt_timeout_ms,
+        )?;
         let mut sim = Simulation::new(system.seed);
         sim.schedule_at(Duration::ZERO, Event::Send);
         Ok(Self {
@@ -278,16 +266,7 @@ impl SimulatedService {
     /// verify, abort if the blast radius is exceeded.
     pub fn run(&mut self, experiment: &Experiment) -> Result<ChaosReport> {
         experiment.validate(&self.hosts())?;
-        for (i, scheduled) in experiment.faults.iter().enumerate() {
-            if let Fault::Crash { host } = &scheduled.fault
-                && host == "client"
-            {
-                return Err(invalid(
-                    format!("faults[{i}].fault"),
-                    "the client is the experiment's observer; crash a replica instead",
-                ));
-            }
-        }
+        check_rate("simulation.rate", self.system.rate, experiment.window())?;
         let mut runner = Runner::new(experiment.clone());
         loop {
             let metrics = self.run_window(experiment.window());

@@ -212,7 +212,7 @@ fn chaos_bad_definitions_get_clear_errors() {
         ),
         (
             "{\"crash\": {\"host\": \"n1\"}}",
-            "{\"loss\": {\"a\": \"n1\", \"b\": \"n2\", \"probability\": 2}}",
+            "{\"loss\": {\"a\": \"client\", \"b\": \"n2\", \"probability\": 2}}",
             "not a probability",
         ),
         (

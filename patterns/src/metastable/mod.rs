@@ -32,7 +32,10 @@
 //! most [`MAX_WORKERS`] workers and [`MAX_ARRIVAL_RATE`] requests per
 //! second, and may generate at most [`MAX_ATTEMPTS_PER_RUN`] attempts
 //! (peak rate × duration × max attempts), which also bounds the
-//! (deliberately unbounded) queue of the twin and every event list.
+//! (deliberately unbounded) queue of the twin and every event list, in at
+//! most [`MAX_BUCKETS`] timeline buckets; trigger factors are at most
+//! [`MAX_TRIGGER_FACTOR`], delays at most [`MAX_DELAY`], and the trigger
+//! ends within the run.
 //!
 //! Simplified: one server pool, no network delay, exponential service
 //! times, one retry budget shared by the whole client fleet, and servers
@@ -56,6 +59,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_WORKERS: u32 = 1_000;
 /// The highest arrival rate accepted (fresh requests per second), spike included.
 pub const MAX_ARRIVAL_RATE: f64 = 10_000.0;
+/// The most timeline buckets a run may have (one `Bucket` and one sample
+/// event each).
+pub const MAX_BUCKETS: u128 = 10_000;
+/// The largest trigger factor (spike or slowdown).
+pub const MAX_TRIGGER_FACTOR: f64 = 100.0;
+/// The longest service time, client timeout, retry backoff or adaptive
+/// LIFO threshold accepted.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// The most attempts a run may generate: peak arrival rate × duration ×
 /// max attempts. Episode 9's run needs under 200,000.
@@ -80,7 +91,7 @@ pub struct Trigger {
 
 impl Trigger {
     pub fn end(&self) -> Duration {
-        self.start + self.length
+        self.start.saturating_add(self.length)
     }
 
     fn active(&self, now: Duration) -> bool {
@@ -211,12 +222,29 @@ impl MetastableConfig {
                 self.workers
             ));
         }
-        if self.service_time.is_zero() || self.client_timeout.is_zero() {
-            return invalid("service time and client timeout must be positive".into());
+        let congested_after = match self.intervention {
+            Intervention::AdaptiveLifo { congested_after } => congested_after,
+            _ => Duration::ZERO,
+        };
+        for (name, delay) in [
+            ("service time", self.service_time),
+            ("client timeout", self.client_timeout),
+        ] {
+            if delay.is_zero() || delay > MAX_DELAY {
+                return invalid(format!("{name} {delay:?} must be in (0, {MAX_DELAY:?}]"));
+            }
         }
-        if !(factor.is_finite() && factor > 0.0) {
+        for (name, delay) in [
+            ("retry backoff", self.retry_backoff),
+            ("adaptive LIFO threshold", congested_after),
+        ] {
+            if delay > MAX_DELAY {
+                return invalid(format!("{name} {delay:?} exceeds {MAX_DELAY:?}"));
+            }
+        }
+        if !(factor.is_finite() && factor > 0.0 && factor <= MAX_TRIGGER_FACTOR) {
             return invalid(format!(
-                "trigger factor must be positive and finite, got {factor}"
+                "trigger factor {factor} must be in (0, {MAX_TRIGGER_FACTOR}]"
             ));
         }
         let peak = self.arrival_rate * factor.max(1.0);
@@ -246,6 +274,25 @@ impl MetastableConfig {
         }
         if self.bucket.is_zero() || self.bucket > self.duration {
             return invalid("bucket must be positive and no longer than the run".into());
+        }
+        let buckets = self.duration.as_nanos().div_ceil(self.bucket.as_nanos());
+        if buckets > MAX_BUCKETS {
+            return invalid(format!(
+                "{buckets} buckets of {:?} exceeds {MAX_BUCKETS}",
+                self.bucket
+            ));
+        }
+        let trigger_end = self.trigger.start.checked_add(self.trigger.length);
+        if self.trigger.length.is_zero() || trigger_end.is_none_or(|end| end > self.duration) {
+            return invalid(format!(
+                "the trigger ({:?} from {:?}) must last a while and end within the run ({:?})",
+                self.trigger.length, self.trigger.start, self.duration
+            ));
+        }
+        if let Intervention::Capacity { hold, .. } = self.intervention
+            && hold > MAX_DURATION
+        {
+            return invalid(format!("capacity hold {hold:?} exceeds {MAX_DURATION:?}"));
         }
         if let Intervention::RetryBudget {
             max_tokens,

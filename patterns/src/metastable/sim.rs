@@ -167,7 +167,10 @@ pub fn simulate(config: &MetastableConfig) -> Result<MetastableReport> {
     {
         let delta = i64::from(extra_workers);
         sim.schedule_at(trigger.end(), Event::Workers { delta });
-        sim.schedule_at(trigger.end() + hold, Event::Workers { delta: -delta });
+        sim.schedule_at(
+            trigger.end().saturating_add(hold),
+            Event::Workers { delta: -delta },
+        );
     }
 
     while let Some((now, event)) = sim.next_event_until(config.duration) {

@@ -74,7 +74,7 @@ pub async fn percolation_demo(out: &mut Narrator, _spans: &SpanCapture) -> DemoR
             "mean degree ⟨k⟩",
             "largest component (share of services)",
         )
-        .series(Series::line("theory S = 1 − e^{−⟨k⟩S}", theory))
+        .series(Series::line("theory S = 1 − exp(−⟨k⟩S)", theory))
         .series(Series::marked("simulated", measured)),
     );
 
