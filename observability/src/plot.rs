@@ -27,6 +27,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Draw a marker at each point as well as the line (for sparse sweeps).
     pub markers: bool,
+    /// Join the points with a line. Off for points that are separate
+    /// measurements, not a curve ([`Series::points`]).
+    pub joined: bool,
 }
 
 impl Series {
@@ -35,6 +38,7 @@ impl Series {
             name: name.into(),
             points,
             markers: false,
+            joined: true,
         }
     }
 
@@ -45,6 +49,24 @@ impl Series {
             ..Self::line(name, points)
         }
     }
+
+    /// Markers only: separate measurements that no line should join.
+    pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            joined: false,
+            ..Self::marked(name, points)
+        }
+    }
+}
+
+/// The corner the legend sits in: the one the data leaves empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Legend {
+    #[default]
+    UpperRight,
+    UpperLeft,
+    LowerLeft,
+    LowerRight,
 }
 
 /// A horizontal reference line, e.g. an alert threshold or an SLO.
@@ -64,6 +86,10 @@ pub struct LineChart {
     pub thresholds: Vec<Threshold>,
     /// Draw the y axis on a log scale (positive values only).
     pub log_y: bool,
+    /// Name the x positions 1, 2, … instead of numbering a continuous
+    /// axis: a categorical axis gets one tick per category and no 1.5.
+    pub x_categories: Vec<String>,
+    pub legend: Legend,
 }
 
 /// Why a chart could not be drawn.
@@ -90,6 +116,8 @@ impl LineChart {
             series: Vec::new(),
             thresholds: Vec::new(),
             log_y: false,
+            x_categories: Vec::new(),
+            legend: Legend::default(),
         }
     }
 
@@ -111,6 +139,18 @@ impl LineChart {
         self
     }
 
+    /// A categorical x axis: the points' x are 1 for the first name, 2
+    /// for the second, and so on.
+    pub fn x_categories<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.x_categories = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn legend(mut self, corner: Legend) -> Self {
+        self.legend = corner;
+        self
+    }
+
     /// The data's bounds, padded so that no line sits on the frame.
     fn bounds(&self) -> Result<(std::ops::Range<f64>, std::ops::Range<f64>), PlotError> {
         let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
@@ -127,13 +167,19 @@ impl LineChart {
         for t in self.thresholds.iter().filter(|t| t.y.is_finite()) {
             (y0, y1) = (y0.min(t.y), y1.max(t.y));
         }
+        // Half a category either side: the ticks land on 1, 2, … only.
+        let xs = if self.x_categories.is_empty() {
+            pad(x0, x1)
+        } else {
+            0.5..self.x_categories.len() as f64 + 0.5
+        };
         if self.log_y {
             if y0 <= 0.0 {
                 return Err(PlotError::NonPositiveOnLogAxis);
             }
-            return Ok((pad(x0, x1), y0 / 1.5..y1 * 1.5));
+            return Ok((xs, y0 / 1.5..y1 * 1.5));
         }
-        Ok((pad(x0, x1), pad(y0.min(0.0), y1)))
+        Ok((xs, pad(y0.min(0.0), y1)))
     }
 
     /// The chart as an SVG document.
@@ -174,12 +220,29 @@ impl LineChart {
     where
         Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
     {
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
-            .y_desc(self.y_label.as_str())
-            .draw()
-            .map_err(drawing)?;
+        let category = |x: &f64| {
+            let index = x.round();
+            if (x - index).abs() > 1e-6 || index < 1.0 {
+                return String::new();
+            }
+            self.x_categories
+                .get(index as usize - 1)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let log_label = |y: &f64| tick_label(*y);
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str());
+        if !self.x_categories.is_empty() {
+            // As many labels as categories: plotters then steps by 1.
+            mesh.x_labels(self.x_categories.len())
+                .x_label_formatter(&category);
+        }
+        if self.log_y {
+            mesh.y_label_formatter(&log_label);
+        }
+        mesh.draw().map_err(drawing)?;
         let (x0, x1) = {
             let range = chart.x_range();
             (range.start, range.end)
@@ -205,24 +268,36 @@ impl LineChart {
                 .iter()
                 .copied()
                 .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(drawing)?
-                .label(series.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            if series.markers {
+            if series.joined {
                 chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map_err(drawing)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            if series.markers || !series.joined {
+                let drawn = chart
                     .draw_series(points.map(|p| Circle::new(p, 3, color.filled())))
                     .map_err(drawing)?;
+                if !series.joined {
+                    drawn
+                        .label(series.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+                }
             }
         }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(match self.legend {
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+            })
             .draw()
             .map_err(drawing)
     }
@@ -235,6 +310,32 @@ fn pad(low: f64, high: f64) -> std::ops::Range<f64> {
         low.abs().max(1.0)
     };
     low - span * 0.02..high + span * 0.05
+}
+
+/// A tick label a reader can take in: at most three significant digits,
+/// and powers of ten as `1e-4` rather than the `9.999999999999999e-5`
+/// that a log axis's computed ticks print as.
+pub fn tick_label(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    // Three significant digits first, so 0.00999… counts as 0.01.
+    let value: f64 = format!("{value:.2e}").parse().unwrap_or(value);
+    let magnitude = value.abs();
+    if (1e-2..1e4).contains(&magnitude) {
+        // Round to three significant digits, then drop trailing zeros.
+        let decimals = (2 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{value:.decimals$}");
+        return if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text
+        };
+    }
+    let text = format!("{value:.2e}");
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((text.as_str(), "0"));
+    let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+    format!("{mantissa}e{exponent}")
 }
 
 fn drawing<E: std::fmt::Display>(err: E) -> PlotError {
@@ -269,6 +370,69 @@ mod tests {
             svg.matches("<circle").count(),
             3,
             "one marker per phi point"
+        );
+    }
+
+    #[test]
+    fn plot_tick_labels_are_short_and_exact_enough() {
+        for (value, label) in [
+            (0.009999999999999998, "0.01"),
+            (9.999999999999999e-5, "1e-4"),
+            (1e-6, "1e-6"),
+            (2.5e-3, "2.5e-3"),
+            (0.30000000000000004, "0.3"),
+            (123.456, "123"),
+            (1.0, "1"),
+            (40.0, "40"),
+            (12_345.0, "1.23e4"),
+            (0.0, "0"),
+            (-0.05, "-0.05"),
+        ] {
+            assert_eq!(tick_label(value), label, "{value}");
+        }
+    }
+
+    #[test]
+    fn plot_log_axes_categories_and_unjoined_points_draw_as_asked() {
+        let log = LineChart::new("p", "replicas", "P(all down)")
+            .series(Series::marked(
+                "independent",
+                (1..=5).map(|n| (f64::from(n), 0.01f64.powi(n))).collect(),
+            ))
+            .log_y()
+            .legend(Legend::LowerLeft)
+            .to_svg()
+            .expect("drawable");
+        assert!(!log.contains("9.999999"), "unrounded tick label");
+        assert!(!log.contains("0.00999"), "unrounded tick label");
+        // plotters writes each label on a line of its own.
+        assert!(
+            log.contains("\n1e-4\n") && log.contains("\n0.01\n"),
+            "{log}"
+        );
+
+        let seen = vec![(1.0, 5.0), (2.0, 7.0), (3.0, 6.0)];
+        let chart = |series: Series| {
+            LineChart::new("c", "placement", "ms")
+                .series(series)
+                .x_categories(["one", "two", "three"])
+                .to_svg()
+                .expect("drawable")
+        };
+        let categories = chart(Series::points("seen", seen.clone()));
+        let joined = chart(Series::marked("seen", seen));
+        for name in ["one", "two", "three"] {
+            assert!(
+                categories.contains(&format!("\n{name}\n")),
+                "{name} missing"
+            );
+        }
+        assert!(!categories.contains("\n1.5\n") && !categories.contains("\n2.5\n"));
+        // Points only: one marker each (and one in the legend), no line.
+        assert_eq!(categories.matches("<circle").count(), 4);
+        assert!(
+            categories.matches("<polyline").count() < joined.matches("<polyline").count(),
+            "the points were joined"
         );
     }
 

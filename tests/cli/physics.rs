@@ -63,3 +63,28 @@ fn cli_demo_speed_of_light_holds_its_claims_and_draws() {
     assert!(drawn[1].contains("measured on Raft"));
     assert!(drawn[2].contains("the floor"));
 }
+
+/// `--svg` into a directory that cannot be created fails the run: the
+/// figures were asked for, so "Every claim held" with exit 0 would lie.
+#[test]
+fn cli_demo_with_an_unwritable_svg_dir_fails_plainly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let blocked = file.join("figures");
+    let output = run(&[
+        "demo",
+        "correlated-failure",
+        "--svg",
+        blocked.to_str().expect("utf-8 path"),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("correlated-failure-p-all-down.svg not written"),
+        "{text}"
+    );
+    assert!(text.contains("figures could not be written"), "{text}");
+    assert!(!text.contains("Every claim held"), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+}
