@@ -237,6 +237,7 @@ impl LineChart {
         if !self.x_categories.is_empty() {
             // As many labels as categories: plotters then steps by 1.
             mesh.x_labels(self.x_categories.len())
+                .x_max_light_lines(0)
                 .x_label_formatter(&category);
         }
         if self.log_y {

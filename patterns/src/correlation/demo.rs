@@ -108,6 +108,7 @@ fn figures(out: &mut Narrator) {
     // The table's range: past five replicas the independent curve only
     // runs further off the bottom of the page.
     let replicas = 1..=5u32;
+    let replicas_axis = replicas.clone();
     let chart = LineChart::new(
         "P(all replicas down): independent vs one shared dependency",
         "replicas",
@@ -127,6 +128,7 @@ fn figures(out: &mut Narrator) {
             .collect(),
     ))
     .log_y()
+    .x_categories(replicas_axis.map(|n| n.to_string()))
     // The shared-dependency curve runs flat along the top and the
     // independent one falls to the right: the lower left stays empty.
     .legend(Legend::LowerLeft);
