@@ -39,6 +39,7 @@
 
 pub(crate) mod demo;
 mod figures;
+mod verdict;
 
 pub use demo::speed_of_light_demo;
 
