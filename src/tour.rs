@@ -30,9 +30,20 @@ pub async fn run_demo(demo: Demo, out: &mut Narrator, spans: &SpanCapture) -> De
     let started = Instant::now();
     spans.clear();
     let result = (demo.run)(out, spans).await;
-    let error = result.err().map(|err| err.to_string());
+    let mut error = result.err().map(|err| err.to_string());
     if let Some(err) = &error {
         out.say(&format!("  ✘ the demo could not finish: {err}"));
+    }
+    // Figures asked for with --svg are part of what the run promised.
+    let unwritten = out.take_unwritten_figures();
+    if error.is_none() && !unwritten.is_empty() {
+        let err = format!(
+            "{} of its figures could not be written ({})",
+            unwritten.len(),
+            unwritten.join("; ")
+        );
+        out.say(&format!("  ✘ the demo failed: {err}"));
+        error = Some(err);
     }
     DemoOutcome {
         name: demo.name,
@@ -85,7 +96,7 @@ pub fn summarize(out: &mut Narrator, outcomes: &[DemoOutcome]) -> bool {
     out.say(if all {
         "Every claim held."
     } else {
-        "Some claims did not hold: see FAILED above."
+        "Some demos failed: see ✘ and FAILED above."
     });
     all
 }

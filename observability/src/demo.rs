@@ -28,6 +28,8 @@ pub struct Narrator {
     out: Box<dyn Write + Send>,
     checks: Vec<Check>,
     figures: Option<PathBuf>,
+    /// Figures asked for that could not be written, with the reason.
+    unwritten: Vec<String>,
 }
 
 impl std::fmt::Debug for Narrator {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Narrator {
         f.debug_struct("Narrator")
             .field("checks", &self.checks)
             .field("figures", &self.figures)
+            .field("unwritten", &self.unwritten)
             .finish_non_exhaustive()
     }
 }
@@ -45,6 +48,7 @@ impl Narrator {
             out,
             checks: Vec::new(),
             figures: None,
+            unwritten: Vec::new(),
         }
     }
 
@@ -56,8 +60,10 @@ impl Narrator {
 
     /// Draws `chart` as `NAME.svg` when figures were asked for, and says
     /// where it went; otherwise does nothing, since the tables already told
-    /// the story. A figure that cannot be written costs a sentence, never
-    /// the demo.
+    /// the story. A figure that was asked for but cannot be written is said
+    /// plainly and remembered ([`Narrator::take_unwritten_figures`]): the
+    /// demo runs on, but whoever runs it must not be told all went well
+    /// when the files they wanted are not there.
     pub fn figure(&mut self, name: &str, chart: &LineChart) {
         let Some(dir) = self.figures.clone() else {
             return;
@@ -73,8 +79,18 @@ impl Narrator {
             });
         match written {
             Ok(()) => self.say(&format!("  figure: {}", path.display())),
-            Err(err) => self.say(&format!("  figure {name} not drawn: {err}")),
+            Err(err) => {
+                let failure = format!("figure {} not written: {err}", path.display());
+                self.say(&format!("  ✘ {failure}"));
+                self.unwritten.push(failure);
+            }
         }
+    }
+
+    /// Hands over the figures that could not be written (each with its
+    /// path and reason), leaving none.
+    pub fn take_unwritten_figures(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.unwritten)
     }
 
     pub fn stdout() -> Self {
@@ -162,5 +178,46 @@ impl Narrator {
     /// Hands over the checks made so far, leaving none.
     pub fn take_checks(&mut self) -> Vec<Check> {
         std::mem::take(&mut self.checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::Series;
+
+    fn chart() -> LineChart {
+        LineChart::new("t", "x", "y").series(Series::line("s", vec![(0.0, 1.0), (1.0, 2.0)]))
+    }
+
+    /// A figure asked for but not writable (its directory would have to
+    /// live inside a regular file) is said, and handed over as a failure;
+    /// one that is written leaves nothing behind.
+    #[test]
+    fn demo_narrator_reports_figures_it_could_not_write() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "not a directory")?;
+
+        let mut blocked = Narrator::new(Box::new(std::io::sink())).with_figures(file.join("sub"));
+        blocked.figure("blocked", &chart());
+        let unwritten = blocked.take_unwritten_figures();
+        assert_eq!(unwritten.len(), 1, "{unwritten:?}");
+        assert!(unwritten[0].contains("blocked.svg"), "{unwritten:?}");
+        assert!(
+            blocked.take_unwritten_figures().is_empty(),
+            "handed over once"
+        );
+
+        let mut fine = Narrator::new(Box::new(std::io::sink())).with_figures(dir.path().join("ok"));
+        fine.figure("fine", &chart());
+        assert!(fine.take_unwritten_figures().is_empty());
+        assert!(std::fs::read_to_string(dir.path().join("ok/fine.svg"))?.starts_with("<svg"));
+
+        // Without --svg nothing is asked for, so nothing can fail.
+        let mut none = Narrator::new(Box::new(std::io::sink()));
+        none.figure("none", &chart());
+        assert!(none.take_unwritten_figures().is_empty());
+        Ok(())
     }
 }

@@ -451,7 +451,9 @@ impl RaftNode {
 
     /// Delays every message this node sends to `peer` by `one_way`: a
     /// wide-area link emulated on one machine (demos; set it on both ends
-    /// for a symmetric link, before traffic starts). Zero removes it.
+    /// for a symmetric link). Zero removes it. Changed while traffic flows,
+    /// a later message can overtake an earlier, still-delayed one — the
+    /// reordering Raft is built to survive.
     pub fn set_link_delay(&self, peer: u64, one_way: Duration) {
         let mut delays = self
             .controls

@@ -3,7 +3,7 @@
 //! too, contained by cells and a staged rollout.
 
 use observability::demo::{DemoResult, Narrator};
-use observability::plot::{LineChart, Series};
+use observability::plot::{Legend, LineChart, Series};
 use observability::telemetry::SpanCapture;
 
 use super::detector::{DetectorConfig, detect};
@@ -105,7 +105,10 @@ fn arithmetic(out: &mut Narrator) {
 fn figures(out: &mut Narrator) {
     let p_own = down_probability(HOST_FAILURE, OUTAGE_STEPS);
     let shared = down_probability(RESOLVER_FAILURE, OUTAGE_STEPS);
-    let replicas = 1..=7u32;
+    // The table's range: past five replicas the independent curve only
+    // runs further off the bottom of the page.
+    let replicas = 1..=5u32;
+    let replicas_axis = replicas.clone();
     let chart = LineChart::new(
         "P(all replicas down): independent vs one shared dependency",
         "replicas",
@@ -124,7 +127,11 @@ fn figures(out: &mut Narrator) {
             .map(|n| (f64::from(n), p_all_down_common_cause(p_own, shared, n)))
             .collect(),
     ))
-    .log_y();
+    .log_y()
+    .x_categories(replicas_axis.map(|n| n.to_string()))
+    // The shared-dependency curve runs flat along the top and the
+    // independent one falls to the right: the lower left stays empty.
+    .legend(Legend::LowerLeft);
     out.figure("correlated-failure-p-all-down", &chart);
 }
 

@@ -11,6 +11,9 @@ pub const MAX_HOSTS: usize = 256;
 /// Samples per host at most; with [`MAX_HOSTS`] this bounds a run to
 /// 256 MB of booleans.
 pub const MAX_STEPS: usize = 1_000_000;
+/// Shared dependencies at most: one per host is already more than any
+/// inventory names, and each costs a pass over every step.
+pub const MAX_DEPENDENCIES: usize = MAX_HOSTS;
 
 /// Something several hosts depend on: a power feed, a top-of-rack switch,
 /// a DNS resolver, a configuration service.
@@ -58,6 +61,12 @@ impl FleetConfig {
         if !(2..=MAX_STEPS).contains(&self.steps) {
             return invalid(format!("{} steps; a run has 2..={MAX_STEPS}", self.steps));
         }
+        if self.dependencies.len() > MAX_DEPENDENCIES {
+            return invalid(format!(
+                "{} dependencies; a fleet has at most {MAX_DEPENDENCIES}",
+                self.dependencies.len()
+            ));
+        }
         if self.outage_steps == 0 || self.outage_steps > self.steps {
             return invalid(format!("outages of {} steps", self.outage_steps));
         }
@@ -67,6 +76,18 @@ impl FleetConfig {
             if !(0.0..=1.0).contains(&p) {
                 return invalid(format!("failure probability {p} is outside 0..=1"));
             }
+        }
+        if let Some(d) = self
+            .dependencies
+            .iter()
+            .find(|d| d.hosts.len() > self.hosts)
+        {
+            return invalid(format!(
+                "dependency {} lists {} hosts of a fleet of {}",
+                d.name,
+                d.hosts.len(),
+                self.hosts
+            ));
         }
         if let Some(host) = self
             .dependencies

@@ -26,9 +26,13 @@
 //! not zero. "We never saw them fail together" is not evidence of
 //! independence until both have failed.
 //!
-//! Bounds: a fleet simulation has at most [`fleet::MAX_HOSTS`] hosts and
-//! [`fleet::MAX_STEPS`] steps; series are at most [`stats::MAX_SAMPLES`]
-//! long; a rollout covers at most [`rollout::MAX_FLEET`] hosts.
+//! Bounds: a fleet simulation has at most [`fleet::MAX_HOSTS`] hosts,
+//! [`fleet::MAX_STEPS`] steps and [`fleet::MAX_DEPENDENCIES`] shared
+//! dependencies; series are at most [`stats::MAX_SAMPLES`] long; a rollout
+//! covers at most [`rollout::MAX_FLEET`] hosts, bakes each stage at most
+//! [`rollout::MAX_BAKE_STEPS`] steps and simulates at most
+//! [`rollout::MAX_ORDERS`] orders. Probabilities outside 0..=1 (NaN
+//! included) are refused.
 //!
 //! Simplified: outages have a fixed length and start independently per
 //! step; real failures cluster in time (a bad day), which inflates φ of

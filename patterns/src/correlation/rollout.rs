@@ -16,6 +16,14 @@ use crate::{Error, Result};
 /// Hosts per fleet at most (cells × hosts per cell).
 pub const MAX_FLEET: usize = 10_000;
 
+/// Bake steps per stage at most: far past any gate worth simulating, and
+/// small enough that `bake_steps + hosts_per_cell` cannot overflow.
+pub const MAX_BAKE_STEPS: usize = 100_000;
+
+/// Orders a rollout may simulate in all (stages × steps per stage ×
+/// hosts): a few seconds of work at most, whatever the config asks.
+pub const MAX_ORDERS: u64 = 200_000_000;
+
 /// The two versions of the order protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -130,9 +138,35 @@ pub fn rollout(config: &RolloutConfig) -> Result<RolloutReport> {
             ),
         });
     }
-    if !(0.0..=1.0).contains(&config.deploy_failure) || config.bake_steps == 0 {
+    if !(0.0..=1.0).contains(&config.deploy_failure) {
+        // A NaN is outside the range too.
         return Err(Error::InvalidFleet {
-            reason: "deploy failure must be in 0..=1 and bake time ≥ 1 step".into(),
+            reason: format!(
+                "deploy failure {} must be a probability in 0..=1",
+                config.deploy_failure
+            ),
+        });
+    }
+    if !(1..=MAX_BAKE_STEPS).contains(&config.bake_steps) {
+        return Err(Error::InvalidFleet {
+            reason: format!(
+                "bake time of {} steps; a stage bakes 1..={MAX_BAKE_STEPS} steps",
+                config.bake_steps
+            ),
+        });
+    }
+    let stages = match config.strategy {
+        Strategy::AllAtOnce => 1,
+        Strategy::Staged => config.cells,
+    };
+    // Each factor is bounded above, so the product fits a u64.
+    let steps = config.bake_steps + config.hosts_per_cell;
+    let orders = stages as u64 * steps as u64 * hosts as u64;
+    if orders > MAX_ORDERS {
+        return Err(Error::InvalidFleet {
+            reason: format!(
+                "{orders} orders to simulate ({stages} stages × {steps} steps × {hosts} hosts); at most {MAX_ORDERS}"
+            ),
         });
     }
     let mut rng = SmallRng::seed_from_u64(config.seed);
@@ -153,7 +187,7 @@ pub fn rollout(config: &RolloutConfig) -> Result<RolloutReport> {
             in_stage[host] = true;
         }
         let mut stage_misreads = 0;
-        for step in 0..config.bake_steps + config.hosts_per_cell {
+        for step in 0..steps {
             // A rolling deploy: one host per cell per step, so each cell
             // spends its first steps half old, half new.
             if step < config.hosts_per_cell {

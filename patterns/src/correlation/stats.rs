@@ -30,6 +30,20 @@ fn check_finite(x: &[f64], y: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a series whose samples are all equal. Testing the sum of
+/// squares against 0.0 is not enough: the mean of [0.1, 0.1, 0.1] is not
+/// exactly 0.1 in binary, so the deviations leave ~1e-33 behind and the
+/// "correlation" comes out as rounding noise instead of an error.
+fn check_varies(x: &[f64], y: &[f64]) -> Result<()> {
+    let constant = |s: &[f64]| s.iter().all(|v| *v == s[0]);
+    if constant(x) || constant(y) {
+        return Err(Error::InvalidSeries {
+            reason: "a constant series has no correlation".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The 2×2 table of two hosts' up/down samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Contingency {
@@ -96,6 +110,7 @@ pub fn phi(a: &[bool], b: &[bool]) -> Result<f64> {
 pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
     check_lengths(x.len(), y.len())?;
     check_finite(x, y)?;
+    check_varies(x, y)?;
     let n = x.len() as f64;
     let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
@@ -106,11 +121,14 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
         syy += dy * dy;
     }
     if sxx == 0.0 || syy == 0.0 {
+        // The samples differ, but by so little that their squared
+        // deviations underflow: no correlation can be computed.
         return Err(Error::InvalidSeries {
-            reason: "a constant series has no correlation".into(),
+            reason: "the samples differ by less than f64 can square".into(),
         });
     }
-    Ok(sxy / (sxx * syy).sqrt())
+    // Rounding can carry |r| a hair past 1.
+    Ok((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
 }
 
 /// Ranks 1…n, ties sharing the mean of the ranks they span.

@@ -82,6 +82,31 @@ fn correlation_bad_series_are_refused() -> crate::Result<()> {
     Ok(())
 }
 
+/// Episode 1. A constant that binary cannot hold exactly (0.1) is still
+/// constant: its deviations from the computed mean are ~1e-17, not 0, and
+/// must not come out as a "correlation" of rounding noise — in either
+/// position, for Pearson and Spearman alike.
+#[test]
+fn correlation_constant_series_are_refused_even_when_inexact() {
+    let invalid = |r: Result<f64, Error>| matches!(r, Err(Error::InvalidSeries { .. }));
+    let varying = [0.1, 0.2, 0.4, 0.3, 0.7];
+    for constant in [0.1, 0.3, 1.0 / 3.0, 1e-300, -7.77] {
+        let flat = [constant; 5];
+        assert!(invalid(pearson(&flat, &varying)), "{constant}");
+        assert!(invalid(pearson(&varying, &flat)), "{constant}");
+        assert!(invalid(spearman(&flat, &varying)), "{constant}");
+        assert!(invalid(spearman(&varying, &flat)), "{constant}");
+    }
+    assert!(invalid(pearson(&[0.1, 0.1, 0.1], &[0.1, 0.2, 0.4])));
+    // A series that varies, however little, is still correlated; and
+    // rounding never carries r past ±1.
+    let r = pearson(&[0.1, 0.1, 0.1 + 1e-12], &[0.1, 0.2, 0.4]).unwrap_or(f64::NAN);
+    assert!(r > 0.8 && r <= 1.0, "{r}");
+    let same = [0.1, 0.7, 0.3, 0.9, 0.2];
+    let r = pearson(&same, &same).unwrap_or(f64::NAN);
+    assert!((-1.0..=1.0).contains(&r) && close(r, 1.0), "{r}");
+}
+
 /// Episode 1. Over many seeds, the detector finds exactly the planted
 /// resolver's hosts and names it from the inventory; on the same fleet
 /// without the shared failure it finds nothing — no spurious group from
@@ -192,6 +217,22 @@ fn correlation_bad_fleets_are_refused() -> crate::Result<()> {
             dependencies: vec![Dependency::new("x", vec![99], 0.1)],
             ..good.clone()
         },
+        FleetConfig {
+            host_failure: f64::NAN,
+            ..good.clone()
+        },
+        FleetConfig {
+            dependencies: vec![Dependency::new("x", vec![0], f64::NAN)],
+            ..good.clone()
+        },
+        FleetConfig {
+            dependencies: vec![Dependency::new("x", vec![0], 0.1); fleet::MAX_DEPENDENCIES + 1],
+            ..good.clone()
+        },
+        FleetConfig {
+            dependencies: vec![Dependency::new("x", vec![0; good.hosts + 1], 0.1)],
+            ..good.clone()
+        },
     ];
     for config in bad {
         assert!(
@@ -257,4 +298,69 @@ fn correlation_rollout_negotiated_versions_survive_the_skew() -> crate::Result<(
     bad.hosts_per_cell = 1;
     assert!(matches!(rollout(&bad), Err(Error::InvalidFleet { .. })));
     Ok(())
+}
+
+/// Episode 1. A rollout config that would overflow, loop for ever or
+/// draw from a non-probability is refused with a reason before any work —
+/// and the largest accepted configs stay within the stated bounds.
+#[test]
+fn correlation_rollout_bad_configs_are_refused_before_any_work() {
+    let good = fleet(Decoding::Negotiated, Strategy::Staged, 1);
+    let bad = [
+        RolloutConfig {
+            bake_steps: usize::MAX,
+            ..good
+        },
+        RolloutConfig {
+            bake_steps: super::rollout::MAX_BAKE_STEPS + 1,
+            ..good
+        },
+        RolloutConfig {
+            bake_steps: 0,
+            ..good
+        },
+        RolloutConfig { cells: 0, ..good },
+        RolloutConfig {
+            cells: usize::MAX,
+            ..good
+        },
+        RolloutConfig {
+            hosts_per_cell: usize::MAX,
+            ..good
+        },
+        RolloutConfig {
+            deploy_failure: f64::NAN,
+            ..good
+        },
+        RolloutConfig {
+            deploy_failure: -0.1,
+            ..good
+        },
+        RolloutConfig {
+            deploy_failure: f64::INFINITY,
+            ..good
+        },
+        // Every bound met one by one, but together: 5,000 stages of
+        // 100,002 steps over 10,000 hosts.
+        RolloutConfig {
+            cells: 5_000,
+            hosts_per_cell: 2,
+            bake_steps: super::rollout::MAX_BAKE_STEPS,
+            ..good
+        },
+    ];
+    for config in bad {
+        let refused = rollout(&config);
+        assert!(
+            matches!(refused, Err(Error::InvalidFleet { .. })),
+            "{config:?}: {refused:?}"
+        );
+    }
+    let longest = RolloutConfig {
+        cells: 1,
+        hosts_per_cell: 2,
+        bake_steps: super::rollout::MAX_BAKE_STEPS,
+        ..good
+    };
+    assert!(matches!(rollout(&longest), Ok(report) if report.completed));
 }

@@ -41,4 +41,7 @@ pub use geo::{
     CITIES, City, FIBRE_KM_PER_SECOND, find_city, great_circle_km, one_way_floor, rtt_floor,
 };
 pub use matrix::{LatencyMatrix, MAX_SITES};
-pub use quorum::{LeaderLatency, best_leader, commit_latency, leaders_by_latency, majority};
+pub use quorum::{
+    LeaderLatency, best_leader, commit_latency, commit_latency_waiting_for, leaders_by_latency,
+    majority,
+};

@@ -20,16 +20,30 @@ pub fn majority(replicas: usize) -> usize {
 /// leader's processing are left out; the measurement on the Raft KV
 /// (`consensus`) shows how little they add in simulation.
 pub fn commit_latency(matrix: &LatencyMatrix, leader: usize) -> Duration {
+    let followers_needed = majority(matrix.len()) - 1;
+    commit_latency_waiting_for(matrix, leader, followers_needed).unwrap_or_default()
+}
+
+/// The time a leader at `leader` would take to commit if it waited for
+/// `followers` acknowledgements (its own not counted): the round trip to
+/// the `followers`-th nearest follower; zero for none, and `None` when
+/// there are not that many followers. With `majority − 1` it is
+/// [`commit_latency`]; with one more, or with every follower, it is what
+/// a miscounted quorum would cost — the models a measurement must be told
+/// apart from.
+pub fn commit_latency_waiting_for(
+    matrix: &LatencyMatrix,
+    leader: usize,
+    followers: usize,
+) -> Option<Duration> {
     let mut rtts: Vec<Duration> = (0..matrix.len())
         .filter(|&follower| follower != leader)
         .map(|follower| matrix.rtt(leader, follower))
         .collect();
     rtts.sort();
-    let followers_needed = majority(matrix.len()) - 1;
-    match followers_needed.checked_sub(1) {
-        Some(index) => rtts[index],
-        // A single replica is its own majority.
-        None => Duration::ZERO,
+    match followers.checked_sub(1) {
+        Some(index) => rtts.get(index).copied(),
+        None => Some(Duration::ZERO),
     }
 }
 

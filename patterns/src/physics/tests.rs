@@ -94,6 +94,39 @@ fn physics_commit_latency_is_the_majority_round_trip() -> crate::Result<()> {
     Ok(())
 }
 
+/// Episode 2. The miscounted quorums a measurement must be told apart
+/// from: one follower more than a majority (for three replicas, every
+/// follower) waits for the next-nearest; asking for more followers than
+/// exist has no answer, and none is free.
+#[test]
+fn physics_commit_latency_waiting_for_counts_followers_nearest_first() -> crate::Result<()> {
+    let three = LatencyMatrix::from_sites(&["new-york", "london", "tokyo"])?;
+    // Tokyo leads: London completes the majority, New York is every follower.
+    assert_eq!(
+        commit_latency_waiting_for(&three, 2, 1),
+        Some(three.rtt(2, 1))
+    );
+    assert_eq!(
+        commit_latency_waiting_for(&three, 2, 2),
+        Some(three.rtt(2, 0))
+    );
+    assert_eq!(commit_latency_waiting_for(&three, 2, 3), None);
+    assert_eq!(
+        commit_latency_waiting_for(&three, 2, 0),
+        Some(Duration::ZERO)
+    );
+    assert!(three.rtt(2, 0) > three.rtt(2, 1));
+    let five = LatencyMatrix::from_sites(&["ashburn", "new-york", "london", "frankfurt", "tokyo"])?;
+    for leader in 0..5 {
+        let waits: Vec<Option<Duration>> = (1..=4)
+            .map(|followers| commit_latency_waiting_for(&five, leader, followers))
+            .collect();
+        assert_eq!(waits[1], Some(commit_latency(&five, leader)));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+    }
+    Ok(())
+}
+
 /// Episode 2. Five replicas are not slower than three when the extra two
 /// sit near the leader: the majority is still one short hop away.
 #[test]

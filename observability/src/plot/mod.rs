@@ -17,6 +17,10 @@
 
 use plotters::prelude::*;
 
+mod axes;
+
+pub use axes::{Legend, tick_label};
+
 /// Width and height of every figure, in pixels.
 pub const SIZE: (u32, u32) = (900, 540);
 
@@ -27,6 +31,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Draw a marker at each point as well as the line (for sparse sweeps).
     pub markers: bool,
+    /// Join the points with a line. Off for points that are separate
+    /// measurements, not a curve ([`Series::points`]).
+    pub joined: bool,
 }
 
 impl Series {
@@ -35,6 +42,7 @@ impl Series {
             name: name.into(),
             points,
             markers: false,
+            joined: true,
         }
     }
 
@@ -43,6 +51,14 @@ impl Series {
         Self {
             markers: true,
             ..Self::line(name, points)
+        }
+    }
+
+    /// Markers only: separate measurements that no line should join.
+    pub fn points(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            joined: false,
+            ..Self::marked(name, points)
         }
     }
 }
@@ -64,6 +80,10 @@ pub struct LineChart {
     pub thresholds: Vec<Threshold>,
     /// Draw the y axis on a log scale (positive values only).
     pub log_y: bool,
+    /// Name the x positions 1, 2, … instead of numbering a continuous
+    /// axis: a categorical axis gets one tick per category and no 1.5.
+    pub x_categories: Vec<String>,
+    pub legend: Legend,
 }
 
 /// Why a chart could not be drawn.
@@ -90,6 +110,8 @@ impl LineChart {
             series: Vec::new(),
             thresholds: Vec::new(),
             log_y: false,
+            x_categories: Vec::new(),
+            legend: Legend::default(),
         }
     }
 
@@ -111,6 +133,18 @@ impl LineChart {
         self
     }
 
+    /// A categorical x axis: the points' x are 1 for the first name, 2
+    /// for the second, and so on.
+    pub fn x_categories<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.x_categories = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn legend(mut self, corner: Legend) -> Self {
+        self.legend = corner;
+        self
+    }
+
     /// The data's bounds, padded so that no line sits on the frame.
     fn bounds(&self) -> Result<(std::ops::Range<f64>, std::ops::Range<f64>), PlotError> {
         let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
@@ -127,13 +161,19 @@ impl LineChart {
         for t in self.thresholds.iter().filter(|t| t.y.is_finite()) {
             (y0, y1) = (y0.min(t.y), y1.max(t.y));
         }
+        // Half a category either side: the ticks land on 1, 2, … only.
+        let xs = if self.x_categories.is_empty() {
+            pad(x0, x1)
+        } else {
+            0.5..self.x_categories.len() as f64 + 0.5
+        };
         if self.log_y {
             if y0 <= 0.0 {
                 return Err(PlotError::NonPositiveOnLogAxis);
             }
-            return Ok((pad(x0, x1), y0 / 1.5..y1 * 1.5));
+            return Ok((xs, y0 / 1.5..y1 * 1.5));
         }
-        Ok((pad(x0, x1), pad(y0.min(0.0), y1)))
+        Ok((xs, pad(y0.min(0.0), y1)))
     }
 
     /// The chart as an SVG document.
@@ -174,12 +214,30 @@ impl LineChart {
     where
         Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
     {
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
-            .y_desc(self.y_label.as_str())
-            .draw()
-            .map_err(drawing)?;
+        let category = |x: &f64| {
+            let index = x.round();
+            if (x - index).abs() > 1e-6 || index < 1.0 {
+                return String::new();
+            }
+            self.x_categories
+                .get(index as usize - 1)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let log_label = |y: &f64| tick_label(*y);
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str());
+        if !self.x_categories.is_empty() {
+            // As many labels as categories: plotters then steps by 1.
+            mesh.x_labels(self.x_categories.len())
+                .x_max_light_lines(0)
+                .x_label_formatter(&category);
+        }
+        if self.log_y {
+            mesh.y_label_formatter(&log_label);
+        }
+        mesh.draw().map_err(drawing)?;
         let (x0, x1) = {
             let range = chart.x_range();
             (range.start, range.end)
@@ -205,24 +263,36 @@ impl LineChart {
                 .iter()
                 .copied()
                 .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0));
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(drawing)?
-                .label(series.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            if series.markers {
+            if series.joined {
                 chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map_err(drawing)?
+                    .label(series.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+            }
+            if series.markers || !series.joined {
+                let drawn = chart
                     .draw_series(points.map(|p| Circle::new(p, 3, color.filled())))
                     .map_err(drawing)?;
+                if !series.joined {
+                    drawn
+                        .label(series.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 10, y), 3, color.filled()));
+                }
             }
         }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(match self.legend {
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+            })
             .draw()
             .map_err(drawing)
     }
@@ -242,47 +312,4 @@ fn drawing<E: std::fmt::Display>(err: E) -> PlotError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plot_draws_every_series_and_threshold_by_name() {
-        let chart = LineChart::new("detectors", "false positives / hour", "detection (s)")
-            .series(Series::marked(
-                "phi",
-                vec![(0.1, 3.0), (1.0, 1.5), (10.0, 0.8)],
-            ))
-            .series(Series::line("timeout", vec![(0.2, 4.0), (2.0, 2.0)]))
-            .threshold("budget", 2.5);
-        let svg = chart.to_svg().expect("drawable");
-        assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
-        for name in [
-            "detectors",
-            "phi",
-            "timeout",
-            "budget",
-            "false positives / hour",
-        ] {
-            assert!(svg.contains(name), "{name} missing from the figure");
-        }
-        assert_eq!(
-            svg.matches("<circle").count(),
-            3,
-            "one marker per phi point"
-        );
-    }
-
-    #[test]
-    fn plot_refuses_empty_charts_and_non_positive_log_values() {
-        let empty = LineChart::new("t", "x", "y").series(Series::line("s", vec![(f64::NAN, 1.0)]));
-        assert!(matches!(empty.to_svg(), Err(PlotError::Empty)));
-        let log = LineChart::new("t", "x", "y")
-            .series(Series::line("s", vec![(0.0, 0.0), (1.0, 10.0)]))
-            .log_y();
-        assert!(matches!(log.to_svg(), Err(PlotError::NonPositiveOnLogAxis)));
-        let log_ok = LineChart::new("t", "x", "y")
-            .series(Series::line("s", vec![(0.0, 0.01), (1.0, 10.0)]))
-            .log_y();
-        assert!(log_ok.to_svg().is_ok());
-    }
-}
+mod tests;
