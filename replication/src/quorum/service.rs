@@ -261,19 +261,18 @@ impl QuorumKv for QuorumNode {
             }
             .into());
         }
-        let entries = self
-            .inner
-            .store
-            .lock()
-            .leaf_entries(
-                &request.leaves,
-                self.inner.shared_with(peer),
-                anti_entropy::MAX_KEYS_PER_EXCHANGE,
-            )
-            .into_iter()
-            .map(|(key, digest)| proto::LeafEntry { key, digest })
-            .collect();
-        Ok(Response::new(proto::MerkleLeavesReply { entries }))
+        let (entries, covered) = self.inner.store.lock().leaf_entries(
+            &request.leaves,
+            self.inner.shared_with(peer),
+            anti_entropy::MAX_KEYS_PER_EXCHANGE,
+        );
+        Ok(Response::new(proto::MerkleLeavesReply {
+            entries: entries
+                .into_iter()
+                .map(|(key, digest)| proto::LeafEntry { key, digest })
+                .collect(),
+            complete_leaves: covered as u32,
+        }))
     }
 
     async fn status(

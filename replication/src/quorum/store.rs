@@ -152,20 +152,41 @@ impl Store {
         )
     }
 
-    /// The (key, digest) pairs `shared` selects in these leaves, at most
-    /// `limit` of them.
+    /// The (key, digest) pairs `shared` selects in the leading leaves of
+    /// `leaves` (ascending, deduplicated), whole leaves only, at most
+    /// `limit` pairs; and how many leaves they cover.
+    ///
+    /// Pitfall: cutting the key list at `limit` in key order would make
+    /// every exchange compare the same first keys forever — once those
+    /// are repaired, the rest never move. Whole leaves that were compared
+    /// are fully repaired, so the next exchange sees them equal and moves
+    /// on to the leaves after them. A single leaf over `limit` (needs
+    /// hash-chosen keys: the average leaf holds `MAX_KEYS` / 1,024 ≈ 98)
+    /// covers nothing and stays for read repair.
     pub fn leaf_entries(
         &self,
         leaves: &[u32],
         shared: impl Fn(&str) -> bool,
         limit: usize,
-    ) -> Vec<(String, u64)> {
-        let wanted: std::collections::BTreeSet<u32> = leaves.iter().copied().collect();
-        self.keys
-            .iter()
-            .filter(|(key, _)| wanted.contains(&leaf_of(key)) && shared(key))
-            .take(limit)
-            .map(|(key, state)| (key.clone(), version::digest(key, state)))
-            .collect()
+    ) -> (Vec<(String, u64)>, usize) {
+        let mut by_leaf: BTreeMap<u32, Vec<(String, u64)>> =
+            leaves.iter().map(|&leaf| (leaf, Vec::new())).collect();
+        for (key, state) in &self.keys {
+            if let Some(entries) = by_leaf.get_mut(&leaf_of(key))
+                && shared(key)
+            {
+                entries.push((key.clone(), version::digest(key, state)));
+            }
+        }
+        let mut out = Vec::new();
+        let mut covered = 0;
+        for entries in by_leaf.into_values() {
+            if out.len() + entries.len() > limit {
+                break;
+            }
+            out.extend(entries);
+            covered += 1;
+        }
+        (out, covered)
     }
 }
