@@ -75,6 +75,8 @@ pub mod store;
 pub mod version;
 
 #[cfg(test)]
+mod context_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;

@@ -65,10 +65,30 @@ fn quorum_concurrent_writes_stay_siblings_until_a_write_resolves_them() {
     );
 
     // A third replica saw only the first write; the resolving write is
-    // coordinated there, with the context of a read of both.
+    // coordinated there, with the context of a read of both. Alone, it
+    // clamps the context to what it saw, so "right" would stay a sibling;
+    // the coordinator first fetches the key from the other replicas (the
+    // context names a dot it lacks), as here.
     let mut three = Store::default();
     three.merge("k", &first).expect("within bounds");
     let context = version::client_context(&state);
+    let mut alone = Store::default();
+    alone.merge("k", &first).expect("within bounds");
+    let unresolved = alone
+        .coordinate(a, "k", &context, stored("both", 3))
+        .expect("within bounds");
+    let mut on_one = Store::default();
+    on_one.merge("k", &state).expect("within bounds");
+    on_one.merge("k", &unresolved).expect("within bounds");
+    assert_eq!(
+        texts(version::resolve(
+            on_one.get("k").expect("present"),
+            Resolution::Siblings
+        )),
+        ["both", "right"],
+        "only the first write was replaced"
+    );
+    three.merge("k", &second).expect("within bounds");
     let resolved = three
         .coordinate(a, "k", &context, stored("both", 3))
         .expect("within bounds");
