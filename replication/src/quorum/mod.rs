@@ -75,6 +75,8 @@ pub mod store;
 pub mod version;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod context_tests;
 #[cfg(test)]
 mod sim_tests;
@@ -82,6 +84,8 @@ mod sim_tests;
 mod tests;
 
 use std::collections::BTreeMap;
+
+use observability::rpc::peer_secret::PeerSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,6 +180,11 @@ pub struct QuorumConfig {
     /// Differs between runs that lost the store, so a restarted node
     /// writes under a fresh actor and never reissues a dot.
     pub incarnation: u64,
+    /// Sent with every peer call and required on the peer RPCs
+    /// (Replicate, Fetch, MerkleNodes, MerkleLeaves): without it, anyone
+    /// who reaches the port can overwrite or wipe any key. `None` believes
+    /// every caller (a lab default).
+    pub peer_secret: Option<PeerSecret>,
 }
 
 impl std::fmt::Debug for QuorumConfig {
@@ -217,6 +226,7 @@ impl QuorumConfig {
             seed: id.0,
             clock: Arc::new(SystemClock),
             incarnation: SystemClock.now_ns() / 1_000_000,
+            peer_secret: None,
         }
     }
 }
