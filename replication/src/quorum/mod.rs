@@ -41,21 +41,26 @@
 //! Bounds: keys of at most [`MAX_KEY_BYTES`], values of at most
 //! [`MAX_VALUE_BYTES`]; at most [`MAX_SIBLINGS`] siblings per key (a write
 //! or merge that would keep more is refused with `FailedPrecondition`:
-//! resolve them first); at most [`MAX_CONTEXT_ENTRIES`] version-vector
+//! resolve them first — until then two replicas whose merge would pass
+//! the bound differ on that key, and anti-entropy keeps finding it); at most [`MAX_CONTEXT_ENTRIES`] version-vector
 //! entries and [`MAX_CLOUD_DOTS`] dots beyond a gap per context; at most
 //! [`MAX_KEYS`] keys and [`MAX_STORE_BYTES`] bytes per node
 //! (`ResourceExhausted` past them); at most [`MAX_HINTS`] hints held for
 //! other nodes (a stand-in refuses more, so the coordinator tries the
 //! next); at most [`MAX_BATCH_KEYS`] keys per Fetch or Replicate; Merkle
 //! requests name at most [`merkle::MAX_INDICES`] nodes or leaves and an
-//! exchange moves at most [`anti_entropy::MAX_KEYS_PER_EXCHANGE`] keys; at
+//! exchange lists at most [`anti_entropy::MAX_KEYS_PER_EXCHANGE`] keys a
+//! side, whole leaves at a time; a write's context may not claim more of
+//! the coordinator's own writes than it made; at
 //! most [`MAX_MEMBERS`] members, N at most [`MAX_N`].
 //!
 //! Simplified: membership is fixed at start; a node's store lives in
 //! memory (tests pass it in from outside the simulated host, so it
 //! survives a crash like a disk; `dslab serve` restarts empty under a new
 //! actor id); a stand-in keeps its copy after handing a hint off (Dynamo
-//! deletes it); no TLS or peer authentication. Riak, Cassandra and
+//! deletes it); no TLS; peers authenticate with a shared secret in the
+//! clear ([`QuorumConfig::peer_secret`]), and a stand-in needs more
+//! members than N (with exactly N, `sloppy` finds none). Riak, Cassandra and
 //! Dynamo persist data and hints and change membership online.
 
 pub mod anti_entropy;
