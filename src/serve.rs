@@ -150,6 +150,44 @@ fn member_peer(text: &str) -> anyhow::Result<(u64, String)> {
     Ok((id, address.trim().to_owned()))
 }
 
+/// The other members of a quorum KV cluster. The same --peer list on
+/// every node is fine (its own entry is skipped), but an id named twice
+/// or another id at this node's own --listen address is refused at
+/// start: either would only fail later, on the first call that needs it.
+fn quorum_peers(
+    id: ReplicaId,
+    local: SocketAddr,
+    flags: &[String],
+) -> anyhow::Result<BTreeMap<ReplicaId, String>> {
+    let mut peers = BTreeMap::new();
+    let mut named = std::collections::BTreeSet::new();
+    for peer in flags {
+        let (peer_id, address) = member_peer(peer)?;
+        anyhow::ensure!(
+            named.insert(peer_id),
+            "--peer {peer:?}: member {peer_id} is named twice"
+        );
+        if peer_id == id.0 {
+            continue;
+        }
+        if let Ok(at) = address.parse::<SocketAddr>() {
+            // 0.0.0.0:P listens on 127.0.0.1:P too.
+            let same_host = at.ip() == local.ip()
+                || (at.ip().is_loopback()
+                    && (local.ip().is_unspecified() || local.ip().is_loopback()));
+            let own = at.port() == local.port() && same_host;
+            anyhow::ensure!(
+                !own,
+                "--peer {peer:?}: that is this node's own --listen address ({local}); \
+                 its id is {id}, so give it as --peer {}={address} or drop it",
+                id.0
+            );
+        }
+        peers.insert(ReplicaId(peer_id), address);
+    }
+    Ok(peers)
+}
+
 /// `NAME=host:port` → (name, address): a transaction participant.
 fn named_peer(text: &str) -> anyhow::Result<(String, String)> {
     let (name, address) = text
@@ -363,17 +401,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         "quorum-kv" => {
             let id = ReplicaId(config.raft.id);
             anyhow::ensure!(id.0 != 0, "a quorum KV node needs --id (1, 2, 3, …)");
-            let mut peers = BTreeMap::new();
-            for peer in &config.peers {
-                let (peer_id, address) = member_peer(peer)?;
-                if peer_id != id.0 {
-                    peers.insert(ReplicaId(peer_id), address);
-                }
-            }
+            let peers = quorum_peers(id, local, &config.peers)?;
             // N = 3 (or the cluster size if smaller), R = W = a majority of
             // N unless a request names its own.
-            let node =
-                QuorumNode::start(QuorumConfig::new(id, peers, Net::Tcp), SharedStore::new())?;
+            let mut quorum_config = QuorumConfig::new(id, peers, Net::Tcp);
+            quorum_config.peer_secret = peer_secret(&config.raft)?;
+            let node = QuorumNode::start(quorum_config, SharedStore::new())?;
             admission.host(
                 RpcServer::new(),
                 node.into_service(),

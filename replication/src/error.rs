@@ -101,6 +101,16 @@ pub enum Error {
         "session position {token} is past the primary's log position {primary}: not a token this primary issued"
     )]
     PositionAhead { token: u64, primary: u64 },
+    /// A write's context claims more of this coordinator's own writes to
+    /// a key than it ever made: not a context it handed out.
+    #[error(
+        "the context claims {claimed} writes of {actor} to this key; it made {made}: not a context this node issued"
+    )]
+    ContextAhead {
+        actor: crate::clock::ReplicaId,
+        claimed: u64,
+        made: u64,
+    },
 
     #[error("a read/write split needs at least one replica")]
     NoReplicas,
@@ -230,6 +240,7 @@ impl From<Error> for Status {
             | Error::InvalidMemberId { .. }
             | Error::BadPeerAddress { .. }
             | Error::PositionAhead { .. }
+            | Error::ContextAhead { .. }
             | Error::NoReplicas
             | Error::QuorumOutOfRange { .. }
             | Error::UnknownResolution { .. }

@@ -4,7 +4,7 @@
 use observability::rpc::{ClientBuilder, Net};
 use replication::quorum::{QuorumClient, Resolution};
 
-use crate::support::{Served, run, stdout};
+use crate::support::{Served, dslab, run, stdout};
 
 /// Episode 14. A lone `serve quorum-kv` (N = 1): a put is acknowledged, a
 /// read returns it with a context, a write with that context replaces it
@@ -92,4 +92,57 @@ fn cli_bench_quorum_kv_prints_three_settings_as_json() {
             "{row}"
         );
     }
+}
+
+/// `serve quorum-kv` refuses, at start and with exit 3, a member id named
+/// twice and another member at its own --listen address — both would
+/// only fail later, on the first call that needs them.
+#[test]
+fn cli_serve_quorum_kv_refuses_a_duplicate_or_self_peer() {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .to_string();
+    for (peers, expected) in [
+        (
+            vec!["--peer", "2=127.0.0.1:1", "--peer", "2=127.0.0.1:2"],
+            "named twice",
+        ),
+        (
+            vec!["--peer", "1=127.0.0.1:3", "--peer", "1=127.0.0.1:4"],
+            "named twice",
+        ),
+        (vec!["--peer", "2=LISTEN"], "own --listen address"),
+    ] {
+        let mut args = vec!["serve", "quorum-kv", "--id", "1", "--listen", &listen];
+        let peers: Vec<String> = peers.iter().map(|p| p.replace("LISTEN", &listen)).collect();
+        args.extend(peers.iter().map(String::as_str));
+        let output = run_refused(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs `dslab args…`, which should refuse at once; a server that starts
+/// instead is killed (a safety net so a regression fails, not hangs).
+fn run_refused(args: &[&str]) -> std::process::Output {
+    let mut child = dslab()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the dslab binary runs");
+    for _ in 0..600 {
+        if child.try_wait().expect("polls").is_some() {
+            return child.wait_with_output().expect("its output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("its output");
+    panic!(
+        "{args:?} started instead of refusing: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -52,6 +52,14 @@ impl CausalContext {
     /// one past every dot of `replica` seen so far, gaps included, so a
     /// dot is never issued twice.
     pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
+        let counter = self.highest(replica).saturating_add(1);
+        let dot = Dot { replica, counter };
+        self.insert(dot);
+        dot
+    }
+
+    /// The highest dot of `replica` seen, gaps included (0 for none).
+    pub fn highest(&self, replica: ReplicaId) -> u64 {
         let highest_beyond_gap = self
             .cloud
             .range(
@@ -65,14 +73,7 @@ impl CausalContext {
             )
             .next_back()
             .map_or(0, |dot| dot.counter);
-        let counter = self
-            .compact
-            .get(replica)
-            .max(highest_beyond_gap)
-            .saturating_add(1);
-        let dot = Dot { replica, counter };
-        self.insert(dot);
-        dot
+        self.compact.get(replica).max(highest_beyond_gap)
     }
 
     /// Records `dot` as seen, in O(log n): a dot that extends the prefix

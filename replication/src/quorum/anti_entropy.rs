@@ -17,11 +17,12 @@
 //! key. Every request and reply is counted in bytes (their protobuf
 //! encoding), so a test can assert the cost follows the difference.
 //!
-//! Bounds: at most [`MAX_KEYS_PER_EXCHANGE`] differing keys move per
-//! exchange (the rest wait for the next one), [`MAX_BATCH_KEYS`] per
+//! Bounds: each side lists at most [`MAX_KEYS_PER_EXCHANGE`] keys per
+//! exchange, whole leaves only (the leaves past the cut wait for the next
+//! exchange, which finds the repaired ones equal), [`MAX_BATCH_KEYS`] per
 //! message; Merkle requests carry at most `merkle::MAX_INDICES` indices.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,7 +34,7 @@ use rand::seq::IteratorRandom;
 use tonic::Status;
 
 use super::MAX_BATCH_KEYS;
-use super::merkle::DEPTH;
+use super::merkle::{DEPTH, leaf_of};
 use super::node::Inner;
 use super::peers::Client;
 use super::version;
@@ -128,17 +129,28 @@ async fn walk(inner: &Inner, peer: ReplicaId, bytes: &mut u64) -> Result<(), Sta
         })
         .await?;
     *bytes += reply.encoded_len() as u64;
+    // Compare only the leaves both sides listed whole: each of them is
+    // fully repaired, so the next exchange moves on past them.
+    let (ours, covered) =
+        inner
+            .store
+            .lock()
+            .leaf_entries(&leaves, inner.shared_with(peer), MAX_KEYS_PER_EXCHANGE);
+    let sorted: BTreeSet<u32> = leaves.iter().copied().collect();
+    let compared: BTreeSet<u32> = sorted
+        .into_iter()
+        .take(covered.min(reply.complete_leaves as usize))
+        .collect();
     let theirs: BTreeMap<String, u64> = reply
         .entries
         .into_iter()
+        .filter(|entry| compared.contains(&leaf_of(&entry.key)))
         .take(MAX_KEYS_PER_EXCHANGE)
         .map(|entry| (entry.key, entry.digest))
         .collect();
-    let ours: BTreeMap<String, u64> = inner
-        .store
-        .lock()
-        .leaf_entries(&leaves, inner.shared_with(peer), MAX_KEYS_PER_EXCHANGE)
+    let ours: BTreeMap<String, u64> = ours
         .into_iter()
+        .filter(|(key, _)| compared.contains(&leaf_of(key)))
         .collect();
     let to_fetch: Vec<String> = theirs
         .iter()
@@ -175,7 +187,7 @@ async fn walk(inner: &Inner, peer: ReplicaId, bytes: &mut u64) -> Result<(), Sta
                     .is_some_and(|state| theirs.get(*key) != Some(&version::digest(key, state)))
             })
             .cloned()
-            .collect::<std::collections::BTreeSet<String>>()
+            .collect::<BTreeSet<String>>()
             .into_iter()
             .collect()
     };

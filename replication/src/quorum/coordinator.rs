@@ -13,6 +13,7 @@ use super::node::Inner;
 use super::peers::Client;
 use super::version::{self, Stored, Versioned};
 use crate::clock::ReplicaId;
+use crate::clock::vector::VersionVector;
 use crate::proto;
 use crate::{Error, Result};
 
@@ -168,6 +169,7 @@ impl Inner {
             stand_in_for = preferred.first().copied();
         }
 
+        self.catch_up_with_context(&key, &context, &preferred).await;
         let stored = Stored {
             value: request.value,
             stamp_ms: self.config.clock.now_ns() / 1_000_000,
@@ -246,5 +248,49 @@ impl Inner {
             acknowledged: acknowledged as u32,
             hinted: hinted as u32,
         })
+    }
+}
+
+impl Inner {
+    /// Before coordinating: if the client's context names dots of another
+    /// actor this node has not seen, fetch the key from the other
+    /// preferred replicas (best effort) so the clamp in
+    /// `Store::coordinate` keeps the dots that exist somewhere — a value
+    /// the client read elsewhere is replaced, not left as a sibling — and
+    /// drops only the ones no replica holds.
+    async fn catch_up_with_context(
+        &self,
+        key: &str,
+        context: &VersionVector,
+        preferred: &[ReplicaId],
+    ) {
+        let behind = {
+            let store = self.store.lock();
+            let seen = |actor| {
+                store
+                    .get(key)
+                    .map_or(0, |state| state.context().highest(actor))
+            };
+            context.iter().any(|(actor, count)| count > seen(actor))
+        };
+        if !behind {
+            return;
+        }
+        for &node in preferred.iter().filter(|&&node| node != self.id) {
+            let request = proto::FetchRequest {
+                from: self.id.0,
+                keys: vec![key.to_owned()],
+            };
+            let reply = self
+                .peers
+                .call(node, request, |mut client: Client, request| async move {
+                    client.fetch(request).await
+                })
+                .await;
+            if let Ok(reply) = reply {
+                // A refused state changes nothing: the clamp still holds.
+                let _ = self.merge_entries(&reply.entries);
+            }
+        }
     }
 }

@@ -41,21 +41,26 @@
 //! Bounds: keys of at most [`MAX_KEY_BYTES`], values of at most
 //! [`MAX_VALUE_BYTES`]; at most [`MAX_SIBLINGS`] siblings per key (a write
 //! or merge that would keep more is refused with `FailedPrecondition`:
-//! resolve them first); at most [`MAX_CONTEXT_ENTRIES`] version-vector
+//! resolve them first — until then two replicas whose merge would pass
+//! the bound differ on that key, and anti-entropy keeps finding it); at most [`MAX_CONTEXT_ENTRIES`] version-vector
 //! entries and [`MAX_CLOUD_DOTS`] dots beyond a gap per context; at most
 //! [`MAX_KEYS`] keys and [`MAX_STORE_BYTES`] bytes per node
 //! (`ResourceExhausted` past them); at most [`MAX_HINTS`] hints held for
 //! other nodes (a stand-in refuses more, so the coordinator tries the
 //! next); at most [`MAX_BATCH_KEYS`] keys per Fetch or Replicate; Merkle
 //! requests name at most [`merkle::MAX_INDICES`] nodes or leaves and an
-//! exchange moves at most [`anti_entropy::MAX_KEYS_PER_EXCHANGE`] keys; at
+//! exchange lists at most [`anti_entropy::MAX_KEYS_PER_EXCHANGE`] keys a
+//! side, whole leaves at a time; a write's context may not claim more of
+//! the coordinator's own writes than it made; at
 //! most [`MAX_MEMBERS`] members, N at most [`MAX_N`].
 //!
 //! Simplified: membership is fixed at start; a node's store lives in
 //! memory (tests pass it in from outside the simulated host, so it
 //! survives a crash like a disk; `dslab serve` restarts empty under a new
 //! actor id); a stand-in keeps its copy after handing a hint off (Dynamo
-//! deletes it); no TLS or peer authentication. Riak, Cassandra and
+//! deletes it); no TLS; peers authenticate with a shared secret in the
+//! clear ([`QuorumConfig::peer_secret`]), and a stand-in needs more
+//! members than N (with exactly N, `sloppy` finds none). Riak, Cassandra and
 //! Dynamo persist data and hints and change membership online.
 
 pub mod anti_entropy;
@@ -75,11 +80,17 @@ pub mod store;
 pub mod version;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
+mod context_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+
+use observability::rpc::peer_secret::PeerSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +185,11 @@ pub struct QuorumConfig {
     /// Differs between runs that lost the store, so a restarted node
     /// writes under a fresh actor and never reissues a dot.
     pub incarnation: u64,
+    /// Sent with every peer call and required on the peer RPCs
+    /// (Replicate, Fetch, MerkleNodes, MerkleLeaves): without it, anyone
+    /// who reaches the port can overwrite or wipe any key. `None` believes
+    /// every caller (a lab default).
+    pub peer_secret: Option<PeerSecret>,
 }
 
 impl std::fmt::Debug for QuorumConfig {
@@ -215,6 +231,7 @@ impl QuorumConfig {
             seed: id.0,
             clock: Arc::new(SystemClock),
             incarnation: SystemClock.now_ns() / 1_000_000,
+            peer_secret: None,
         }
     }
 }

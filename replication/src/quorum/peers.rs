@@ -1,5 +1,5 @@
-//! Calls to the other nodes, with a deadline each and the message loss a
-//! test injects.
+//! Calls to the other nodes, with a deadline each, the cluster's peer
+//! secret attached, and the message loss a test injects.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -7,10 +7,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use observability::rpc::RpcChannel;
+use observability::rpc::peer_secret::PeerSecret;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::MessageFaults;
 use crate::clock::ReplicaId;
@@ -28,6 +29,7 @@ pub(super) struct Peers {
     faults: MessageFaults,
     rng: Mutex<SmallRng>,
     timeout: Duration,
+    secret: Option<PeerSecret>,
 }
 
 enum Fate {
@@ -44,6 +46,7 @@ impl Peers {
         faults: MessageFaults,
         seed: u64,
         timeout: Duration,
+        secret: Option<PeerSecret>,
     ) -> Self {
         Self {
             id,
@@ -52,6 +55,7 @@ impl Peers {
             faults,
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             timeout,
+            secret,
         }
     }
 
@@ -84,7 +88,7 @@ impl Peers {
         call: F,
     ) -> Result<Rep, Status>
     where
-        F: FnOnce(Client, Req) -> Fut,
+        F: FnOnce(Client, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<Rep>, Status>>,
     {
         let client = self
@@ -92,6 +96,10 @@ impl Peers {
             .get(&to)
             .cloned()
             .ok_or_else(|| Status::internal(format!("{to} has no client")))?;
+        let mut request = Request::new(request);
+        if let Some(secret) = &self.secret {
+            secret.attach(&mut request);
+        }
         let deadline = Instant::now() + self.timeout;
         let lost = || Status::deadline_exceeded(format!("no answer from {to} (message lost)"));
         let fate = if self.cuts.is_cut(self.id, to) {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use observability::rpc::ClientBuilder;
+use observability::rpc::peer_secret::PeerSecret;
 use tonic::{Request, Response, Status};
 
 use super::handoff::handoff_loop;
@@ -69,6 +70,7 @@ impl QuorumNode {
             config.faults,
             config.seed,
             config.peer_timeout,
+            config.peer_secret.clone(),
         );
         let inner = Arc::new(Inner {
             id: config.id,
@@ -143,6 +145,7 @@ impl QuorumKv for QuorumNode {
         &self,
         request: Request<proto::ReplicateRequest>,
     ) -> std::result::Result<Response<proto::ReplicateReply>, Status> {
+        PeerSecret::authenticate(self.inner.config.peer_secret.as_ref(), &request)?;
         let request = request.into_inner();
         self.inner.check_peer(request.from)?;
         tokio::time::sleep(self.inner.config.peer_delay).await;
@@ -171,6 +174,7 @@ impl QuorumKv for QuorumNode {
         &self,
         request: Request<proto::FetchRequest>,
     ) -> std::result::Result<Response<proto::FetchReply>, Status> {
+        PeerSecret::authenticate(self.inner.config.peer_secret.as_ref(), &request)?;
         let request = request.into_inner();
         self.inner.check_peer(request.from)?;
         if request.keys.len() > MAX_BATCH_KEYS {
@@ -198,6 +202,7 @@ impl QuorumKv for QuorumNode {
         &self,
         request: Request<proto::MerkleNodesRequest>,
     ) -> std::result::Result<Response<proto::MerkleNodesReply>, Status> {
+        PeerSecret::authenticate(self.inner.config.peer_secret.as_ref(), &request)?;
         let request = request.into_inner();
         let peer = self.inner.check_peer(request.from)?;
         if request.level > merkle::DEPTH {
@@ -239,6 +244,7 @@ impl QuorumKv for QuorumNode {
         &self,
         request: Request<proto::MerkleLeavesRequest>,
     ) -> std::result::Result<Response<proto::MerkleLeavesReply>, Status> {
+        PeerSecret::authenticate(self.inner.config.peer_secret.as_ref(), &request)?;
         let request = request.into_inner();
         let peer = self.inner.check_peer(request.from)?;
         if request.leaves.len() > merkle::MAX_INDICES {
@@ -261,19 +267,18 @@ impl QuorumKv for QuorumNode {
             }
             .into());
         }
-        let entries = self
-            .inner
-            .store
-            .lock()
-            .leaf_entries(
-                &request.leaves,
-                self.inner.shared_with(peer),
-                anti_entropy::MAX_KEYS_PER_EXCHANGE,
-            )
-            .into_iter()
-            .map(|(key, digest)| proto::LeafEntry { key, digest })
-            .collect();
-        Ok(Response::new(proto::MerkleLeavesReply { entries }))
+        let (entries, covered) = self.inner.store.lock().leaf_entries(
+            &request.leaves,
+            self.inner.shared_with(peer),
+            anti_entropy::MAX_KEYS_PER_EXCHANGE,
+        );
+        Ok(Response::new(proto::MerkleLeavesReply {
+            entries: entries
+                .into_iter()
+                .map(|(key, digest)| proto::LeafEntry { key, digest })
+                .collect(),
+            complete_leaves: covered as u32,
+        }))
     }
 
     async fn status(

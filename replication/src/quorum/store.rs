@@ -71,10 +71,16 @@ impl Store {
     /// covers are replaced by `value`, under a fresh dot. Returns the
     /// key's whole new state, to send to the other replicas.
     ///
-    /// Pitfall: dropping only the *local* values the context covers is not
-    /// enough — a replica may hold a value this coordinator never saw but
-    /// the client did. The context is merged into the state's, so the
-    /// state shipped says "seen" for it and every replica drops it.
+    /// Pitfall: a context is client input. Merged as it comes, an entry
+    /// "from the future" (actor A at 1,000 when A made 1 write) marks A's
+    /// next writes as already seen, and every replica silently drops
+    /// them — acknowledged writes vanish. So an entry for this node's own
+    /// actor past the writes it made is refused (it issued every one of
+    /// them and stored it first), and entries for other actors are
+    /// clamped to the dots this replica has seen of them. The cost: a
+    /// value the client saw but this coordinator has not yet stays as a
+    /// sibling instead of being replaced — never lost; the next read
+    /// shows both and a write resolves them.
     pub fn coordinate(
         &mut self,
         actor: ReplicaId,
@@ -83,12 +89,31 @@ impl Store {
         value: Stored,
     ) -> Result<Versioned> {
         let mut state = self.keys.get(key).cloned().unwrap_or_default();
+        let made = state.context().highest(actor);
+        let claimed = context.get(actor);
+        if claimed > made {
+            return Err(Error::ContextAhead {
+                actor,
+                claimed,
+                made,
+            });
+        }
+        if made.saturating_add(1) >= version::MAX_COUNTER {
+            return Err(Error::CounterOverflow {
+                replica: actor,
+                max: version::MAX_COUNTER - 1,
+            });
+        }
+        let mut clamped = VersionVector::new();
+        for (other, count) in context.iter() {
+            clamped.observe(other, count.min(state.context().highest(other)));
+        }
         let read = Siblings::from_parts(
             BTreeMap::new(),
-            CausalContext::from_parts(context.clone(), []),
+            CausalContext::from_parts(clamped.clone(), []),
         );
         state.merge(&read);
-        state.write(actor, context, value);
+        state.write(actor, &clamped, value);
         self.replace(key, state.clone())?;
         Ok(state)
     }
@@ -152,20 +177,41 @@ impl Store {
         )
     }
 
-    /// The (key, digest) pairs `shared` selects in these leaves, at most
-    /// `limit` of them.
+    /// The (key, digest) pairs `shared` selects in the leading leaves of
+    /// `leaves` (ascending, deduplicated), whole leaves only, at most
+    /// `limit` pairs; and how many leaves they cover.
+    ///
+    /// Pitfall: cutting the key list at `limit` in key order would make
+    /// every exchange compare the same first keys forever — once those
+    /// are repaired, the rest never move. Whole leaves that were compared
+    /// are fully repaired, so the next exchange sees them equal and moves
+    /// on to the leaves after them. A single leaf over `limit` (needs
+    /// hash-chosen keys: the average leaf holds `MAX_KEYS` / 1,024 ≈ 98)
+    /// covers nothing and stays for read repair.
     pub fn leaf_entries(
         &self,
         leaves: &[u32],
         shared: impl Fn(&str) -> bool,
         limit: usize,
-    ) -> Vec<(String, u64)> {
-        let wanted: std::collections::BTreeSet<u32> = leaves.iter().copied().collect();
-        self.keys
-            .iter()
-            .filter(|(key, _)| wanted.contains(&leaf_of(key)) && shared(key))
-            .take(limit)
-            .map(|(key, state)| (key.clone(), version::digest(key, state)))
-            .collect()
+    ) -> (Vec<(String, u64)>, usize) {
+        let mut by_leaf: BTreeMap<u32, Vec<(String, u64)>> =
+            leaves.iter().map(|&leaf| (leaf, Vec::new())).collect();
+        for (key, state) in &self.keys {
+            if let Some(entries) = by_leaf.get_mut(&leaf_of(key))
+                && shared(key)
+            {
+                entries.push((key.clone(), version::digest(key, state)));
+            }
+        }
+        let mut out = Vec::new();
+        let mut covered = 0;
+        for entries in by_leaf.into_values() {
+            if out.len() + entries.len() > limit {
+                break;
+            }
+            out.extend(entries);
+            covered += 1;
+        }
+        (out, covered)
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use observability::fuzz::{FuzzOptions, fuzz_service};
 use tonic::Code;
 
+use super::anti_entropy;
 use super::hints::Hints;
 use super::merkle::{self, MerkleTree};
 use super::placement::Placement;
@@ -64,10 +65,30 @@ fn quorum_concurrent_writes_stay_siblings_until_a_write_resolves_them() {
     );
 
     // A third replica saw only the first write; the resolving write is
-    // coordinated there, with the context of a read of both.
+    // coordinated there, with the context of a read of both. Alone, it
+    // clamps the context to what it saw, so "right" would stay a sibling;
+    // the coordinator first fetches the key from the other replicas (the
+    // context names a dot it lacks), as here.
     let mut three = Store::default();
     three.merge("k", &first).expect("within bounds");
     let context = version::client_context(&state);
+    let mut alone = Store::default();
+    alone.merge("k", &first).expect("within bounds");
+    let unresolved = alone
+        .coordinate(a, "k", &context, stored("both", 3))
+        .expect("within bounds");
+    let mut on_one = Store::default();
+    on_one.merge("k", &state).expect("within bounds");
+    on_one.merge("k", &unresolved).expect("within bounds");
+    assert_eq!(
+        texts(version::resolve(
+            on_one.get("k").expect("present"),
+            Resolution::Siblings
+        )),
+        ["both", "right"],
+        "only the first write was replaced"
+    );
+    three.merge("k", &second).expect("within bounds");
     let resolved = three
         .coordinate(a, "k", &context, stored("both", 3))
         .expect("within bounds");
@@ -309,7 +330,56 @@ async fn quorum_anti_entropy_ships_bytes_proportional_to_the_difference() {
         bytes(100) * 5 < whole_store,
         "{cost:?} vs the whole store's {whole_store} bytes"
     );
-    // Node 3 never took part: it still differs from node 1.
+    // Node 3 never took part: it still holds the first versions.
+    let digests_of = |i: usize| -> Vec<u64> {
+        let store = cluster.nodes[i].store().lock();
+        store
+            .keys()
+            .map(|(key, state)| version::digest(key, state))
+            .collect()
+    };
+    assert_ne!(digests_of(2), digests_of(0));
+    cluster.shutdown().await;
+}
+
+/// A difference larger than one exchange's cap still converges: each
+/// exchange repairs whole leaves, so the next one moves on to the rest.
+#[tokio::test]
+async fn quorum_anti_entropy_converges_past_the_per_exchange_cap() {
+    let cluster = quiet_cluster().await;
+    let total = 3 * anti_entropy::MAX_KEYS_PER_EXCHANGE;
+    {
+        let mut store = cluster.nodes[0].store().lock();
+        for i in 0..total {
+            store
+                .coordinate(
+                    ReplicaId(1 << 40 | 7),
+                    &format!("key-{i}"),
+                    &VersionVector::new(),
+                    stored("v", 0),
+                )
+                .expect("within bounds");
+        }
+    }
+    let held = |i: usize| cluster.nodes[i].store().lock().len();
+    let mut after = Vec::new();
+    for _ in 0..8 {
+        cluster.nodes[0]
+            .anti_entropy_with(ReplicaId(2))
+            .await
+            .expect("the exchange runs");
+        after.push(held(1));
+        if held(1) == total {
+            break;
+        }
+    }
+    assert!(after[0] < total, "one exchange is capped: {after:?}");
+    assert_eq!(held(1), total, "later exchanges progress: {after:?}");
+    let last = cluster.nodes[0]
+        .anti_entropy_with(ReplicaId(2))
+        .await
+        .expect("the exchange runs");
+    assert!(last < 64, "converged replicas exchange a root hash: {last}");
     cluster.shutdown().await;
 }
 
