@@ -52,6 +52,8 @@ pub mod read_side;
 pub mod service;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
 use replication::event_sourcing::{StoreError, Upcaster};
 use serde_json::Value;
@@ -65,6 +67,9 @@ pub const MAX_OWNER_BYTES: usize = 128;
 pub const MAX_REQUEST_ID_BYTES: usize = 64;
 /// Ten trillion in cents: far above any real amount, far below overflow.
 pub const MAX_AMOUNT_CENTS: i64 = 1_000_000_000_000_000;
+/// 2^62 cents: the most an account may hold, so no credit can overflow
+/// an `i64` and the sum of two balances never does either.
+pub const MAX_BALANCE_CENTS: i64 = 1 << 62;
 pub const MAX_ACCOUNTS: usize = 100_000;
 pub const MAX_REMEMBERED_REQUESTS: usize = 1024;
 pub const MAX_AUDIT_ENTRIES: usize = 1000;
@@ -91,6 +96,10 @@ pub enum BankError {
     },
     #[error("request id {request_id} was already used for a different command")]
     RequestIdReused { request_id: String },
+    #[error(
+        "request id {request_id} is too old to deduplicate: it left the last {MAX_REMEMBERED_REQUESTS} this account remembers"
+    )]
+    RequestTooOld { request_id: String },
     #[error("account {account} is at version {current}; {requested} is in its future")]
     VersionAhead {
         account: String,
@@ -113,9 +122,9 @@ impl From<BankError> for Status {
             BankError::UnknownAccount { .. } => Status::not_found(message),
             BankError::AlreadyOpen { .. } => Status::already_exists(message),
             // The account's state, not the request, is what refuses it.
-            BankError::Overdraft { .. } | BankError::RequestIdReused { .. } => {
-                Status::failed_precondition(message)
-            }
+            BankError::Overdraft { .. }
+            | BankError::RequestIdReused { .. }
+            | BankError::RequestTooOld { .. } => Status::failed_precondition(message),
             BankError::VersionAhead { .. } => Status::out_of_range(message),
             BankError::TooManyAccounts { .. } => Status::resource_exhausted(message),
             BankError::ProjectionLagging => Status::unavailable(message),
