@@ -32,8 +32,11 @@
 //! Bounds: account ids of [`MAX_ACCOUNT_ID_BYTES`], owners of
 //! [`MAX_OWNER_BYTES`], request ids of [`MAX_REQUEST_ID_BYTES`], amounts
 //! up to [`MAX_AMOUNT_CENTS`]; [`MAX_ACCOUNTS`] accounts (the projections
-//! hold one row each); each account remembers its last
-//! [`MAX_REMEMBERED_REQUESTS`] request ids and the audit projection its
+//! hold one row each); balances up to [`MAX_BALANCE_CENTS`]; each account
+//! answers retries of its last [`MAX_REMEMBERED_REQUESTS`] request ids and
+//! refuses (as too old) retries of older ones, keeping eight bytes per
+//! forgotten id (a fraction of the event the log holds for it); the audit
+//! projection keeps per account its
 //! last [`MAX_AUDIT_ENTRIES`] entries; pages of at most [`MAX_PAGE`]; a
 //! command makes at most [`MAX_COMMAND_ATTEMPTS`] tries against conflicts.
 //!
