@@ -9,7 +9,7 @@ use replication::event_sourcing::{
     Version, load_aggregate,
 };
 
-use super::core::Account;
+use super::core::{Account, check_credit};
 use super::events::{BankEvent, check_account_id, check_amount, check_request_id, stream_of};
 use super::read_side::ReadSide;
 use super::{BankError, MAX_COMMAND_ATTEMPTS, SNAPSHOT_EVERY, upcaster};
@@ -171,6 +171,9 @@ impl<S: EventStore + 'static> BankLedger<S> {
                 account: request.to.clone(),
             });
         }
+        // And able to take the money: a credit refused after the debit
+        // would strand it in flight.
+        check_credit(&request.to, &payee.aggregate, request.amount_cents)?;
         let sent = self
             .execute(
                 &request.from,
@@ -184,6 +187,12 @@ impl<S: EventStore + 'static> BankLedger<S> {
         // Pitfall: answering between the two appends. The payer is
         // debited; until the credit lands the money is "in flight", and a
         // crash here is repaired by a retry or by the next start.
+        // Pitfall: a retry whose debit was already done must not credit
+        // blindly; the payee may have forgotten the key (its window moved
+        // on) and would credit twice. Credit only what is still in flight.
+        if sent.position.is_none() && !self.in_flight(&request.from, &request.request_id).await? {
+            return self.reply(&request.from, sent).await;
+        }
         let received = self
             .execute(
                 &request.to,
@@ -198,6 +207,19 @@ impl<S: EventStore + 'static> BankLedger<S> {
             self.read.wait_for(position, READ_YOUR_WRITES_WAIT).await;
         }
         self.reply(&request.from, sent).await
+    }
+
+    /// Whether the read side, caught up with the store, still shows the
+    /// transfer debited and not credited.
+    async fn in_flight(&self, from: &str, request_id: &str) -> Result<bool, BankError> {
+        let head = self.store.head().await?;
+        if !self.read.wait_for(head, READ_YOUR_WRITES_WAIT).await {
+            return Err(BankError::ProjectionLagging);
+        }
+        let key = format!("{from}/{request_id}");
+        Ok(self
+            .read
+            .read(|models| models.balances.in_flight.contains_key(&key)))
     }
 
     /// Credits every transfer the read side shows debited but not

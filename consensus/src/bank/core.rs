@@ -2,13 +2,13 @@
 //! the decisions commands make against it. No IO: the service loads,
 //! decides with this, and appends.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use replication::event_sourcing::{Aggregate, RecordedEvent, StoreError, Version};
 use serde::{Deserialize, Serialize};
 
 use super::events::BankEvent;
-use super::{BankError, MAX_REMEMBERED_REQUESTS};
+use super::{BankError, MAX_BALANCE_CENTS, MAX_REMEMBERED_REQUESTS};
 
 /// A command already applied: where, and what it left.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,21 @@ pub struct Account {
     /// oldest first, and what each did.
     recent: VecDeque<String>,
     applied: BTreeMap<String, Applied>,
+    /// Fingerprints of every key that left the window. A retry of one can
+    /// no longer be answered with what it did, but it must not be applied
+    /// again either: it is refused as too old. A fingerprint collision
+    /// (odds 2^-64 per pair) refuses a new command; it never applies an
+    /// old one twice. Eight bytes per keyed event, a fraction of the event
+    /// the log already stores.
+    evicted: BTreeSet<u64>,
+}
+
+/// A stable 64-bit FNV-1a fingerprint (snapshots store it, so it must not
+/// change between builds the way `DefaultHasher` may).
+fn fingerprint(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl Account {
@@ -67,12 +82,12 @@ impl Account {
                     version,
                 },
             );
-            // Simplified: a bounded window. A retry arriving after this
-            // many newer commands on the account is applied again; real
-            // systems bound the window by time and say so to clients.
+            // A bounded window of full answers; older keys keep only a
+            // fingerprint, enough to refuse a late retry.
             while self.recent.len() > MAX_REMEMBERED_REQUESTS {
                 if let Some(old) = self.recent.pop_front() {
                     self.applied.remove(&old);
+                    self.evicted.insert(fingerprint(&old));
                 }
             }
         }
@@ -91,6 +106,13 @@ impl Account {
             } else {
                 Err(BankError::RequestIdReused { request_id: key })
             };
+        }
+        // Pitfall: forgetting a key makes its retry look new, and a new
+        // deposit creates money. Refuse what cannot be answered.
+        if let Some(key) = event.request_key()
+            && self.evicted.contains(&fingerprint(&key))
+        {
+            return Err(BankError::RequestTooOld { request_id: key });
         }
         match event {
             BankEvent::AccountOpened { owner } => match &self.owner {
@@ -121,21 +143,27 @@ impl Account {
             }
             BankEvent::Deposited { amount_cents, .. }
             | BankEvent::TransferReceived { amount_cents, .. } => {
-                if self.balance_cents.checked_add(*amount_cents).is_none() {
-                    Err(BankError::InvalidArgument {
-                        what: "amount_cents",
-                        reason: "the balance would overflow".into(),
-                    })
-                } else {
-                    Ok(None)
-                }
+                check_credit(account, self, *amount_cents).map(|()| None)
             }
         }
     }
 }
 
+/// Whether `account` can take `amount_cents` more without passing
+/// [`MAX_BALANCE_CENTS`].
+pub fn check_credit(account: &str, state: &Account, amount_cents: i64) -> Result<(), BankError> {
+    match state.balance_cents.checked_add(amount_cents) {
+        Some(after) if after <= MAX_BALANCE_CENTS => Ok(()),
+        _ => Err(BankError::InvalidArgument {
+            what: "amount_cents",
+            reason: format!("{account} would hold more than {MAX_BALANCE_CENTS} cents"),
+        }),
+    }
+}
+
 impl Aggregate for Account {
-    const SNAPSHOT_SCHEMA: u32 = 1;
+    // 2: snapshots carry the evicted keys' fingerprints.
+    const SNAPSHOT_SCHEMA: u32 = 2;
 
     fn apply(&mut self, event: &RecordedEvent) -> replication::event_sourcing::Result<()> {
         let malformed = |reason: String| StoreError::MalformedEvent {

@@ -32,8 +32,11 @@
 //! Bounds: account ids of [`MAX_ACCOUNT_ID_BYTES`], owners of
 //! [`MAX_OWNER_BYTES`], request ids of [`MAX_REQUEST_ID_BYTES`], amounts
 //! up to [`MAX_AMOUNT_CENTS`]; [`MAX_ACCOUNTS`] accounts (the projections
-//! hold one row each); each account remembers its last
-//! [`MAX_REMEMBERED_REQUESTS`] request ids and the audit projection its
+//! hold one row each); balances up to [`MAX_BALANCE_CENTS`]; each account
+//! answers retries of its last [`MAX_REMEMBERED_REQUESTS`] request ids and
+//! refuses (as too old) retries of older ones, keeping eight bytes per
+//! forgotten id (a fraction of the event the log holds for it); the audit
+//! projection keeps per account its
 //! last [`MAX_AUDIT_ENTRIES`] entries; pages of at most [`MAX_PAGE`]; a
 //! command makes at most [`MAX_COMMAND_ATTEMPTS`] tries against conflicts.
 //!
@@ -52,6 +55,8 @@ pub mod read_side;
 pub mod service;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
 use replication::event_sourcing::{StoreError, Upcaster};
 use serde_json::Value;
@@ -65,6 +70,9 @@ pub const MAX_OWNER_BYTES: usize = 128;
 pub const MAX_REQUEST_ID_BYTES: usize = 64;
 /// Ten trillion in cents: far above any real amount, far below overflow.
 pub const MAX_AMOUNT_CENTS: i64 = 1_000_000_000_000_000;
+/// 2^62 cents: the most an account may hold, so no credit can overflow
+/// an `i64` and the sum of two balances never does either.
+pub const MAX_BALANCE_CENTS: i64 = 1 << 62;
 pub const MAX_ACCOUNTS: usize = 100_000;
 pub const MAX_REMEMBERED_REQUESTS: usize = 1024;
 pub const MAX_AUDIT_ENTRIES: usize = 1000;
@@ -91,6 +99,10 @@ pub enum BankError {
     },
     #[error("request id {request_id} was already used for a different command")]
     RequestIdReused { request_id: String },
+    #[error(
+        "request id {request_id} is too old to deduplicate: it left the last {MAX_REMEMBERED_REQUESTS} this account remembers"
+    )]
+    RequestTooOld { request_id: String },
     #[error("account {account} is at version {current}; {requested} is in its future")]
     VersionAhead {
         account: String,
@@ -113,9 +125,9 @@ impl From<BankError> for Status {
             BankError::UnknownAccount { .. } => Status::not_found(message),
             BankError::AlreadyOpen { .. } => Status::already_exists(message),
             // The account's state, not the request, is what refuses it.
-            BankError::Overdraft { .. } | BankError::RequestIdReused { .. } => {
-                Status::failed_precondition(message)
-            }
+            BankError::Overdraft { .. }
+            | BankError::RequestIdReused { .. }
+            | BankError::RequestTooOld { .. } => Status::failed_precondition(message),
             BankError::VersionAhead { .. } => Status::out_of_range(message),
             BankError::TooManyAccounts { .. } => Status::resource_exhausted(message),
             BankError::ProjectionLagging => Status::unavailable(message),

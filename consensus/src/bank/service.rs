@@ -1,5 +1,5 @@
 //! The ledger's gRPC service: commands on the write side
-//! ([`super::commands`]), queries on the read side.
+//! ([`super::BankLedger`]), queries on the read side.
 
 use replication::event_sourcing::{EventStore, StoreError, Version};
 use tonic::{Request, Response, Status};

@@ -39,26 +39,57 @@ impl<D: LogDisk + ?Sized> LogDisk for Box<D> {
     }
 }
 
-/// A log file, synced with `fsync`.
+/// A log file, synced with `fsync`, with one writer: it holds an
+/// exclusive `flock` on `PATH.lock` for as long as it lives.
 #[derive(Debug)]
 pub struct FileDisk {
     path: PathBuf,
     file: File,
+    /// Held, never read: closing it (on drop) releases the lock.
+    _lock: File,
 }
 
 impl FileDisk {
     /// Opens (or creates) the log file at `path`, and its directory.
+    /// Fails with `WouldBlock` if another `FileDisk`, in this process or
+    /// another, has the same log open.
     pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let path = path.as_ref().to_owned();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        // Pitfall: two writers appending to one log each keep their own
+        // idea of the end, interleave records, and leave a log that no
+        // longer opens. The lock is a separate file because `replace`
+        // renames a new log over the old one (a lock on it would be lost).
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)?;
+        fs2::FileExt::try_lock_exclusive(&lock).map_err(|err| {
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is locked: another process (or this one) has the log open ({err})",
+                    lock_path.display()
+                ),
+            )
+        })?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)?;
-        Ok(Self { path, file })
+        Ok(Self {
+            path,
+            file,
+            _lock: lock,
+        })
     }
 
     /// Makes a rename or creation in the directory durable.

@@ -109,3 +109,20 @@ fn durable_log_file_survives_reopening_and_rewrites_atomically() {
         std::fs::metadata(&path).expect("exists").len()
     );
 }
+
+/// Episode 23. One writer per log file: a second open of the same log is
+/// refused while the first lives (two writers would interleave records
+/// and leave a log that no longer opens), and allowed once it is dropped.
+#[test]
+fn durable_log_file_admits_one_writer_at_a_time() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("ledger.log");
+    let first = FileDisk::open(&path).expect("opens");
+    let second = FileDisk::open(&path).expect_err("the log is taken");
+    assert_eq!(second.kind(), std::io::ErrorKind::WouldBlock, "{second}");
+    assert!(second.to_string().contains("ledger.log.lock"), "{second}");
+    // Another log in the same directory is another writer's.
+    FileDisk::open(dir.path().join("other.log")).expect("opens");
+    drop(first);
+    FileDisk::open(&path).expect("the lock went with the first writer");
+}
