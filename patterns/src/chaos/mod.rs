@@ -49,6 +49,7 @@ pub mod core;
 pub mod definition;
 mod network;
 pub mod sim;
+mod validate;
 
 pub use core::{Action, ChaosReport, Decision, Outcome, Runner, WindowMetrics, WindowRow};
 pub use definition::{Condition, Experiment, Fault, Metric, ScheduledFault};
